@@ -1,0 +1,47 @@
+"""Shared fixtures: the golden vectors of the official implementation (``../shared/golden``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN_DIR = Path(os.environ.get("I2F_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+TINY_DIR = GOLDEN_DIR / "tiny512"
+DECODER_CASES = ("loop0", "loop1", "loop2", "state_medium", "state_small", "state_border")
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"golden data missing: {path} (set I2F_GOLDEN_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return _require(GOLDEN_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Path:
+    return _require(TINY_DIR / "tiny_official.pth")
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(_require(TINY_DIR / "golden.npz")) as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def golden_meta() -> dict:
+    return json.loads(_require(TINY_DIR / "golden.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def golden_image_path() -> Path:
+    return _require(TINY_DIR / "image.png")

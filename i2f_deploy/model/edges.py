@@ -1,0 +1,129 @@
+"""CannyNet: a fixed Canny edge detector followed by a small learned pyramid.
+
+The edge maps feed the DLU head's upsampling stages (256 ch @ 1/8, 64 @ 1/4, 16 @ 1/2, 4 @ 1/1).
+The Canny filters are stored in the checkpoint (``canny.*``), so they are parameters here too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from i2f_deploy.config import EdgeDetectorConfig
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def _gaussian_1d(size: int = 5, sigma: float = 1.0) -> Tensor:
+    offsets = torch.arange(size, dtype=torch.float64) - size // 2
+    weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return (weights / weights.sum()).float()
+
+
+def _direction_filters() -> Tensor:
+    """Eight 3x3 filters: centre minus the neighbour at 0, 45, ..., 315 degrees."""
+    neighbours = [(1, 2), (2, 2), (2, 1), (2, 0), (1, 0), (0, 0), (0, 1), (0, 2)]
+    filters = torch.zeros(8, 1, 3, 3)
+    for index, (row, col) in enumerate(neighbours):
+        filters[index, 0, 1, 1] = 1.0
+        filters[index, 0, row, col] = -1.0
+    return filters
+
+
+class Canny(nn.Module):
+    """Differentiable-free Canny: blur, Sobel, 8-direction non-maximum suppression, threshold."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+        gauss = _gaussian_1d()
+        sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+        self.g_h = nn.Conv2d(1, 1, (1, 5), padding=(0, 2), bias=False)
+        self.g_v = nn.Conv2d(1, 1, (5, 1), padding=(2, 0), bias=False)
+        self.sobh = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        self.sobv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        self.dirf = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.g_h.weight.copy_(gauss.view(1, 1, 1, 5))
+            self.g_v.weight.copy_(gauss.view(1, 1, 5, 1))
+            self.sobh.weight.copy_(sobel.view(1, 1, 3, 3))
+            self.sobv.weight.copy_(sobel.t().contiguous().view(1, 1, 3, 3))
+            self.dirf.weight.copy_(_direction_filters())
+        self.requires_grad_(False)
+
+    def orientation(self, gy: Tensor, gx: Tensor) -> Tensor:
+        """Gradient direction in degrees, 0..360, quantised to multiples of 45."""
+        degrees = torch.atan2(gy, gx) * (180.0 / math.pi) + 180.0
+        return torch.round(degrees / 45.0) * 45.0
+
+    def forward(self, image: Tensor) -> Tensor:
+        """[B,3,H,W] in 0..1 -> [B,5,H,W]: magnitude, orientation, thin, thresholded, early."""
+        blurred = [self.g_v(self.g_h(channel)) for channel in image.chunk(3, dim=1)]
+        grads_x = [self.sobh(channel) for channel in blurred]
+        grads_y = [self.sobv(channel) for channel in blurred]
+        magnitude = sum((gx**2 + gy**2).sqrt() for gx, gy in zip(grads_x, grads_y))
+        orientation = self.orientation(sum(grads_y), sum(grads_x))
+
+        neighbour_diffs = self.dirf(magnitude)
+        forward_dir = torch.remainder(orientation / 45.0, 8).long()
+        backward_dir = torch.remainder(orientation / 45.0 + 4, 8).long()
+        ahead = torch.gather(neighbour_diffs, 1, forward_dir)
+        behind = torch.gather(neighbour_diffs, 1, backward_dir)
+        is_max = torch.minimum(ahead, behind) > 0
+        zero = torch.zeros_like(magnitude)
+        thin = torch.where(is_max, magnitude, zero)
+        thresholded = torch.where(thin < self.threshold, zero, thin)
+        early = torch.where(magnitude < self.threshold, zero, magnitude)
+        return torch.cat([magnitude, orientation, thin, thresholded, early], dim=1)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(1, channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return x + h
+
+
+class CannyNet(nn.Module):
+    """Edge pyramid: Canny maps, L2-normalised per map, then ResNet levels at strides 1..8."""
+
+    def __init__(self, config: EdgeDetectorConfig) -> None:
+        super().__init__()
+        self.threshold = config.threshold
+        widths = [config.downscale**i for i in range(1, len(config.strides) + 1)]
+        self.canny = Canny(config.threshold)
+        self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+        self.conv1 = nn.Conv2d(5, widths[0], 3, padding=1)
+        self.block_list = nn.ModuleList(
+            nn.Sequential(*[ResnetBlock(width) for _ in range(config.depth)]) for width in widths
+        )
+        self.lateral_convs = nn.ModuleList(nn.Conv2d(width, width, 1) for width in widths)
+        self.downsamplers = nn.ModuleList(
+            nn.Conv2d(widths[i], widths[i + 1], 3, stride=stride, padding=1)
+            for i, stride in enumerate(config.strides[:-1])
+        )
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        """Normalised image [B,3,S,S] -> edge maps, coarsest first."""
+        pixels = ((image * self.std + self.mean) / 255.0).clamp(0.0, 1.0)
+        edges = F.normalize(self.canny(pixels), p=2, dim=(-2, -1))
+        x = self.conv1(edges)
+        outputs = []
+        for level, blocks in enumerate(self.block_list):
+            x = blocks(x)
+            outputs.append(self.lateral_convs[level](x))
+            if level < len(self.downsamplers):
+                x = self.downsamplers[level](x)
+        return outputs[::-1]

@@ -1,0 +1,80 @@
+"""Dynamic Local Upsampling (DLU): a light MLP finds the object on the stride-16 grid, and only
+the box around it is upsampled x16 with the edge maps; the rest of the canvas stays at -100."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from i2f_deploy.config import DecodeHeadConfig
+from i2f_deploy.model.routing import Box, bounding_box
+
+OUTSIDE_LOGIT = -100.0
+
+
+class Upsample2x(nn.Module):
+    """GroupNorm -> bicubic x2 -> + edge map -> 3x3 conv (channels / 4) -> SiLU (not last)."""
+
+    def __init__(self, channels: int, silu: bool) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(1, channels)
+        self.conv = nn.Conv2d(channels, round(channels / 4), 3, padding=1)
+        self.silu = silu
+
+    def forward(self, x: Tensor, edge_map: Tensor) -> Tensor:
+        x = F.interpolate(self.norm(x), scale_factor=2, mode="bicubic", align_corners=False)
+        x = self.conv(x + edge_map)
+        return F.silu(x) if self.silu else x
+
+
+class LocatorMLP(nn.Sequential):
+    """1x1-conv MLP 256 -> 64 -> 16 -> 4 -> 1 with SiLU between: the coarse logits."""
+
+    def __init__(self, dim: int, num_stages: int) -> None:
+        super().__init__()
+        widths = [dim // 4**i for i in range(num_stages + 1)]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            self.append(nn.Conv2d(c_in, c_out, 1))
+            if c_out > 1:
+                self.append(nn.SiLU())
+
+
+@dataclass
+class HeadOutput:
+    logits: Tensor  # [1,1,S,S]
+    coarse_logits: Tensor  # [1,1,h,w]
+    box: Box  # on the token grid
+
+
+class DynamicLocalUpsampling(nn.Module):
+    def __init__(self, config: DecodeHeadConfig) -> None:
+        super().__init__()
+        self.threshold = config.threshold
+        self.upsamplers = nn.ModuleList(
+            Upsample2x(config.embed_dim // 4**i, silu=i < config.num_upsamplers - 1)
+            for i in range(config.num_upsamplers)
+        )
+        self.mlp = LocatorMLP(config.embed_dim, config.num_upsamplers)
+        self.scale = 2**config.num_upsamplers
+
+    def upsample(self, features: Tensor, edge_maps: list[Tensor], box: Box) -> Tensor:
+        """Logits of ``box`` (token units) at full resolution, computed on the crop only."""
+        x = features[..., box.top : box.bottom, box.left : box.right]
+        for level, (stage, edge_map) in enumerate(zip(self.upsamplers, edge_maps)):
+            crop = box.scaled(2 ** (level + 1))
+            x = stage(x, edge_map[..., crop.top : crop.bottom, crop.left : crop.right])
+        return x
+
+    def forward(self, features: Tensor, edge_maps: list[Tensor], box: Box | None = None) -> HeadOutput:
+        """features [1,C,h,w] -> logits [1,1,16h,16w]; ``box`` overrides the located one."""
+        coarse = self.mlp(features)
+        if box is None:
+            box = bounding_box(coarse[0, 0] > self.threshold)
+        height, width = features.shape[-2] * self.scale, features.shape[-1] * self.scale
+        logits = features.new_full((1, 1, height, width), OUTSIDE_LOGIT)
+        pixels = box.scaled(self.scale)
+        logits[..., pixels.top : pixels.bottom, pixels.left : pixels.right] = self.upsample(features, edge_maps, box)
+        return HeadOutput(logits, coarse, box)

@@ -1,0 +1,127 @@
+"""Inter2Former decoder neck: Dynamic Prompt Embedding (DPE), Dynamic Hybrid Attention (DHA)
+and Hybrid MoE (HMoE) blocks, run once per click on the cached image embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from i2f_deploy.config import NeckConfig
+from i2f_deploy.model.attention import BSQAttention, FullAttention
+from i2f_deploy.model.moe import HybridMoE
+from i2f_deploy.model.routing import POSSIBLY_BACKGROUND, Box, dpe_box, routed_token_mask
+
+NUM_PROMPT_VALUES = 5
+
+
+class PromptConv(nn.Module):
+    """The DPE convolution stack: stride-2 3x3 convs with ReLU, from pixels to the token grid."""
+
+    def __init__(self, dims: tuple[int, ...], strides: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential()
+        channels = (NUM_PROMPT_VALUES, *dims)
+        for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides):
+            self.stem.append(nn.Conv2d(c_in, c_out, 2 * stride - 1, stride=stride, padding=stride - 1))
+            self.stem.append(nn.ReLU())
+        self.stride = int(torch.tensor(strides).prod())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.stem(x)
+
+
+class NeckBlock(nn.Module):
+    """LN -> qkv -> (full attention | BSQ attention) -> o_proj, residual; LN -> HMoE, residual."""
+
+    def __init__(self, config: NeckConfig, grid: int) -> None:
+        super().__init__()
+        dim = config.embed_dim
+        attn_dim = dim // config.downscale
+        head_dim = attn_dim // (config.num_heads // config.downscale)
+        if head_dim != attn_dim:
+            raise ValueError("the neck supports one attention head (num_heads == downscale)")
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv_proj = nn.Linear(dim, 3 * attn_dim)
+        self.o_proj = nn.Linear(attn_dim, dim)
+        self.bsq_attn = BSQAttention(attn_dim, config.code_size)
+        self.loc_attn = FullAttention(attn_dim, grid, config.rope_ratio, config.rope_theta)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = HybridMoE(dim, int(config.mlp_ratio * dim), config.downscale)
+
+    def forward(self, x: Tensor, routed: Tensor, others: Tensor) -> Tensor:
+        """x [N,C]; ``routed``/``others``: flat token indices of the two attention paths."""
+        q, k, v = self.qkv_proj(self.norm1(x)).chunk(3, dim=-1)
+        attn = x.new_zeros(x.shape[0], q.shape[-1])
+        if others.numel() > 0:
+            attn[others] = self.bsq_attn(q[others], k, v)
+        if routed.numel() > 0:
+            attn[routed] = self.loc_attn(q[routed], k, v, routed)
+        x = x + self.o_proj(attn)
+        return x + self.ffn(self.norm2(x), routed)
+
+
+@dataclass
+class NeckOutput:
+    features: Tensor  # [1,C,h,w]
+    routed_tokens: Tensor  # flat indices of full-attention tokens
+    dpe_box: Box  # official diagnostic: before the one-stride margin
+    block_outputs: list[Tensor]  # [N,C] after each block
+
+
+class Inter2FormerNeck(nn.Module):
+    def __init__(self, config: NeckConfig, image_size: int) -> None:
+        super().__init__()
+        self.config = config
+        self.ref_embeds = nn.Embedding(NUM_PROMPT_VALUES, NUM_PROMPT_VALUES)
+        self.ref_conv = PromptConv(config.ref_dims, config.ref_strides)
+        self.stride = self.ref_conv.stride
+        self.grid = image_size // self.stride
+        self.blocks = nn.ModuleList(NeckBlock(config, self.grid) for _ in range(config.depth))
+        self.register_buffer("background_embedding", torch.zeros(config.embed_dim), persistent=False)
+
+    @torch.no_grad()
+    def refresh_constants(self) -> None:
+        """Per-weights constants: the DPE background vector and the BSQ code keys."""
+        self.background_embedding.copy_(self._background_embedding())
+        for block in self.blocks:
+            block.bsq_attn.refresh_constants()
+
+    def _background_embedding(self) -> Tensor:
+        """What DPE gives a token far from any prompt: the stack on a 3x3-token all-"1" patch."""
+        size = 3 * self.stride
+        value = self.ref_embeds.weight[POSSIBLY_BACKGROUND]
+        patch = value.view(1, -1, 1, 1).expand(1, -1, size, size)
+        return self.ref_conv(patch)[0, :, 1, 1]
+
+    def embed_prompt(self, ref_label: Tensor, box: Box) -> Tensor:
+        """DPE: [C,h,w] prompt embedding, convolved inside ``box`` only, constant elsewhere."""
+        embedding = self.background_embedding.view(-1, 1, 1).repeat(1, self.grid, self.grid)
+        crop = ref_label[0, 0, box.top : box.bottom, box.left : box.right].long()
+        local = self.ref_conv(self.ref_embeds(crop).permute(2, 0, 1)[None])[0]
+        tokens = box.shrunk(self.stride)
+        embedding[:, tokens.top : tokens.bottom, tokens.left : tokens.right] = local
+        return embedding
+
+    def route(self, ref_label: Tensor) -> tuple[Box, Box, Tensor]:
+        """(official DPE box, working box, bool routing mask [h,w])."""
+        core, grown = dpe_box(ref_label, self.stride)
+        mask = routed_token_mask(ref_label, grown, self.config.uncertainty_kernel_size, self.stride)
+        return core, grown, mask
+
+    def forward(self, embeddings: Tensor, ref_label: Tensor) -> NeckOutput:
+        """embeddings [1,C,h,w], ref_label [1,1,S,S] integer 0..4."""
+        core, box, routed_mask = self.route(ref_label)
+        x = embeddings + self.embed_prompt(ref_label, box)[None]
+        channels = x.shape[1]
+        tokens = x.flatten(2)[0].transpose(0, 1)
+        flat_mask = routed_mask.flatten()
+        routed = torch.nonzero(flat_mask).flatten()
+        others = torch.nonzero(~flat_mask).flatten()
+        block_outputs = []
+        for block in self.blocks:
+            tokens = block(tokens, routed, others)
+            block_outputs.append(tokens)
+        features = tokens.transpose(0, 1).reshape(1, channels, self.grid, self.grid)
+        return NeckOutput(features, routed, core, block_outputs)

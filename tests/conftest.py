@@ -45,3 +45,26 @@ def golden_meta() -> dict:
 @pytest.fixture(scope="session")
 def golden_image_path() -> Path:
     return _require(TINY_DIR / "image.png")
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from i2f_deploy.config import load_config
+
+    return load_config("inter2former-tiny-512")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_config, tiny_checkpoint):
+    from i2f_deploy.model.inter2former import build_model
+
+    return build_model(tiny_config, tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def golden_encoded(golden):
+    """The golden encoder outputs as tensors: (embeddings, [edge_map_0..3])."""
+    import torch
+
+    edges = [torch.from_numpy(golden[f"edge_map_{i}"]) for i in range(4)]
+    return torch.from_numpy(golden["image_embeddings"]), edges

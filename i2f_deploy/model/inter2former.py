@@ -36,6 +36,8 @@ class DecodeResult:
 
 
 class Inter2Former(nn.Module):
+    """Inference-only model (eval mode, no gradients) at one fixed target size."""
+
     def __init__(self, config: ExportConfig) -> None:
         super().__init__()
         self.config = config
@@ -44,6 +46,7 @@ class Inter2Former(nn.Module):
         self.edge_detector = CannyNet(config.model.edge_detector)
         self.neck = Inter2FormerNeck(config.model.neck, config.target_size)
         self.decode_head = DynamicLocalUpsampling(config.model.decode_head)
+        self.requires_grad_(False)
         self.eval()
 
     @torch.no_grad()

@@ -1,0 +1,51 @@
+"""The PyTorch model against the official implementation's golden vectors (tiny512)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DECODER_CASES
+
+
+def test_encoder_matches_golden(tiny_model, golden):
+    embeddings, edge_maps = tiny_model.encode(torch.from_numpy(golden["input"]))
+    assert np.abs(embeddings.numpy() - golden["image_embeddings"]).max() <= 1e-4
+    for index, edge_map in enumerate(edge_maps):
+        reference = golden[f"edge_map_{index}"]
+        assert edge_map.shape == reference.shape
+        off = np.abs(edge_map.numpy() - reference) > 1e-3
+        assert off.mean() <= 1e-3, f"edge_map_{index}: {off.mean():.2%} of elements off by >1e-3"
+
+
+@pytest.mark.parametrize("case", DECODER_CASES)
+def test_decoder_case_matches_golden(tiny_model, golden, golden_encoded, case):
+    embeddings, edge_maps = golden_encoded
+    result = tiny_model.decode_detailed(embeddings, edge_maps, torch.from_numpy(golden[f"{case}/ref_label"]))
+    np.testing.assert_array_equal(np.sort(result.routed_tokens.numpy()), golden[f"{case}/full_attention_tokens"])
+    np.testing.assert_array_equal(result.dpe_box.as_tensor().numpy(), golden[f"{case}/dpe_bbox"])
+    np.testing.assert_array_equal(result.dlu_box.as_tensor().numpy(), golden[f"{case}/dlu_bbox"])
+    assert np.abs(result.neck_out.numpy() - golden[f"{case}/neck_out"]).max() <= 1e-4
+    assert np.abs(result.coarse_logits.numpy() - golden[f"{case}/coarse_logits"]).max() <= 1e-4
+    assert np.abs(result.logits.numpy() - golden[f"{case}/logits"]).max() <= 1e-3
+
+
+def test_neck_blocks_match_golden(tiny_model, golden, golden_encoded):
+    embeddings, _ = golden_encoded
+    output = tiny_model.neck(embeddings, torch.from_numpy(golden["state_medium/ref_label"]))
+    for index, tokens in enumerate(output.block_outputs):
+        assert np.abs(tokens.numpy() - golden[f"state_medium/block_{index}"]).max() <= 1e-4
+
+
+def test_dlu_crops_to_the_located_box(tiny_model, golden, golden_encoded):
+    _, edge_maps = golden_encoded
+    with torch.no_grad():
+        head = tiny_model.decode_head(torch.from_numpy(golden["dlu_crop/neck_out"]), edge_maps)
+    np.testing.assert_array_equal(head.box.as_tensor().numpy(), golden["dlu_crop/dlu_bbox"])
+    assert np.abs(head.coarse_logits.numpy() - golden["dlu_crop/coarse_logits"]).max() <= 1e-4
+    assert np.abs(head.logits.numpy() - golden["dlu_crop/logits"]).max() <= 1e-3
+    left, top, right, bottom = (golden["dlu_crop/dlu_bbox"] * 16).tolist()
+    outside = np.ones(head.logits.shape[-2:], dtype=bool)
+    outside[top:bottom, left:right] = False
+    assert (head.logits[0, 0].numpy()[outside] == -100.0).all()

@@ -1,0 +1,106 @@
+"""Token routing: agreement with the official float formula, and the two extremes (no token
+routed, every token routed) against a direct dense computation of the neck.
+
+Under the official rule an all-"possibly background" map routes every token (the float variance
+of a constant window of 1s is a positive rounding residual); the map without any routed token
+is the all-"definitely background" one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from i2f_deploy.model.attention import rope_tables
+from i2f_deploy.model.rope import apply_rope
+from i2f_deploy.model.routing import dpe_box, routed_token_mask
+
+SIZE = 512
+STRIDE = 16
+
+
+def official_routing(ref_label: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
+    """The official rule as the official code computes it: float variance > 0 in the DPE box."""
+    _, box = dpe_box(ref_label, STRIDE)
+    label = ref_label.float().reshape(1, 1, SIZE, SIZE)
+    crop = label[..., box.top : box.bottom, box.left : box.right]
+    padded = F.pad(crop, (kernel_size // 2,) * 4, mode="reflect")
+    kernel = torch.ones(1, 1, kernel_size, kernel_size) / kernel_size**2
+    variance = F.conv2d(padded**2, kernel) - F.conv2d(padded, kernel) ** 2
+    mask = torch.zeros_like(label)
+    mask[..., box.top : box.bottom, box.left : box.right] = (variance > 0).float()
+    mask[label == 2] = 1.0
+    return F.adaptive_max_pool2d(mask, SIZE // STRIDE)[0, 0] > 0
+
+
+def random_prompt_map(rng: np.random.Generator) -> torch.Tensor:
+    """An ellipse of "possibly foreground" on "possibly background", with click discs."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    cy, cx = rng.integers(0, SIZE, 2)
+    ry, rx = rng.integers(4, 200, 2)
+    label = np.where(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1, 3, 1).astype(np.uint8)
+    for value in rng.choice([0, 4], size=rng.integers(1, 4)):
+        y, x = rng.integers(0, SIZE, 2)
+        label[(yy - y) ** 2 + (xx - x) ** 2 <= 25] = value
+    if rng.random() < 0.3:
+        y, x = rng.integers(0, SIZE - 40, 2)
+        label[y : y + 40, x : x + 40] = 2
+    return torch.from_numpy(label)[None, None]
+
+
+def test_routing_equals_the_official_float_rule():
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        ref_label = random_prompt_map(rng)
+        _, box = dpe_box(ref_label, STRIDE)
+        ours = routed_token_mask(ref_label, box, 7, STRIDE)
+        assert torch.equal(ours, official_routing(ref_label))
+
+
+def direct_neck(neck, embeddings: torch.Tensor, ref_label: torch.Tensor, routed: torch.Tensor) -> torch.Tensor:
+    """The neck computed densely: whole-image DPE, both attentions and every expert for every
+    token, then selected per token by ``routed``. No index-based routing involved."""
+    grid = SIZE // STRIDE
+    dpe = neck.ref_conv(neck.ref_embeds(ref_label[0, 0].long()).permute(2, 0, 1)[None])
+    x = (embeddings + dpe).flatten(2)[0].T
+    cos, sin = rope_tables(grid, grid, 32, 0.5, 1e4)
+    for block in neck.blocks:
+        q, k, v = block.qkv_proj(block.norm1(x)).chunk(3, dim=-1)
+        scale = q.shape[-1] ** -0.5
+        full = torch.softmax(scale * apply_rope(q, cos, sin) @ apply_rope(k, cos, sin).T, -1) @ v
+        token_bits = (block.bsq_attn.code_proj(k) >= 0).float()
+        token_keys = torch.cat([token_bits, 1 - token_bits], -1) @ block.bsq_attn.codebook
+        bsq = torch.softmax(scale * q @ token_keys.T, -1) @ v
+        x = x + block.o_proj(torch.where(routed[:, None], full, bsq))
+        h = block.norm2(x)
+        ffn = block.ffn
+        shared = ffn.shared_ffn(h, ffn.shared_ln)
+        scores = ffn.expert_gate(h)
+        choice = (scores + ffn.exp_bias).argmax(-1)
+        experts = torch.stack([ffn.routed_expert(h, e) for e in range(ffn.num_experts)])
+        chosen = experts[choice, torch.arange(h.shape[0])]
+        weights = torch.cat([ffn.shared_gate(h), scores.gather(-1, choice[:, None])], -1).softmax(-1)
+        mixed = weights[:, :1] * shared + weights[:, 1:] * chosen
+        x = x + torch.where(routed[:, None], mixed, shared)
+    return x.T.reshape(1, -1, grid, grid)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected_routed"),
+    [(0, 0), (2, 1024), (1, 1024)],
+    ids=["all-definitely-background", "all-unknown", "all-possibly-background"],
+)
+def test_routing_extremes_match_direct_computation(tiny_model, golden_encoded, value, expected_routed):
+    embeddings, edge_maps = golden_encoded
+    ref_label = torch.full((1, 1, SIZE, SIZE), value, dtype=torch.uint8)
+    result = tiny_model.decode_detailed(embeddings, edge_maps, ref_label)
+    assert result.routed_tokens.numel() == expected_routed
+    assert int(official_routing(ref_label).sum()) == expected_routed
+    routed = torch.zeros(1024, dtype=torch.bool)
+    routed[result.routed_tokens] = True
+    with torch.no_grad():
+        reference = direct_neck(tiny_model.neck, embeddings, ref_label, routed)
+    assert np.abs(result.neck_out.numpy() - reference.numpy()).max() <= 1e-4
+    assert torch.isfinite(result.logits).all()

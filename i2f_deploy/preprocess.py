@@ -1,0 +1,210 @@
+"""Image in, encoder input out; decoder logits in, image-sized logits out (NumPy only).
+
+Mirrors the official test path exactly, because the encoder was trained on it:
+
+1. the official reads images with mmcv, i.e. **BGR**; an RGB input is therefore flipped first;
+2. normalise with mean (123.675, 116.28, 103.53) and std (58.395, 57.12, 57.375) in BGR channel
+   order as written (no swap: channel 0 = B uses 123.675);
+3. pad bottom/right with 0 to a multiple of 256, then to a square (both after normalisation,
+   so the padding is 0 in normalised units);
+4. resize bilinearly to the target size with PyTorch's ``align_corners=False`` formula.
+
+The inverse maps logits at the target size back to the padded square (same bilinear formula) and
+crops the image. Clicks scale by ``target / padded_side`` with ``int()`` truncation.
+
+The bilinear resize is implemented here rather than with ``cv2.resize``, whose fixed-point
+weights and rounding differ from PyTorch's float32 computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from i2f_deploy.errors import InputError
+from i2f_deploy.prompt_map import Click, scale_click
+
+__all__ = [
+    "MEAN_BGR",
+    "STD_BGR",
+    "SIZE_DIVISOR",
+    "Geometry",
+    "geometry_for",
+    "validate_image",
+    "preprocess",
+    "resize_bilinear",
+    "logits_to_image",
+    "to_target_click",
+]
+
+# Normalisation constants of the official config, applied to B, G, R in this order.
+MEAN_BGR = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+STD_BGR = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+SIZE_DIVISOR = 256
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where an image of (height, width) sits in the encoder input of side ``target_size``."""
+
+    height: int
+    width: int
+    padded_side: int
+    target_size: int
+
+    @property
+    def scale(self) -> float:
+        """Target size / padded side: the official ``scale_factor`` for clicks (a Python float)."""
+        return self.target_size / self.padded_side
+
+
+def _positive_int(value: Any, name: str) -> int:
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not is_int or value <= 0:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def geometry_for(height: int, width: int, target_size: int,
+                 size_divisor: int = SIZE_DIVISOR) -> Geometry:
+    """Geometry of an image: pad each side up to a multiple of ``size_divisor``, then square."""
+    height = _positive_int(height, "image height")
+    width = _positive_int(width, "image width")
+    target_size = _positive_int(target_size, "target size")
+    size_divisor = _positive_int(size_divisor, "size divisor")
+    padded_h = -(-height // size_divisor) * size_divisor
+    padded_w = -(-width // size_divisor) * size_divisor
+    return Geometry(height, width, max(padded_h, padded_w), target_size)
+
+
+def validate_image(image: Any) -> np.ndarray:
+    """Check an image is a non-empty uint8 array of shape [H, W, 3]; returns it."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputError(f"image must be uint8, got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"image must have shape [H, W, 3] (RGB), got {list(image.shape)}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"image is empty: shape {list(image.shape)}")
+    return image
+
+
+def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 ``a * b + c`` rounded once, like a hardware FMA.
+
+    The float32 product is exact in float64; adding ``c`` there and rounding to float32 equals
+    the FMA except in rare double-rounding ties (below float32 resolution either way).
+    """
+    return (a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)).astype(np.float32)
+
+
+def _axis_weights(in_size: int, out_size: int, valid: int, keep: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PyTorch's bilinear (align_corners=False) taps along one axis, in float32.
+
+    ``in_size`` is the logical input length, of which only the first ``valid`` entries hold data
+    (the rest are zeros, i.e. padding): taps beyond ``valid`` get weight 0 and a clipped index,
+    which gives the same result without building the padding. Only the first ``keep`` outputs
+    are returned (a crop of the full resize).
+    """
+    one, half = np.float32(1.0), np.float32(0.5)
+    scale = np.float32(in_size) / np.float32(out_size)
+    dst = np.arange(keep, dtype=np.float32)
+    # PyTorch's compiled kernel evaluates scale * (dst + 0.5) - 0.5 as one fused multiply-add.
+    src = _fma(np.full_like(dst, scale), dst + half, np.full_like(dst, -half))
+    src = np.maximum(src, np.float32(0.0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    lam1 = np.clip(src - i0.astype(np.float32), np.float32(0.0), one).astype(np.float32)
+    lam0 = (one - lam1).astype(np.float32)
+    i1 = i0 + (i0 < in_size - 1).astype(np.int64)
+    lam0 = np.where(i0 < valid, lam0, np.float32(0.0)).astype(np.float32)
+    lam1 = np.where(i1 < valid, lam1, np.float32(0.0)).astype(np.float32)
+    return np.minimum(i0, valid - 1), np.minimum(i1, valid - 1), lam0, lam1
+
+
+def _resize(x: np.ndarray, in_h: int, in_w: int, out_h: int, out_w: int,
+            keep_h: int, keep_w: int,
+            prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Bilinear resize of the last two axes of float32 ``x`` (zero-extended to in_h x in_w),
+    returning the top-left keep_h x keep_w block of the out_h x out_w result.
+
+    Width first, then height, each ``fma(v0, w0, v1 * w1)``: what PyTorch's multi-threaded CPU
+    kernel computes here (its ``t0 * w0 + t1 * w1`` is contracted into an FMA); on the golden
+    input and at deployment sizes the results are bit-identical, elsewhere within float32
+    rounding (PyTorch itself changes the last bit with the thread count on small tensors).
+    ``prepare`` is an element-wise map applied to the input rows actually read, so a large image
+    is normalised only where the resize looks.
+    """
+    vh, vw = x.shape[-2:]
+    r0, r1, wr0, wr1 = _axis_weights(in_h, out_h, vh, keep_h)
+    c0, c1, wc0, wc1 = _axis_weights(in_w, out_w, vw, keep_w)
+    # Only the input rows some output row reads need the horizontal pass.
+    rows, inverse = np.unique(np.concatenate([r0, r1]), return_inverse=True)
+    xr = x[..., rows, :]
+    if prepare is not None:
+        xr = prepare(xr)
+    tmp = _fma(xr[..., c0], wc0, xr[..., c1] * wc1)
+    t0 = tmp[..., inverse[:keep_h], :]
+    t1 = tmp[..., inverse[keep_h:], :]
+    out = _fma(t0, wr0[:, None], t1 * wr1[:, None])
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def resize_bilinear(array: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Resize the last two axes (e.g. NCHW) of a float32 array like PyTorch's
+    ``F.interpolate(mode="bilinear", align_corners=False)`` without antialiasing."""
+    if not isinstance(array, np.ndarray) or array.dtype != np.float32:
+        raise InputError("resize_bilinear expects a float32 numpy array")
+    if array.ndim < 2 or array.shape[-1] == 0 or array.shape[-2] == 0:
+        raise InputError(f"resize_bilinear needs non-empty last two axes, got {list(array.shape)}")
+    out_h = _positive_int(out_h, "output height")
+    out_w = _positive_int(out_w, "output width")
+    in_h, in_w = array.shape[-2:]
+    return _resize(array, in_h, in_w, out_h, out_w, out_h, out_w)
+
+
+def preprocess(image_rgb: np.ndarray, target_size: int) -> tuple[np.ndarray, Geometry]:
+    """RGB uint8 [H, W, 3] -> encoder input float32 [1, 3, S, S] (S = target_size) and geometry."""
+    image = validate_image(image_rgb)
+    geometry = geometry_for(image.shape[0], image.shape[1], target_size)
+    bgr = image[:, :, ::-1].transpose(2, 0, 1)  # view: [3, H, W] in B, G, R order
+
+    def normalise(rows: np.ndarray) -> np.ndarray:
+        return (rows.astype(np.float32) - MEAN_BGR[:, None, None]) / STD_BGR[:, None, None]
+
+    side, size = geometry.padded_side, geometry.target_size
+    # The zero padding (after normalisation) is implicit: taps beyond the image get weight 0.
+    resized = _resize(bgr, side, side, size, size, size, size, prepare=normalise)
+    return resized[None], geometry
+
+
+def logits_to_image(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Logits at the target size ([S, S] or [1, 1, S, S]) -> float32 [H, W] on the image:
+    bilinear to the padded square, then crop (official order; threshold at 0 afterwards)."""
+    if not isinstance(geometry, Geometry):
+        raise InputError(f"expected a Geometry, got {type(geometry).__name__}")
+    size = geometry.target_size
+    if not isinstance(logits, np.ndarray) or not np.issubdtype(logits.dtype, np.floating):
+        raise InputError("logits must be a floating-point numpy array")
+    if logits.shape not in ((size, size), (1, 1, size, size)):
+        raise InputError(
+            f"logits must have shape [{size}, {size}] or [1, 1, {size}, {size}], "
+            f"got {list(logits.shape)}")
+    grid = logits.reshape(size, size).astype(np.float32, copy=False)
+    side = geometry.padded_side
+    return _resize(grid, size, size, side, side, geometry.height, geometry.width)
+
+
+def to_target_click(click: Click, geometry: Geometry) -> Click:
+    """A click in image pixels -> the same click on the target-size prompt map (int truncation)."""
+    if not isinstance(click, Click):
+        raise InputError(f"expected a Click, got {type(click).__name__}")
+    if not (0 <= click.y < geometry.height and 0 <= click.x < geometry.width):
+        raise InputError(
+            f"click (x={click.x}, y={click.y}) lies outside the "
+            f"{geometry.width}x{geometry.height} image")
+    return scale_click(click, geometry.scale)

@@ -24,7 +24,7 @@ def test_decoder_case_matches_golden(tiny_model, golden, golden_encoded, case):
     embeddings, edge_maps = golden_encoded
     result = tiny_model.decode_detailed(embeddings, edge_maps, torch.from_numpy(golden[f"{case}/ref_label"]))
     np.testing.assert_array_equal(np.sort(result.routed_tokens.numpy()), golden[f"{case}/full_attention_tokens"])
-    np.testing.assert_array_equal(result.dpe_box.as_tensor().numpy(), golden[f"{case}/dpe_bbox"])
+    np.testing.assert_array_equal(result.routing.core_box.numpy(), golden[f"{case}/dpe_bbox"])
     np.testing.assert_array_equal(result.dlu_box.as_tensor().numpy(), golden[f"{case}/dlu_bbox"])
     assert np.abs(result.neck_out.numpy() - golden[f"{case}/neck_out"]).max() <= 1e-4
     assert np.abs(result.coarse_logits.numpy() - golden[f"{case}/coarse_logits"]).max() <= 1e-4

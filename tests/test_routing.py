@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from i2f_deploy.model.attention import rope_tables
 from i2f_deploy.model.rope import apply_rope
-from i2f_deploy.model.routing import dpe_box, routed_token_mask
+from i2f_deploy.model.routing import TokenRouter
 
 SIZE = 512
 STRIDE = 16
@@ -23,7 +23,7 @@ STRIDE = 16
 
 def official_routing(ref_label: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
     """The official rule as the official code computes it: float variance > 0 in the DPE box."""
-    _, box = dpe_box(ref_label, STRIDE)
+    box = TokenRouter(STRIDE, kernel_size)(ref_label).box
     label = ref_label.float().reshape(1, 1, SIZE, SIZE)
     crop = label[..., box.top : box.bottom, box.left : box.right]
     padded = F.pad(crop, (kernel_size // 2,) * 4, mode="reflect")
@@ -54,9 +54,8 @@ def test_routing_equals_the_official_float_rule():
     rng = np.random.default_rng(7)
     for _ in range(40):
         ref_label = random_prompt_map(rng)
-        _, box = dpe_box(ref_label, STRIDE)
-        ours = routed_token_mask(ref_label, box, 7, STRIDE)
-        assert torch.equal(ours, official_routing(ref_label))
+        official = torch.nonzero(official_routing(ref_label).flatten()).flatten()
+        assert torch.equal(TokenRouter(STRIDE, 7)(ref_label).routed, official)
 
 
 def direct_neck(neck, embeddings: torch.Tensor, ref_label: torch.Tensor, routed: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2f_deploy.config import DecodeHeadConfig
-from i2f_deploy.model.routing import Box, bounding_box
+from i2f_deploy.model.routing import Box, bounding_box, crop, paste
 
 OUTSIDE_LOGIT = -100.0
 
@@ -50,9 +50,12 @@ class HeadOutput:
 
 
 class DynamicLocalUpsampling(nn.Module):
-    def __init__(self, config: DecodeHeadConfig) -> None:
+    """``dense=True`` is the speed baseline: upsample the whole image whatever the MLP finds."""
+
+    def __init__(self, config: DecodeHeadConfig, dense: bool = False) -> None:
         super().__init__()
         self.threshold = config.threshold
+        self.dense = dense
         self.upsamplers = nn.ModuleList(
             Upsample2x(config.embed_dim // 4**i, silu=i < config.num_upsamplers - 1)
             for i in range(config.num_upsamplers)
@@ -62,19 +65,19 @@ class DynamicLocalUpsampling(nn.Module):
 
     def upsample(self, features: Tensor, edge_maps: list[Tensor], box: Box) -> Tensor:
         """Logits of ``box`` (token units) at full resolution, computed on the crop only."""
-        x = features[..., box.top : box.bottom, box.left : box.right]
+        x = crop(features, box)
         for level, (stage, edge_map) in enumerate(zip(self.upsamplers, edge_maps)):
-            crop = box.scaled(2 ** (level + 1))
-            x = stage(x, edge_map[..., crop.top : crop.bottom, crop.left : crop.right])
+            x = stage(x, crop(edge_map, box.scaled(2 ** (level + 1))))
         return x
 
-    def forward(self, features: Tensor, edge_maps: list[Tensor], box: Box | None = None) -> HeadOutput:
-        """features [1,C,h,w] -> logits [1,1,16h,16w]; ``box`` overrides the located one."""
+    def forward(self, features: Tensor, edge_maps: list[Tensor]) -> HeadOutput:
+        """features [1,C,h,w] -> logits [1,1,16h,16w], -100 outside the located box."""
         coarse = self.mlp(features)
-        if box is None:
+        grid_h, grid_w = features.shape[-2:]
+        if self.dense:
+            box = Box(0, 0, grid_w, grid_h)
+        else:
             box = bounding_box(coarse[0, 0] > self.threshold)
-        height, width = features.shape[-2] * self.scale, features.shape[-1] * self.scale
-        logits = features.new_full((1, 1, height, width), OUTSIDE_LOGIT)
-        pixels = box.scaled(self.scale)
-        logits[..., pixels.top : pixels.bottom, pixels.left : pixels.right] = self.upsample(features, edge_maps, box)
+        local = self.upsample(features, edge_maps, box)
+        logits = paste(local, box.scaled(self.scale), grid_h * self.scale, grid_w * self.scale, OUTSIDE_LOGIT)
         return HeadOutput(logits, coarse, box)

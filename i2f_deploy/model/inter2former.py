@@ -18,7 +18,7 @@ from i2f_deploy.model.checkpoint import load_weights, read_state_dict
 from i2f_deploy.model.edges import CannyNet
 from i2f_deploy.model.head import DynamicLocalUpsampling
 from i2f_deploy.model.neck import Inter2FormerNeck
-from i2f_deploy.model.routing import Box
+from i2f_deploy.model.routing import Box, Routing
 
 NUM_EDGE_MAPS = 4
 
@@ -30,22 +30,30 @@ class DecodeResult:
     logits: Tensor  # [1,1,S,S]
     neck_out: Tensor  # [1,C,S/16,S/16]
     coarse_logits: Tensor  # [1,1,S/16,S/16]
-    routed_tokens: Tensor  # flat indices of full-attention tokens
-    dpe_box: Box  # pixels, before the one-stride margin
+    routing: Routing
     dlu_box: Box  # token grid
+
+    @property
+    def routed_tokens(self) -> Tensor:
+        return self.routing.routed
 
 
 class Inter2Former(nn.Module):
     """Inference-only model (eval mode, no gradients) at one fixed target size."""
 
-    def __init__(self, config: ExportConfig) -> None:
+    def __init__(self, config: ExportConfig, routing: str = "dynamic") -> None:
+        """``routing="dense"``: every token on full attention, DPE and DLU on the whole image."""
         super().__init__()
+        if routing not in ("dynamic", "dense"):
+            raise ValueError(f"routing must be 'dynamic' or 'dense', got {routing!r}")
+        dense = routing == "dense"
         self.config = config
+        self.routing = routing
         self.target_size = config.target_size
         self.backbone = HRSAMBackbone(config.model.backbone, config.target_size)
         self.edge_detector = CannyNet(config.model.edge_detector)
-        self.neck = Inter2FormerNeck(config.model.neck, config.target_size)
-        self.decode_head = DynamicLocalUpsampling(config.model.decode_head)
+        self.neck = Inter2FormerNeck(config.model.neck, config.target_size, dense)
+        self.decode_head = DynamicLocalUpsampling(config.model.decode_head, dense)
         self.requires_grad_(False)
         self.eval()
 
@@ -68,7 +76,7 @@ class Inter2Former(nn.Module):
         self._check_ref_label(ref_label)
         neck = self.neck(embeddings, ref_label)
         head = self.decode_head(neck.features, edge_maps)
-        return DecodeResult(head.logits, neck.features, head.coarse_logits, neck.routed_tokens, neck.dpe_box, head.box)
+        return DecodeResult(head.logits, neck.features, head.coarse_logits, neck.routing, head.box)
 
     def decode(self, embeddings: Tensor, edge_maps: list[Tensor], ref_label: Tensor) -> Tensor:
         """Prompt map [1,1,S,S] (values 0..4) -> logits [1,1,S,S]."""
@@ -84,9 +92,11 @@ class Inter2Former(nn.Module):
             raise InputError("ref_label values must be within 0..4")
 
 
-def build_model(config: ExportConfig, checkpoint: str | Path, allow_unsafe_pickle: bool = False) -> Inter2Former:
+def build_model(
+    config: ExportConfig, checkpoint: str | Path, allow_unsafe_pickle: bool = False, routing: str = "dynamic"
+) -> Inter2Former:
     """The model of ``config`` with the weights of an official checkpoint file."""
-    model = Inter2Former(config)
+    model = Inter2Former(config, routing)
     load_weights(model, read_state_dict(checkpoint, allow_unsafe_pickle))
     model.refresh_constants()
     return model

@@ -48,8 +48,6 @@ class HybridMoE(nn.Module):
     def forward(self, x: Tensor, routed_tokens: Tensor) -> Tensor:
         """x [N,C]; routed_tokens: flat indices [M] (may be empty) -> [N,C]."""
         shared = self.shared_ffn(x, self.shared_ln)
-        if routed_tokens.numel() == 0:
-            return shared
         x_routed = x[routed_tokens]
         shared_score = self.shared_gate(x_routed)
         expert_scores = self.expert_gate(x_routed)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from i2f_deploy.config import NeckConfig
 from i2f_deploy.model.attention import BSQAttention, FullAttention
 from i2f_deploy.model.moe import HybridMoE
-from i2f_deploy.model.routing import POSSIBLY_BACKGROUND, Box, dpe_box, routed_token_mask
+from i2f_deploy.model.routing import POSSIBLY_BACKGROUND, Box, Routing, TokenRouter, crop, paste
 
 NUM_PROMPT_VALUES = 5
 
@@ -54,10 +54,8 @@ class NeckBlock(nn.Module):
         """x [N,C]; ``routed``/``others``: flat token indices of the two attention paths."""
         q, k, v = self.qkv_proj(self.norm1(x)).chunk(3, dim=-1)
         attn = x.new_zeros(x.shape[0], q.shape[-1])
-        if others.numel() > 0:
-            attn[others] = self.bsq_attn(q[others], k, v)
-        if routed.numel() > 0:
-            attn[routed] = self.loc_attn(q[routed], k, v, routed)
+        attn = attn.index_copy(0, others, self.bsq_attn(q[others], k, v))
+        attn = attn.index_copy(0, routed, self.loc_attn(q[routed], k, v, routed))
         x = x + self.o_proj(attn)
         return x + self.ffn(self.norm2(x), routed)
 
@@ -65,19 +63,21 @@ class NeckBlock(nn.Module):
 @dataclass
 class NeckOutput:
     features: Tensor  # [1,C,h,w]
-    routed_tokens: Tensor  # flat indices of full-attention tokens
-    dpe_box: Box  # official diagnostic: before the one-stride margin
+    routing: Routing
     block_outputs: list[Tensor]  # [N,C] after each block
 
 
 class Inter2FormerNeck(nn.Module):
-    def __init__(self, config: NeckConfig, image_size: int) -> None:
+    """``dense=True`` is the speed baseline: every token on full attention, DPE on the whole map."""
+
+    def __init__(self, config: NeckConfig, image_size: int, dense: bool = False) -> None:
         super().__init__()
         self.config = config
         self.ref_embeds = nn.Embedding(NUM_PROMPT_VALUES, NUM_PROMPT_VALUES)
         self.ref_conv = PromptConv(config.ref_dims, config.ref_strides)
         self.stride = self.ref_conv.stride
         self.grid = image_size // self.stride
+        self.router = TokenRouter(self.stride, config.uncertainty_kernel_size, dense)
         self.blocks = nn.ModuleList(NeckBlock(config, self.grid) for _ in range(config.depth))
         self.register_buffer("background_embedding", torch.zeros(config.embed_dim), persistent=False)
 
@@ -97,31 +97,22 @@ class Inter2FormerNeck(nn.Module):
 
     def embed_prompt(self, ref_label: Tensor, box: Box) -> Tensor:
         """DPE: [C,h,w] prompt embedding, convolved inside ``box`` only, constant elsewhere."""
-        embedding = self.background_embedding.view(-1, 1, 1).repeat(1, self.grid, self.grid)
-        crop = ref_label[0, 0, box.top : box.bottom, box.left : box.right].long()
-        local = self.ref_conv(self.ref_embeds(crop).permute(2, 0, 1)[None])[0]
+        labels = crop(ref_label[0, 0], box).long()
+        local = self.ref_conv(self.ref_embeds(labels).permute(2, 0, 1)[None])
         tokens = box.shrunk(self.stride)
-        embedding[:, tokens.top : tokens.bottom, tokens.left : tokens.right] = local
-        return embedding
-
-    def route(self, ref_label: Tensor) -> tuple[Box, Box, Tensor]:
-        """(official DPE box, working box, bool routing mask [h,w])."""
-        core, grown = dpe_box(ref_label, self.stride)
-        mask = routed_token_mask(ref_label, grown, self.config.uncertainty_kernel_size, self.stride)
-        return core, grown, mask
+        inside = paste(torch.ones_like(local[:, :1]), tokens, self.grid, self.grid) > 0
+        background = self.background_embedding.view(1, -1, 1, 1)
+        return torch.where(inside, paste(local, tokens, self.grid, self.grid), background)[0]
 
     def forward(self, embeddings: Tensor, ref_label: Tensor) -> NeckOutput:
         """embeddings [1,C,h,w], ref_label [1,1,S,S] integer 0..4."""
-        core, box, routed_mask = self.route(ref_label)
-        x = embeddings + self.embed_prompt(ref_label, box)[None]
+        routing = self.router(ref_label)
+        x = embeddings + self.embed_prompt(ref_label, routing.box)[None]
         channels = x.shape[1]
         tokens = x.flatten(2)[0].transpose(0, 1)
-        flat_mask = routed_mask.flatten()
-        routed = torch.nonzero(flat_mask).flatten()
-        others = torch.nonzero(~flat_mask).flatten()
         block_outputs = []
         for block in self.blocks:
-            tokens = block(tokens, routed, others)
+            tokens = block(tokens, routing.routed, routing.others)
             block_outputs.append(tokens)
         features = tokens.transpose(0, 1).reshape(1, channels, self.grid, self.grid)
-        return NeckOutput(features, routed, core, block_outputs)
+        return NeckOutput(features, routing, block_outputs)

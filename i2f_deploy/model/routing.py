@@ -10,6 +10,9 @@ float32, leaves a positive rounding residual on constant windows of value 1..4 (
 3e-7..6e-6 with PyTorch on CPU) and exactly 0 on constant windows of 0. The decision it
 implements is therefore "some pixel of the clipped 7x7 window is non-zero". We compute that
 decision exactly, with a max-pool, so that every backend takes the same one.
+
+Boxes are read out of tensors with ``.item()`` and crops use ``narrow``/``pad``, so the same code
+runs eagerly and traces with data-dependent sizes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 POSSIBLY_BACKGROUND = 1
 UNKNOWN = 2
@@ -26,7 +29,7 @@ UNKNOWN = 2
 
 @dataclass(frozen=True)
 class Box:
-    """Half-open pixel (or token) box: columns left..right-1, rows top..bottom-1."""
+    """Half-open box: columns left..right-1, rows top..bottom-1 (ints, or SymInts when traced)."""
 
     left: int
     top: int
@@ -43,47 +46,97 @@ class Box:
         return Box(self.left // factor, self.top // factor, self.right // factor, self.bottom // factor)
 
 
-def bounding_box(mask: Tensor, divisor: int = 1) -> Box:
-    """Box of the True pixels of a 2-D mask, snapped outward to multiples of ``divisor``.
+def box_from_tensor(values: Tensor, height: int, width: int) -> Box:
+    """Box from an int64 ``[left, top, right, bottom]`` tensor, with the bounds a tracer needs."""
+    left, top, right, bottom = (int_value.item() for int_value in values.unbind())
+    torch._check(0 <= left)
+    torch._check(left < right)
+    torch._check(right <= width)
+    torch._check(0 <= top)
+    torch._check(top < bottom)
+    torch._check(bottom <= height)
+    return Box(left, top, right, bottom)
 
-    An empty mask gives the whole extent.
-    """
+
+def bounding_box_tensor(mask: Tensor, divisor: int = 1) -> Tensor:
+    """int64 ``[left, top, right, bottom]`` of the True pixels of a 2-D mask, snapped outward to
+    multiples of ``divisor``; an empty mask gives the whole extent."""
     height, width = mask.shape[-2:]
-    rows = torch.nonzero(mask.reshape(height, width).any(dim=1)).flatten()
-    cols = torch.nonzero(mask.reshape(height, width).any(dim=0)).flatten()
-    if rows.numel() == 0:
-        left, top, right, bottom = 0, 0, width, height
-    else:
-        left, top, right, bottom = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-    return Box(
-        left // divisor * divisor,
-        top // divisor * divisor,
-        -(-right // divisor) * divisor,
-        -(-bottom // divisor) * divisor,
-    )
+    rows, cols = mask.any(dim=-1), mask.any(dim=-2)
+    row_ids, col_ids = torch.arange(height), torch.arange(width)
+    top = torch.where(rows, row_ids, height).min()
+    bottom = torch.where(rows, row_ids + 1, 0).max()
+    left = torch.where(cols, col_ids, width).min()
+    right = torch.where(cols, col_ids + 1, 0).max()
+    empty = bottom == 0
+    box = torch.stack([
+        torch.where(empty, 0, left // divisor * divisor),
+        torch.where(empty, 0, top // divisor * divisor),
+        torch.where(empty, width, (right + divisor - 1) // divisor * divisor),
+        torch.where(empty, height, (bottom + divisor - 1) // divisor * divisor),
+    ])
+    return box
 
 
-def dpe_box(ref_label: Tensor, stride: int) -> tuple[Box, Box]:
-    """(box of pixels != "possibly background" snapped to ``stride``, that box grown by one stride).
+def bounding_box(mask: Tensor, divisor: int = 1) -> Box:
+    height, width = mask.shape[-2:]
+    return box_from_tensor(bounding_box_tensor(mask, divisor), height, width)
 
-    The first is the official ``dpe_bbox`` diagnostic; the second is where DPE and routing work.
-    """
-    height, width = ref_label.shape[-2:]
-    core = bounding_box(ref_label != POSSIBLY_BACKGROUND, stride)
-    grown = Box(
-        max(core.left - stride, 0),
-        max(core.top - stride, 0),
-        min(core.right + stride, width),
-        min(core.bottom + stride, height),
-    )
-    return core, grown
+
+def crop(x: Tensor, box: Box) -> Tensor:
+    """``x[..., top:bottom, left:right]`` (written with narrow: no clamping, traceable)."""
+    return x.narrow(-2, box.top, box.bottom - box.top).narrow(-1, box.left, box.right - box.left)
+
+
+def paste(x: Tensor, box: Box, height: int, width: int, fill: float = 0.0) -> Tensor:
+    """Place a crop of size ``box`` on a ``height x width`` canvas filled with ``fill``."""
+    return F.pad(x, (box.left, width - box.right, box.top, height - box.bottom), value=fill)
+
+
+def grown_dpe_box(core: Tensor, stride: int, height: int, width: int) -> Tensor:
+    """The DPE box grown by one stride on each side and clamped to the image."""
+    margin = torch.tensor([-stride, -stride, stride, stride])
+    limits = torch.tensor([width, height, width, height])
+    return torch.minimum((core + margin).clamp(min=0), limits)
 
 
 def routed_token_mask(ref_label: Tensor, box: Box, kernel_size: int, stride: int) -> Tensor:
     """Bool [H/stride, W/stride]: tokens routed to full attention (see module docstring)."""
-    label = ref_label.reshape(1, 1, *ref_label.shape[-2:])
-    crop = label[..., box.top : box.bottom, box.left : box.right].float()
-    nonzero_near = F.max_pool2d(crop, kernel_size, stride=1, padding=kernel_size // 2) > 0
-    uncertain = label == UNKNOWN
-    uncertain[..., box.top : box.bottom, box.left : box.right] |= nonzero_near
-    return F.max_pool2d(uncertain.float(), stride).reshape(label.shape[-2] // stride, -1) > 0
+    height, width = ref_label.shape[-2:]
+    label = ref_label.reshape(1, 1, height, width)
+    near_nonzero = F.max_pool2d(crop(label, box).float(), kernel_size, stride=1, padding=kernel_size // 2) > 0
+    uncertain = paste(near_nonzero.float(), box, height, width) > 0
+    uncertain = uncertain | (label == UNKNOWN)
+    return F.max_pool2d(uncertain.float(), stride).reshape(height // stride, width // stride) > 0
+
+
+@dataclass
+class Routing:
+    """One click's routing: token sets of the two attention paths and the DPE boxes."""
+
+    routed: Tensor  # flat indices of full-attention tokens, ascending
+    others: Tensor  # flat indices of BSQ-attention tokens, ascending
+    box: Box  # pixels: where DPE and routing work (the official box grown by one stride)
+    core_box: Tensor | None  # pixels: the official ``dpe_bbox`` diagnostic, before the margin
+
+
+class TokenRouter(nn.Module):
+    """Prompt map -> :class:`Routing` (no parameters)."""
+
+    def __init__(self, stride: int, kernel_size: int, dense: bool = False) -> None:
+        super().__init__()
+        self.stride = stride
+        self.kernel_size = kernel_size
+        self.dense = dense
+
+    def forward(self, ref_label: Tensor) -> Routing:
+        height, width = ref_label.shape[-2:]
+        label = ref_label.reshape(height, width)
+        if self.dense:
+            whole = torch.tensor([0, 0, width, height])
+            everything = torch.arange((height // self.stride) * (width // self.stride))
+            return Routing(everything, everything[:0], box_from_tensor(whole, height, width), whole)
+        core = bounding_box_tensor(label != POSSIBLY_BACKGROUND, self.stride)
+        box = box_from_tensor(grown_dpe_box(core, self.stride, height, width), height, width)
+        mask = routed_token_mask(ref_label, box, self.kernel_size, self.stride).flatten()
+        return Routing(torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten(), box, core)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2f_deploy.config import DecodeHeadConfig
-from i2f_deploy.model.routing import Box, bounding_box, crop, paste
+from i2f_deploy.model.routing import Box, bounding_box_tensor, box_from_tensor, crop, paste
 
 OUTSIDE_LOGIT = -100.0
 
@@ -25,7 +25,8 @@ class Upsample2x(nn.Module):
         self.silu = silu
 
     def forward(self, x: Tensor, edge_map: Tensor) -> Tensor:
-        x = F.interpolate(self.norm(x), scale_factor=2, mode="bicubic", align_corners=False)
+        size = (2 * x.shape[-2], 2 * x.shape[-1])  # = scale_factor 2, without float size arithmetic
+        x = F.interpolate(self.norm(x), size=size, mode="bicubic", align_corners=False)
         x = self.conv(x + edge_map)
         return F.silu(x) if self.silu else x
 
@@ -46,7 +47,8 @@ class LocatorMLP(nn.Sequential):
 class HeadOutput:
     logits: Tensor  # [1,1,S,S]
     coarse_logits: Tensor  # [1,1,h,w]
-    box: Box  # on the token grid
+    box_values: Tensor  # int64 [4] on the token grid
+    box: Box  # the same, as ints
 
 
 class DynamicLocalUpsampling(nn.Module):
@@ -75,9 +77,10 @@ class DynamicLocalUpsampling(nn.Module):
         coarse = self.mlp(features)
         grid_h, grid_w = features.shape[-2:]
         if self.dense:
-            box = Box(0, 0, grid_w, grid_h)
+            values = torch.tensor([0, 0, grid_w, grid_h])
         else:
-            box = bounding_box(coarse[0, 0] > self.threshold)
+            values = bounding_box_tensor(coarse[0, 0] > self.threshold)
+        box = box_from_tensor(values, grid_h, grid_w)
         local = self.upsample(features, edge_maps, box)
         logits = paste(local, box.scaled(self.scale), grid_h * self.scale, grid_w * self.scale, OUTSIDE_LOGIT)
-        return HeadOutput(logits, coarse, box)
+        return HeadOutput(logits, coarse, values, box)

@@ -116,7 +116,8 @@ class Routing:
 
     routed: Tensor  # flat indices of full-attention tokens, ascending
     others: Tensor  # flat indices of BSQ-attention tokens, ascending
-    box: Box  # pixels: where DPE and routing work (the official box grown by one stride)
+    box_values: Tensor  # int64 [4] pixels: where DPE and routing work (official box + one stride)
+    box: Box  # the same, as ints
     core_box: Tensor | None  # pixels: the official ``dpe_bbox`` diagnostic, before the margin
 
 
@@ -135,8 +136,9 @@ class TokenRouter(nn.Module):
         if self.dense:
             whole = torch.tensor([0, 0, width, height])
             everything = torch.arange((height // self.stride) * (width // self.stride))
-            return Routing(everything, everything[:0], box_from_tensor(whole, height, width), whole)
+            return Routing(everything, everything[:0], whole, box_from_tensor(whole, height, width), whole)
         core = bounding_box_tensor(label != POSSIBLY_BACKGROUND, self.stride)
-        box = box_from_tensor(grown_dpe_box(core, self.stride, height, width), height, width)
+        values = grown_dpe_box(core, self.stride, height, width)
+        box = box_from_tensor(values, height, width)
         mask = routed_token_mask(ref_label, box, self.kernel_size, self.stride).flatten()
-        return Routing(torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten(), box, core)
+        return Routing(torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten(), values, box, core)

@@ -1,0 +1,67 @@
+"""``ai.inter2former::BSQAttention`` (version 1): attention over binarised key codes, O(N).
+
+Inputs
+    query          float [M, D]   queries of the non-routed tokens (M may be 0)
+    key            float [N, D]   keys of all tokens
+    value          float [N, D]   values of all tokens
+    code_weight    float [B, D]   ``code_proj`` weight (B = code bits, 8)
+    code_bias      float [B]      ``code_proj`` bias
+    code_keys      float [2^B, D] key of every code: ``[bits, 1 - bits] @ codebook``
+Attributes
+    scale          float          softmax scale (D ** -0.5)
+    code_size      int            B
+Outputs
+    output         float [M, D]
+Semantics
+    Each key's code is the sign pattern of ``key @ code_weight.T + code_bias`` (bit = value >= 0,
+    most significant first). Values are summed per code and counted; each query attends to the
+    used codes: ``softmax(scale * q @ K_c.T) @ V_sum / (softmax(scale * q @ K_c.T) @ count)``,
+    which equals softmax attention over all N keys with each key replaced by its code's key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor
+
+from i2f_deploy.custom_ops._builder import FunctionBuilder
+
+OP_TYPE = "BSQAttention"
+INPUTS = ("query", "key", "value", "code_weight", "code_bias", "code_keys")
+OUTPUTS = ("output",)
+
+
+def function_proto(domain: str, scale: float, code_size: int) -> onnx.FunctionProto:
+    b = FunctionBuilder(domain, OP_TYPE, INPUTS, __doc__ or "")
+    projected = b.op("Add", b.op("MatMul", "key", b.op("Transpose", "code_weight", perm=[1, 0])), "code_bias")
+    bits = b.op("Cast", b.op("GreaterOrEqual", projected, b.const(0.0, np.float32)), to=onnx.TensorProto.INT64)
+    place_values = b.const(2 ** np.arange(code_size - 1, -1, -1))
+    codes = b.op("ReduceSum", b.op("Mul", bits, place_values), b.const([1]), keepdims=1)
+
+    num_codes = b.op("Shape", "code_keys", start=0, end=1)
+    value_shape = b.op("Concat", num_codes, b.op("Shape", "value", start=1, end=2), axis=0)
+    zeros = b.op("ConstantOfShape", value_shape, value=onnx.numpy_helper.from_array(np.zeros(1, np.float32)))
+    value_sums = b.op("ScatterND", zeros, codes, "value", reduction="add")
+    ones = b.op("ConstantOfShape", b.op("Shape", "key", start=0, end=1), value=onnx.numpy_helper.from_array(np.ones(1, np.float32)))
+    no_counts = b.op("ConstantOfShape", num_codes, value=onnx.numpy_helper.from_array(np.zeros(1, np.float32)))
+    counts = b.op("ScatterND", no_counts, codes, ones, reduction="add")
+
+    scores = b.op("MatMul", b.op("Mul", "query", b.const(scale, np.float32)), b.op("Transpose", "code_keys", perm=[1, 0]))
+    used = b.op("Greater", counts, b.const(0.0, np.float32))
+    scores = b.op("Where", used, scores, b.const(-np.inf, np.float32))
+    attn = b.op("Softmax", scores, axis=-1)
+    numerator = b.op("MatMul", attn, value_sums)
+    denominator = b.op("MatMul", attn, b.op("Unsqueeze", counts, b.const([1])))
+    return b.build({"output": b.op("Div", numerator, denominator)})
+
+
+def torch_op(domain: str, query: Tensor, key: Tensor, value: Tensor, module: torch.nn.Module) -> Tensor:
+    """Eager: the model's BSQ attention; under ONNX export: one ``BSQAttention`` node."""
+    if not torch.onnx.is_in_onnx_export():
+        return module(query, key, value)
+    inputs = (query, key, value, module.code_proj.weight, module.code_proj.bias, module.code_keys)
+    return torch.onnx.ops.symbolic(
+        f"{domain}::{OP_TYPE}", inputs, {"scale": float(module.scale), "code_size": module.code_size}, dtype=query.dtype, shape=query.shape, version=1
+    )

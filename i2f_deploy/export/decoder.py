@@ -1,0 +1,118 @@
+"""The per-click decoder graph: prompt map + cached image features -> logits.
+
+The model's neck is reused with three parts swapped for custom-op shims (token routing, BSQ
+attention, hybrid MoE): eagerly each shim runs the model's own code, under ONNX export each
+becomes a single ``ai.inter2former`` node. Routing thus stays inside the graph and the number of
+tokens on each path is data-dependent, as in the model.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from i2f_deploy.custom_ops import DOMAIN, attach_functions, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.model.inter2former import Inter2Former
+from i2f_deploy.model.routing import Routing, box_from_tensor
+
+INPUT_NAMES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3", "ref_label")
+OUTPUT_NAMES = ("logits", "num_routed", "dpe_box", "dlu_box")
+
+
+class _RoutingShim(nn.Module):
+    """Routing from one ``TokenRouting`` node: token order + split point + DPE box."""
+
+    def __init__(self, stride: int, kernel_size: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.kernel_size = kernel_size
+
+    def forward(self, ref_label: Tensor) -> Routing:
+        height, width = ref_label.shape[-2:]
+        order, count, box = token_routing.torch_op(DOMAIN, ref_label, self.stride, self.kernel_size)
+        num_tokens = order.shape[0]
+        num_routed = count.item()
+        torch._check_is_size(num_routed)
+        torch._check(num_routed <= num_tokens)
+        routed = order.narrow(0, 0, num_routed)
+        others = order.narrow(0, num_routed, num_tokens - num_routed)
+        return Routing(routed, others, box, box_from_tensor(box, height, width), None)
+
+
+class _BSQShim(nn.Module):
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        return bsq_attention.torch_op(DOMAIN, query, key, value, self.module)
+
+
+class _MoEShim(nn.Module):
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor, routed: Tensor) -> Tensor:
+        return hybrid_moe.torch_op(DOMAIN, x, routed, self.module)
+
+
+class DecoderGraph(nn.Module):
+    """Inputs and outputs named as in the artifact contract; extra outputs are diagnostics."""
+
+    def __init__(self, model: Inter2Former) -> None:
+        super().__init__()
+        self.neck = copy.deepcopy(model.neck)
+        self.head = model.decode_head
+        if model.routing == "dynamic":
+            self.neck.router = _RoutingShim(self.neck.stride, model.config.model.neck.uncertainty_kernel_size)
+        for block in self.neck.blocks:
+            block.bsq_attn = _BSQShim(block.bsq_attn)
+            block.ffn = _MoEShim(block.ffn)
+
+    def forward(
+        self,
+        image_embeddings: Tensor,
+        edge_map_0: Tensor,
+        edge_map_1: Tensor,
+        edge_map_2: Tensor,
+        edge_map_3: Tensor,
+        ref_label: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        neck = self.neck(image_embeddings, ref_label)
+        head = self.head(neck.features, [edge_map_0, edge_map_1, edge_map_2, edge_map_3])
+        num_routed = torch.ones_like(neck.routing.routed).sum()
+        return head.logits, num_routed, neck.routing.box_values, head.box_values
+
+
+def example_inputs(model: Inter2Former) -> tuple[Tensor, ...]:
+    """A plausible decoder call (one positive click on an unknown map) to trace the graph with."""
+    size = model.target_size
+    grid = size // 16
+    embeddings = torch.randn(1, model.config.model.neck.embed_dim, grid, grid)
+    edge_maps = [torch.randn(1, 256 // 4**i, size // 2 ** (3 - i), size // 2 ** (3 - i)) for i in range(4)]
+    ref_label = torch.full((1, 1, size, size), 2, dtype=torch.uint8)
+    ref_label[..., size // 2 - 5 : size // 2 + 6, size // 2 - 5 : size // 2 + 6] = 4
+    return (embeddings, *edge_maps, ref_label)
+
+
+def export_decoder(model: Inter2Former, opset: int) -> onnx.ModelProto:
+    """Trace the decoder to ONNX with its custom ops and their model-local functions."""
+    graph = DecoderGraph(model).eval()
+    with torch.no_grad():
+        program = torch.onnx.export(
+            graph,
+            example_inputs(model),
+            dynamo=True,
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+    proto = program.model_proto
+    attach_functions(proto)
+    return proto

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, TypeVar
+from typing import Annotated, Callable, Optional, TypeVar
 
 import typer
 
@@ -64,6 +64,48 @@ def inspect_checkpoint(
     for name, part in model.named_children():
         count = sum(p.numel() for p in part.parameters())
         typer.echo(f"  {name:<14} {count / 1e6:8.2f} M parameters")
+
+
+@app.command("export")
+@one_line_errors
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Artifact directory to create.", show_default=False)],
+    config: ConfigOption = "inter2former-base-1024",
+    checkpoint: Annotated[
+        Optional[Path], typer.Option("--checkpoint", help="Official Inter2Former checkpoint (.pth).", show_default=False)
+    ] = None,
+    random_weights: Annotated[
+        bool, typer.Option("--random-weights", help="Use seeded random weights instead of a checkpoint (to try the tool).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of --random-weights.")] = 0,
+    opset: Annotated[int, typer.Option(help="ONNX opset of the graphs.")] = 18,
+    routing: Annotated[
+        str, typer.Option(help="dynamic: the model's routing in the graph; dense: every token on full attention (speed baseline).")
+    ] = "dynamic",
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim (kept only if outputs are unchanged).")] = True,
+    openvino: Annotated[bool, typer.Option("--openvino", help="Also write OpenVINO IR of both graphs.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out.")] = False,
+    allow_unsafe_pickle: UnsafePickleOption = False,
+) -> None:
+    """Export the encoder and the dynamic decoder to ONNX (and OpenVINO IR) with a manifest."""
+    import time
+
+    from i2f_deploy.config import load_config
+    from i2f_deploy.export.exporter import ExportOptions, export_artifacts
+
+    if (checkpoint is None) == (not random_weights):
+        raise I2FError("give exactly one of --checkpoint PATH or --random-weights")
+    if routing not in ("dynamic", "dense"):
+        raise I2FError(f"--routing must be 'dynamic' or 'dense', got {routing!r}")
+    export_config = load_config(config)
+    start = time.perf_counter()
+
+    def progress(step: str) -> None:
+        typer.echo(f"[{time.perf_counter() - start:6.1f}s] {step}", err=True)
+
+    options = ExportOptions(opset=opset, routing=routing, simplify=simplify, openvino=openvino, force=force)
+    export_artifacts(export_config, out, options, progress, checkpoint, seed if random_weights else None, allow_unsafe_pickle)
+    typer.echo(f"wrote {out} in {time.perf_counter() - start:.1f}s")
 
 
 @app.command("configs")

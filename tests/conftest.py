@@ -68,3 +68,17 @@ def golden_encoded(golden):
 
     edges = [torch.from_numpy(golden[f"edge_map_{i}"]) for i in range(4)]
     return torch.from_numpy(golden["image_embeddings"]), edges
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The golden tiny checkpoint exported once per session (ONNX + OpenVINO IR)."""
+    from typer.testing import CliRunner
+
+    from i2f_deploy.cli import app
+
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    args = ["export", "--config", "inter2former-tiny-512", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--openvino"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out

@@ -14,7 +14,8 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from i2f_deploy.custom_ops import DOMAIN, attach_functions, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops import DOMAIN, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.model.routing import Routing, box_from_tensor
 
@@ -35,7 +36,7 @@ class _RoutingShim(nn.Module):
         order, count, box = token_routing.torch_op(DOMAIN, ref_label, self.stride, self.kernel_size)
         num_tokens = order.shape[0]
         num_routed = count.item()
-        torch._check_is_size(num_routed)
+        torch._check(num_routed >= 0)
         torch._check(num_routed <= num_tokens)
         routed = order.narrow(0, 0, num_routed)
         others = order.narrow(0, num_routed, num_tokens - num_routed)

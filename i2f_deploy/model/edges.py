@@ -40,6 +40,7 @@ class Canny(nn.Module):
     def __init__(self, threshold: float) -> None:
         super().__init__()
         self.threshold = threshold
+        self.atan2 = torch.atan2  # swappable: the ONNX export needs a decomposition defined at (0, 0)
         gauss = _gaussian_1d()
         sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
         self.g_h = nn.Conv2d(1, 1, (1, 5), padding=(0, 2), bias=False)
@@ -57,7 +58,7 @@ class Canny(nn.Module):
 
     def orientation(self, gy: Tensor, gx: Tensor) -> Tensor:
         """Gradient direction in degrees, 0..360, quantised to multiples of 45."""
-        degrees = torch.atan2(gy, gx) * (180.0 / math.pi) + 180.0
+        degrees = self.atan2(gy, gx) * (180.0 / math.pi) + 180.0
         return torch.round(degrees / 45.0) * 45.0
 
     def forward(self, image: Tensor) -> Tensor:

@@ -1,0 +1,44 @@
+"""Which function body serves which custom op, and attaching them to an exported model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import onnx
+from onnx import helper
+
+from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
+
+FUNCTION_FACTORIES: dict[str, Callable[..., onnx.FunctionProto]] = {
+    token_routing.OP_TYPE: lambda a: token_routing.function_proto(DOMAIN, a["stride"], a["kernel_size"]),
+    bsq_attention.OP_TYPE: lambda a: bsq_attention.function_proto(DOMAIN, a["scale"], a["code_size"]),
+    hybrid_moe.OP_TYPE: lambda a: hybrid_moe.function_proto(DOMAIN, a["num_experts"], a["epsilon"]),
+}
+
+
+def node_attributes(node: onnx.NodeProto) -> dict[str, object]:
+    return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+
+
+def attach_functions(model: onnx.ModelProto) -> list[str]:
+    """Give every custom op used by ``model`` its model-local function; returns the op types.
+
+    A function body is generated for the attributes of the nodes it serves, so all nodes of one
+    op type must share their attributes.
+    """
+    seen: dict[str, dict[str, object]] = {}
+    for node in model.graph.node:
+        if node.domain != DOMAIN:
+            continue
+        if node.op_type not in FUNCTION_FACTORIES:
+            raise ValueError(f"unknown op {DOMAIN}::{node.op_type}")
+        attributes = node_attributes(node)
+        if seen.setdefault(node.op_type, attributes) != attributes:
+            raise ValueError(f"{node.op_type} nodes differ in attributes: {seen[node.op_type]} vs {attributes}")
+    existing = {(f.domain, f.name) for f in model.functions}
+    for op_type, attributes in seen.items():
+        if (DOMAIN, op_type) not in existing:
+            model.functions.append(FUNCTION_FACTORIES[op_type](attributes))
+    if seen and not any(o.domain == DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(DOMAIN, VERSION))
+    return sorted(seen)

@@ -1,0 +1,161 @@
+"""``i2f-deploy export``: checkpoint -> artifact directory (ONNX, optional OpenVINO IR, manifest).
+
+Everything is written into a scratch directory next to ``out`` and moved into place only when
+every step succeeded, so a failure never leaves half-written artifacts behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from i2f_deploy.config import ExportConfig
+from i2f_deploy.errors import I2FError
+from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
+from i2f_deploy.export.decoder import INPUT_NAMES as DECODER_INPUTS
+from i2f_deploy.export.decoder import export_decoder
+from i2f_deploy.export.encoder import export_encoder
+from i2f_deploy.export.manifest import write_manifest
+from i2f_deploy.export.onnx_files import save_model, simplify_checked
+from i2f_deploy.model.checkpoint import load_weights, read_state_dict
+from i2f_deploy.model.inter2former import Inter2Former
+from i2f_deploy.model.random_weights import randomize_weights
+
+DEFAULT_OPSET = 18
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    opset: int = DEFAULT_OPSET
+    routing: str = "dynamic"
+    simplify: bool = True
+    openvino: bool = False
+    force: bool = False
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's notices that concern torch itself (deprecations, torchvision)."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        registration.setLevel(level)
+
+
+def prepare_output_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise I2FError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise I2FError(f"--out {out} is not empty; pass --force to overwrite it")
+
+
+def build_weights(config: ExportConfig, routing: str, checkpoint: Path | None, seed: int | None, unsafe: bool) -> tuple[Inter2Former, dict]:
+    model = Inter2Former(config, routing)
+    if checkpoint is not None:
+        load_weights(model, read_state_dict(checkpoint, unsafe))
+        model.refresh_constants()
+        return model, {"source": "checkpoint", "file": Path(checkpoint).name}
+    randomize_weights(model, seed or 0)
+    return model, {"source": "random", "seed": seed or 0}
+
+
+def _feeds(tensors: tuple[torch.Tensor, ...], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {name: tensor.numpy() for name, tensor in zip(names, tensors)}
+
+
+def _write_openvino(scratch: Path, decoder: Path, encoder: Path) -> list[str]:
+    import openvino as ov
+
+    from i2f_deploy.custom_ops.openvino import conversion_extensions
+
+    folder = scratch / "openvino"
+    folder.mkdir()
+    core = ov.Core()
+    extensions = conversion_extensions(core, onnx.load(str(decoder), load_external_data=False))
+    ov.save_model(ov.convert_model(str(encoder)), str(folder / "encoder.xml"), compress_to_fp16=False)
+    ov.save_model(ov.convert_model(str(decoder), extension=extensions), str(folder / "decoder.xml"), compress_to_fp16=False)
+    return ["openvino/encoder.xml", "openvino/decoder.xml"]
+
+
+def export_artifacts(
+    config: ExportConfig,
+    out: Path,
+    options: ExportOptions,
+    progress: Progress,
+    checkpoint: Path | None = None,
+    seed: int | None = None,
+    allow_unsafe_pickle: bool = False,
+) -> Path:
+    """Export ``config`` with a checkpoint (or seeded random weights) into ``out``."""
+    prepare_output_dir(out, options.force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"building {config.name} ({options.routing} routing)")
+    model, weights = build_weights(config, options.routing, checkpoint, seed, allow_unsafe_pickle)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with _quiet_exporter():
+            files, notes = _export_into(scratch, model, options, progress)
+        progress("writing manifest")
+        write_manifest(scratch, config, routing=options.routing, opset=options.opset, weights=weights, files=files, notes=notes)
+        scratch.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        scratch.rename(out)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return out
+
+
+def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions, progress: Progress) -> tuple[dict, list[str]]:
+    notes: list[str] = []
+    size = model.target_size
+
+    progress("exporting encoder")
+    encoder = export_encoder(model, options.opset)
+    if options.simplify:
+        progress("simplifying encoder")
+        image = torch.randn(1, 3, size, size)
+        encoder, note = simplify_checked(encoder, {"image": image.numpy()})
+        notes.append(f"encoder: {note}")
+    encoder_files = save_model(encoder, scratch / "encoder.onnx")
+    del encoder
+
+    progress("exporting decoder")
+    decoder = export_decoder(model, options.opset)
+    if options.simplify:
+        progress("simplifying decoder")
+        decoder, note = simplify_checked(decoder, _feeds(decoder_example_inputs(model), DECODER_INPUTS))
+        notes.append(f"decoder: {note}")
+    save_model(decoder, scratch / "decoder.onnx")
+    save_model(onnx.inliner.inline_local_functions(decoder), scratch / "decoder_inlined.onnx")
+
+    files = {
+        "encoder": {"onnx": "encoder.onnx"},
+        "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx"},
+    }
+    if len(encoder_files) > 1:
+        files["encoder"]["external_data"] = encoder_files[1].name
+    if options.openvino:
+        progress("converting to OpenVINO IR")
+        encoder_xml, decoder_xml = _write_openvino(scratch, scratch / "decoder.onnx", scratch / "encoder.onnx")
+        files["encoder"]["openvino"] = encoder_xml
+        files["decoder"]["openvino"] = decoder_xml
+    return files, notes

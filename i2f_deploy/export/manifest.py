@@ -1,0 +1,103 @@
+"""``manifest.json``: what an artifact directory holds and what each backend needs to load it."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from pathlib import Path
+
+from i2f_deploy import __version__
+from i2f_deploy.config import ExportConfig
+from i2f_deploy.custom_ops import DOMAIN, OP_TYPES, VERSION
+from i2f_deploy.preprocess import MEAN_BGR, SIZE_DIVISOR, STD_BGR
+
+MANIFEST_VERSION = 1
+TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "openvino", "numpy")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"i2f-deploy": __version__}
+    for name in TOOLS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def io_contract(size: int, embed_dim: int) -> dict[str, dict[str, dict[str, object]]]:
+    grid = size // 16
+    edges = {f"edge_map_{i}": {"dtype": "float32", "shape": [1, 256 // 4**i, size // 2 ** (3 - i), size // 2 ** (3 - i)]} for i in range(4)}
+    features = {"image_embeddings": {"dtype": "float32", "shape": [1, embed_dim, grid, grid]}, **edges}
+    return {
+        "encoder": {
+            "inputs": {"image": {"dtype": "float32", "shape": [1, 3, size, size]}},
+            "outputs": features,
+        },
+        "decoder": {
+            "inputs": {**features, "ref_label": {"dtype": "uint8", "shape": [1, 1, size, size]}},
+            "outputs": {
+                "logits": {"dtype": "float32", "shape": [1, 1, size, size]},
+                "num_routed": {"dtype": "int64", "shape": []},
+                "dpe_box": {"dtype": "int64", "shape": [4]},
+                "dlu_box": {"dtype": "int64", "shape": [4]},
+            },
+        },
+    }
+
+
+def write_manifest(
+    out_dir: Path,
+    config: ExportConfig,
+    *,
+    routing: str,
+    opset: int,
+    weights: dict[str, object],
+    files: dict[str, dict[str, str]],
+    notes: list[str],
+) -> Path:
+    all_files = sorted(p for p in out_dir.rglob("*") if p.is_file())
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "config": config.to_dict(),
+        "target_size": config.target_size,
+        "routing": routing,
+        "weights": weights,
+        "preprocessing": {
+            "channel_order": "BGR",
+            "mean": MEAN_BGR.astype(float).round(4).tolist(),
+            "std": STD_BGR.astype(float).round(4).tolist(),
+            "pad_to_multiple": SIZE_DIVISOR,
+            "pad_value": 0.0,
+            "pad_to_square": True,
+            "resize": "bilinear, align_corners=False, no antialias",
+            "click_scale": "int(target_size / padded_side * coordinate)",
+        },
+        "opset": opset,
+        "custom_ops": {"domain": DOMAIN, "version": VERSION, "op_types": list(OP_TYPES)},
+        "io": io_contract(config.target_size, config.model.neck.embed_dim),
+        "files": files,
+        "checksums": {str(p.relative_to(out_dir)): sha256(p) for p in all_files},
+        "backends": {
+            "onnxruntime": "stock onnxruntime: the custom ops carry ONNX functions that it inlines",
+            "openvino": (
+                "read decoder.onnx after registering the custom ops (i2f_deploy.custom_ops.openvino.register), "
+                "or read decoder_inlined.onnx or openvino/*.xml as they are; compile with "
+                "INFERENCE_PRECISION_HINT=f32 for parity"
+            ),
+        },
+        "tools": tool_versions(),
+        "notes": notes,
+    }
+    path = out_dir / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path

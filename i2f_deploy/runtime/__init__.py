@@ -1,0 +1,62 @@
+"""Run exported graphs without torch: ``load(artifact_dir, part, backend)`` -> ``.run(inputs)``.
+
+Imports numpy and the chosen backend only. The decoder's custom ops need nothing on ONNX
+Runtime (they carry ONNX functions); on OpenVINO they are registered from those functions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from i2f_deploy.errors import I2FError
+
+PARTS = ("encoder", "decoder")
+BACKENDS = ("onnxruntime", "openvino")
+
+
+class GraphRunner(Protocol):
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def read_manifest(artifact_dir: str | Path) -> dict:
+    path = Path(artifact_dir) / "manifest.json"
+    if not path.is_file():
+        raise I2FError(f"not an i2f-deploy artifact directory (no manifest.json): {artifact_dir}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise I2FError(f"manifest.json in {artifact_dir} is not valid JSON: {exc}") from None
+
+
+def load(
+    artifact_dir: str | Path,
+    part: str,
+    backend: str = "onnxruntime",
+    threads: int | None = None,
+    precision: str = "f32",
+) -> GraphRunner:
+    """Load ``part`` ("encoder" or "decoder") of an export on ``backend``.
+
+    ``threads=None`` lets the backend choose. ``precision`` applies to OpenVINO only ("f32" for
+    parity; "bf16" or "default" for its reduced-precision speed).
+    """
+    if part not in PARTS:
+        raise I2FError(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
+    if backend not in BACKENDS:
+        raise I2FError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    manifest = read_manifest(artifact_dir)
+    path = Path(artifact_dir) / manifest["files"][part]["onnx"]
+    if backend == "onnxruntime":
+        from i2f_deploy.runtime.ort_backend import OrtRunner
+
+        return OrtRunner(path, threads)
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+
+    return OpenVinoRunner(path, threads, precision)

@@ -1,0 +1,41 @@
+"""OpenVINO runner: reads the ONNX file with the custom ops registered from their functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from i2f_deploy.errors import I2FError
+
+PRECISIONS = {"f32": "f32", "bf16": "bf16", "default": None}
+
+
+class OpenVinoRunner:
+    def __init__(self, path: Path, threads: int | None, precision: str = "f32") -> None:
+        try:
+            import openvino as ov
+
+            from i2f_deploy.custom_ops.openvino import register
+        except ImportError:
+            raise I2FError("backend openvino is not installed (pip install openvino)") from None
+        if precision not in PRECISIONS:
+            raise I2FError(f"unknown OpenVINO precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        core = ov.Core()
+        register(core, str(path))
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if PRECISIONS[precision]:
+            config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)
+        self.output_names = tuple(o.get_any_name() for o in self.compiled.outputs)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = sorted(set(self.input_names) - set(inputs))
+        if missing:
+            raise I2FError(f"missing inputs: {', '.join(missing)}")
+        results = self.request.infer({name: inputs[name] for name in self.input_names})
+        return {name: np.array(results[output]) for name, output in zip(self.output_names, self.compiled.outputs)}

@@ -1,0 +1,31 @@
+"""ONNX Runtime runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from i2f_deploy.errors import I2FError
+
+
+class OrtRunner:
+    def __init__(self, path: Path, threads: int | None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise I2FError("backend onnxruntime is not installed (pip install onnxruntime)") from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = sorted(set(self.input_names) - set(inputs))
+        if missing:
+            raise I2FError(f"missing inputs: {', '.join(missing)}")
+        feeds = {name: inputs[name] for name in self.input_names}
+        return dict(zip(self.output_names, self.session.run(None, feeds)))

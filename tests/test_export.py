@@ -1,0 +1,124 @@
+"""Exported graphs of the golden tiny checkpoint on ONNX Runtime and OpenVINO."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import DECODER_CASES
+from i2f_deploy import runtime
+from i2f_deploy.cli import app
+from i2f_deploy.custom_ops import DOMAIN, OP_TYPES
+
+BACKENDS = ("onnxruntime", "openvino")
+FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+def test_decoder_holds_one_node_and_one_function_per_custom_op(tiny_artifacts):
+    model = onnx.load(str(tiny_artifacts / "decoder.onnx"))
+    custom = [node.op_type for node in model.graph.node if node.domain == DOMAIN]
+    assert sorted(set(custom)) == sorted(OP_TYPES)
+    assert custom.count("TokenRouting") == 1 and custom.count("BSQAttention") == 2 and custom.count("HybridMoE") == 2
+    assert sorted(f.name for f in model.functions if f.domain == DOMAIN) == sorted(OP_TYPES)
+    onnx.checker.check_model(model, full_check=True)
+    inlined = onnx.load(str(tiny_artifacts / "decoder_inlined.onnx"))
+    assert not inlined.functions and all(node.domain != DOMAIN for node in inlined.graph.node)
+
+
+def test_stock_onnxruntime_runs_the_decoder_file(tiny_artifacts, golden):
+    session = ort.InferenceSession(str(tiny_artifacts / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {name: golden[name] for name in FEATURES}
+    logits, num_routed, _, _ = session.run(None, {**feeds, "ref_label": golden["state_medium/ref_label"]})
+    assert np.abs(logits - golden["state_medium/logits"]).max() <= 1e-3
+    assert int(num_routed) == len(golden["state_medium/full_attention_tokens"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_decoder_reproduces_every_golden_case(tiny_artifacts, golden, tiny_model, golden_encoded, backend):
+    decoder = runtime.load(tiny_artifacts, "decoder", backend)
+    feeds = {name: golden[name] for name in FEATURES}
+    for case in DECODER_CASES:
+        out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
+        reference = tiny_model.decode_detailed(*golden_encoded, torch.from_numpy(golden[f"{case}/ref_label"]))
+        assert np.abs(out["logits"] - golden[f"{case}/logits"]).max() <= 1e-3, case
+        assert int(out["num_routed"]) == len(golden[f"{case}/full_attention_tokens"]), case
+        np.testing.assert_array_equal(out["dpe_box"], reference.routing.box_values.numpy())
+        np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
+
+
+@pytest.mark.parametrize("value", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_decoder_routing_extremes(tiny_artifacts, golden, tiny_model, golden_encoded, backend, value):
+    decoder = runtime.load(tiny_artifacts, "decoder", backend)
+    ref_label = np.full((1, 1, 512, 512), value, np.uint8)
+    out = decoder.run({**{name: golden[name] for name in FEATURES}, "ref_label": ref_label})
+    reference = tiny_model.decode_detailed(*golden_encoded, torch.from_numpy(ref_label))
+    assert int(out["num_routed"]) == reference.routed_tokens.numel() == (0 if value == 0 else 1024)
+    assert np.abs(out["logits"] - reference.logits.numpy()).max() <= 1e-3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_encoder_matches_golden_within_the_readme_tolerances(tiny_artifacts, golden, backend):
+    """Edge maps are chaotic (orientation flips at the atan2 branch cut, see the golden README):
+    they are judged by their end effect on masks; the embeddings are tight."""
+    encoder = runtime.load(tiny_artifacts, "encoder", backend)
+    decoder = runtime.load(tiny_artifacts, "decoder", backend)
+    features = encoder.run({"image": golden["input"]})
+    assert np.abs(features["image_embeddings"] - golden["image_embeddings"]).max() <= 1e-3
+    for index in range(4):
+        assert np.isfinite(features[f"edge_map_{index}"]).all()
+    for case in DECODER_CASES:
+        logits = decoder.run({**features, "ref_label": golden[f"{case}/ref_label"]})["logits"]
+        assert mask_iou(logits, golden[f"{case}/logits"]) >= 0.99, case
+
+
+def test_openvino_ir_runs_without_extensions(tiny_artifacts, golden):
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(str(tiny_artifacts / "openvino" / "decoder.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    feeds = {name: golden[name] for name in FEATURES}
+    result = compiled({**feeds, "ref_label": golden["state_small/ref_label"]})
+    assert np.abs(result[compiled.output("logits")] - golden["state_small/logits"]).max() <= 1e-3
+
+
+def test_manifest_describes_the_artifacts(tiny_artifacts):
+    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    assert manifest["target_size"] == 512 and manifest["routing"] == "dynamic"
+    assert manifest["custom_ops"] == {"domain": DOMAIN, "version": 1, "op_types": list(OP_TYPES)}
+    files = {p.relative_to(tiny_artifacts).as_posix() for p in tiny_artifacts.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["checksums"]) == files
+    assert manifest["io"]["decoder"]["inputs"]["ref_label"] == {"dtype": "uint8", "shape": [1, 1, 512, 512]}
+    assert all("outputs unchanged" in note for note in manifest["notes"])
+
+
+def test_dense_routing_export_equals_the_dense_pytorch_model(tmp_path, tiny_checkpoint, tiny_config, golden):
+    from i2f_deploy.model.inter2former import build_model
+
+    out = tmp_path / "dense"
+    args = ["export", "-c", "inter2former-tiny-512", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--routing", "dense"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    dense = build_model(tiny_config, tiny_checkpoint, routing="dense")
+    decoder = runtime.load(out, "decoder", "onnxruntime")
+    features = {name: golden[name] for name in FEATURES}
+    for case in ("state_small", "state_border"):
+        ref_label = golden[f"{case}/ref_label"]
+        out_graph = decoder.run({**features, "ref_label": ref_label})
+        reference = dense.decode_detailed(torch.from_numpy(features["image_embeddings"]),
+                                          [torch.from_numpy(features[n]) for n in FEATURES[1:]],
+                                          torch.from_numpy(ref_label))
+        assert int(out_graph["num_routed"]) == 1024 == reference.routed_tokens.numel()
+        assert np.abs(out_graph["logits"] - reference.logits.numpy()).max() <= 1e-3

@@ -73,12 +73,24 @@ def golden_encoded(golden):
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory, tiny_checkpoint) -> Path:
     """The golden tiny checkpoint exported once per session (ONNX + OpenVINO IR)."""
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    return export_with(tiny_checkpoint, "inter2former-tiny-512", out, "--openvino")
+
+
+def export_with(checkpoint: Path, config: str, out: Path, *extra: str) -> Path:
+    """Run ``i2f-deploy export`` in-process and return the artifact directory."""
     from typer.testing import CliRunner
 
     from i2f_deploy.cli import app
 
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    args = ["export", "--config", "inter2former-tiny-512", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--openvino"]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, ["export", "--config", config, "--checkpoint", str(checkpoint), "--out", str(out), *extra])
     assert result.exit_code == 0, result.output
     return out
+
+
+def save_checkpoint(model, path: Path) -> Path:
+    """Save a model's weights in the official mmengine layout."""
+    import torch
+
+    torch.save({"meta": {}, "state_dict": {**model.state_dict(), "step": torch.tensor(0)}}, path)
+    return path

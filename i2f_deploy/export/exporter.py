@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.inliner
 import torch
 
 from i2f_deploy.config import ExportConfig

@@ -1,0 +1,75 @@
+"""``i2f-deploy export`` refusals: one line on stderr, exit 2, nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from i2f_deploy.cli import app
+from i2f_deploy.config import load_config
+
+TINY = "inter2former-tiny-512"
+
+
+def run_export(*args: str):
+    return CliRunner().invoke(app, ["export", *args])
+
+
+def assert_refused(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == [lines[-1]] and message in lines[-1], result.stderr
+    assert "Traceback" not in result.output
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def test_missing_checkpoint(tmp_path):
+    out = tmp_path / "art"
+    assert_refused(run_export("-c", TINY, "--checkpoint", str(tmp_path / "none.pth"), "--out", str(out)), "checkpoint not found")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_checkpoint_of_another_config(tmp_path, tiny_checkpoint):
+    out = tmp_path / "art"
+    result = run_export("-c", "inter2former-base-1024", "--checkpoint", str(tiny_checkpoint), "--out", str(out))
+    assert_refused(result, "does not fit the configured model")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_non_empty_out_needs_force(tmp_path, tiny_checkpoint):
+    out = tmp_path / "art"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    assert_refused(run_export("-c", TINY, "--checkpoint", str(tiny_checkpoint), "--out", str(out)), "--force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-c", TINY], "exactly one of --checkpoint PATH or --random-weights"),
+        (["-c", "no-such-config", "--random-weights"], "unknown config 'no-such-config'"),
+        (["-c", TINY, "--random-weights", "--routing", "sparse"], "--routing must be 'dynamic' or 'dense'"),
+    ],
+)
+def test_bad_arguments(tmp_path, args, message):
+    assert_refused(run_export(*args, "--out", str(tmp_path / "art")), message)
+
+
+def test_failure_midway_leaves_nothing(tmp_path, tiny_checkpoint, monkeypatch):
+    import i2f_deploy.export.exporter as exporter
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("simulated crash during the decoder export")
+
+    monkeypatch.setattr(exporter, "export_decoder", broken)
+    out = tmp_path / "art"
+    with pytest.raises(RuntimeError):
+        exporter.export_artifacts(load_config(TINY), out, exporter.ExportOptions(), print, checkpoint=tiny_checkpoint)
+    assert not out.exists() and leftovers(tmp_path) == []

@@ -40,13 +40,13 @@ def function_proto(domain: str, scale: float, code_size: int) -> onnx.FunctionPr
     place_values = b.const(2 ** np.arange(code_size - 1, -1, -1))
     codes = b.op("ReduceSum", b.op("Mul", bits, place_values), b.const([1]), keepdims=1)
 
-    num_codes = b.op("Shape", "code_keys", start=0, end=1)
-    value_shape = b.op("Concat", num_codes, b.op("Shape", "value", start=1, end=2), axis=0)
-    zeros = b.op("ConstantOfShape", value_shape, value=onnx.numpy_helper.from_array(np.zeros(1, np.float32)))
-    value_sums = b.op("ScatterND", zeros, codes, "value", reduction="add")
-    ones = b.op("ConstantOfShape", b.op("Shape", "key", start=0, end=1), value=onnx.numpy_helper.from_array(np.ones(1, np.float32)))
-    no_counts = b.op("ConstantOfShape", num_codes, value=onnx.numpy_helper.from_array(np.zeros(1, np.float32)))
-    counts = b.op("ScatterND", no_counts, codes, ones, reduction="add")
+    # Per-code sums as a one-hot product: ScatterND with reduction="add" races on duplicate
+    # indices in multi-threaded ONNX Runtime (measured: results vary run to run at N=16384).
+    num_codes = b.op("Squeeze", b.op("Shape", "code_keys", start=0, end=1), b.const([0]))
+    code_ids = b.op("Range", b.const(0), num_codes, b.const(1))
+    one_hot = b.op("Cast", b.op("Equal", codes, code_ids), to=onnx.TensorProto.FLOAT)
+    value_sums = b.op("Gemm", one_hot, "value", transA=1)
+    counts = b.op("ReduceSum", one_hot, b.const([0]), keepdims=0)
 
     scores = b.op("MatMul", b.op("Mul", "query", b.const(scale, np.float32)), b.op("Transpose", "code_keys", perm=[1, 0]))
     used = b.op("Greater", counts, b.const(0.0, np.float32))

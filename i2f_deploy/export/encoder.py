@@ -9,6 +9,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.model.inter2former import Inter2Former
 
 INPUT_NAMES = ("image",)
@@ -61,15 +62,5 @@ class EncoderGraph(nn.Module):
 
 def export_encoder(model: Inter2Former, opset: int) -> onnx.ModelProto:
     size = model.target_size
-    with torch.no_grad():
-        program = torch.onnx.export(
-            EncoderGraph(model).eval(),
-            (torch.zeros(1, 3, size, size),),
-            dynamo=True,
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            opset_version=opset,
-            optimize=True,
-            verbose=False,
-        )
-    return program.model_proto
+    example = (torch.zeros(1, 3, size, size),)
+    return trace_to_onnx(EncoderGraph(model), example, INPUT_NAMES, OUTPUT_NAMES, opset)

@@ -133,7 +133,7 @@ def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions, pro
     encoder = export_encoder(model, options.opset)
     if options.simplify:
         progress("simplifying encoder")
-        image = torch.randn(1, 3, size, size)
+        image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         encoder, note = simplify_checked(encoder, {"image": image.numpy()})
         notes.append(f"encoder: {note}")
     encoder_files = save_model(encoder, scratch / "encoder.onnx")

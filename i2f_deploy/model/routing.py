@@ -69,18 +69,12 @@ def bounding_box_tensor(mask: Tensor, divisor: int = 1) -> Tensor:
     left = torch.where(cols, col_ids, width).min()
     right = torch.where(cols, col_ids + 1, 0).max()
     empty = bottom == 0
-    box = torch.stack([
+    return torch.stack([
         torch.where(empty, 0, left // divisor * divisor),
         torch.where(empty, 0, top // divisor * divisor),
         torch.where(empty, width, (right + divisor - 1) // divisor * divisor),
         torch.where(empty, height, (bottom + divisor - 1) // divisor * divisor),
     ])
-    return box
-
-
-def bounding_box(mask: Tensor, divisor: int = 1) -> Box:
-    height, width = mask.shape[-2:]
-    return box_from_tensor(bounding_box_tensor(mask, divisor), height, width)
 
 
 def crop(x: Tensor, box: Box) -> Tensor:

@@ -25,6 +25,12 @@ class GraphRunner(Protocol):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+def check_inputs(expected: tuple[str, ...], inputs: dict[str, np.ndarray]) -> None:
+    missing = sorted(set(expected) - set(inputs))
+    if missing:
+        raise I2FError(f"missing inputs: {', '.join(missing)}")
+
+
 def read_manifest(artifact_dir: str | Path) -> dict:
     path = Path(artifact_dir) / "manifest.json"
     if not path.is_file():

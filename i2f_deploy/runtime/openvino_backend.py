@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from i2f_deploy.errors import I2FError
+from i2f_deploy.runtime import check_inputs
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "default": None}
 
@@ -34,8 +35,6 @@ class OpenVinoRunner:
         self.output_names = tuple(o.get_any_name() for o in self.compiled.outputs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = sorted(set(self.input_names) - set(inputs))
-        if missing:
-            raise I2FError(f"missing inputs: {', '.join(missing)}")
+        check_inputs(self.input_names, inputs)
         results = self.request.infer({name: inputs[name] for name in self.input_names})
         return {name: np.array(results[output]) for name, output in zip(self.output_names, self.compiled.outputs)}

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from i2f_deploy.errors import I2FError
+from i2f_deploy.runtime import check_inputs
 
 
 class OrtRunner:
@@ -24,8 +25,6 @@ class OrtRunner:
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = sorted(set(self.input_names) - set(inputs))
-        if missing:
-            raise I2FError(f"missing inputs: {', '.join(missing)}")
+        check_inputs(self.input_names, inputs)
         feeds = {name: inputs[name] for name in self.input_names}
         return dict(zip(self.output_names, self.session.run(None, feeds)))

@@ -1,0 +1,79 @@
+"""Each custom op's ONNX function, run alone on ONNX Runtime, against the PyTorch model code."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.model.attention import BSQAttention
+from i2f_deploy.model.moe import HybridMoE
+from i2f_deploy.model.random_weights import randomize_weights
+
+
+def single_node_session(module, attributes: dict, function: onnx.FunctionProto, feeds: dict, output_types: list[int]) -> ort.InferenceSession:
+    """A one-node model using the op with its function, typed from ``feeds``."""
+    node = helper.make_node(module.OP_TYPE, list(module.INPUTS), list(module.OUTPUTS), domain=DOMAIN, **attributes)
+    inputs = [
+        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(feeds[name].dtype), feeds[name].shape)
+        for name in module.INPUTS
+    ]
+    outputs = [helper.make_tensor_value_info(name, kind, None) for name, kind in zip(module.OUTPUTS, output_types)]
+    graph = helper.make_graph([node], module.OP_TYPE, inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, VERSION)], functions=[function])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("num_tokens", [1024, 16384])
+def test_bsq_function_is_deterministic_with_crowded_codes(num_tokens):
+    torch.manual_seed(0)
+    attention = BSQAttention(32, 8)
+    randomize_weights(attention, seed=1)
+    with torch.no_grad():
+        attention.code_proj.bias += 3.0  # most keys share a handful of codes
+    q, k, v = (torch.randn(num_tokens, 32) for _ in range(3))
+    reference = attention(q, k, v).detach().numpy()
+    attributes = {"scale": float(attention.scale), "code_size": 8}
+    feeds = dict(zip(bsq_attention.INPUTS, [t.detach().numpy() for t in (q, k, v, attention.code_proj.weight, attention.code_proj.bias, attention.code_keys)]))
+    function = bsq_attention.function_proto(DOMAIN, **attributes)
+    session = single_node_session(bsq_attention, attributes, function, feeds, [TensorProto.FLOAT])
+    for _ in range(3):
+        assert np.abs(session.run(None, feeds)[0] - reference).max() <= 1e-5
+
+
+@pytest.mark.parametrize("routed_share", [0.0, 0.3, 1.0])
+def test_hybrid_moe_function_matches_the_model(routed_share):
+    moe = HybridMoE(256, 512, 8)
+    randomize_weights(moe, seed=2)
+    x = torch.randn(1024, 256)
+    routed = torch.nonzero(torch.rand(1024) < routed_share).flatten()
+    reference = moe(x, routed).detach().numpy()
+    attributes = {"num_experts": 8, "epsilon": 1e-5}
+    weights = [
+        moe.shared_ffn.w1.weight, moe.shared_ffn.w1.bias, moe.shared_ffn.w2.weight, moe.shared_ffn.w2.bias,
+        moe.shared_ffn.w3.weight, moe.shared_ffn.w3.bias, moe.shared_ln.weight, moe.shared_ln.bias,
+        moe.shared_gate[0].weight, moe.shared_gate[0].bias, moe.expert_gate[0].weight, moe.expert_gate[0].bias,
+        moe.exp_bias, moe.select_ffn_w1, moe.select_ffn_b1, moe.select_ffn_w2, moe.select_ffn_b2,
+        moe.select_ffn_w3, moe.select_ffn_b3, moe.select_ln.weight, moe.select_ln.bias,
+    ]  # fmt: skip
+    feeds = dict(zip(hybrid_moe.INPUTS, [x.numpy(), routed.numpy(), *[w.detach().numpy() for w in weights]]))
+    session = single_node_session(hybrid_moe, attributes, hybrid_moe.function_proto(DOMAIN, **attributes), feeds, [TensorProto.FLOAT])
+    assert np.abs(session.run(None, feeds)[0] - reference).max() <= 1e-4
+
+
+def test_token_routing_function_matches_the_router():
+    from test_routing import random_prompt_map
+
+    attributes = {"stride": 16, "kernel_size": 7}
+    rng = np.random.default_rng(3)
+    maps = [random_prompt_map(rng) for _ in range(20)] + [torch.full((1, 1, 512, 512), v, dtype=torch.uint8) for v in range(5)]
+    function = token_routing.function_proto(DOMAIN, **attributes)
+    session = single_node_session(token_routing, attributes, function, {"ref_label": maps[0].numpy()}, [TensorProto.INT64] * 3)
+    for ref_label in maps:
+        outputs = session.run(None, {"ref_label": ref_label.numpy()})
+        for got, expected in zip(outputs, token_routing.reference(ref_label, **attributes)):
+            np.testing.assert_array_equal(got, expected.numpy())

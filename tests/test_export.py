@@ -94,8 +94,11 @@ def test_openvino_ir_runs_without_extensions(tiny_artifacts, golden):
     assert np.abs(result[compiled.output("logits")] - golden["state_small/logits"]).max() <= 1e-3
 
 
-def test_manifest_describes_the_artifacts(tiny_artifacts):
+def test_manifest_describes_the_artifacts(tiny_artifacts, tiny_checkpoint):
+    from i2f_deploy.export.manifest import sha256
+
     manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    assert manifest["weights"] == {"source": "checkpoint", "file": tiny_checkpoint.name, "sha256": sha256(tiny_checkpoint)}
     assert manifest["target_size"] == 512 and manifest["routing"] == "dynamic"
     assert manifest["custom_ops"] == {"domain": DOMAIN, "version": 1, "op_types": list(OP_TYPES)}
     files = {p.relative_to(tiny_artifacts).as_posix() for p in tiny_artifacts.rglob("*") if p.is_file()} - {"manifest.json"}

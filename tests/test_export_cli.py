@@ -50,6 +50,15 @@ def test_non_empty_out_needs_force(tmp_path, tiny_checkpoint):
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and leftovers(tmp_path) == []
 
 
+def test_force_replaces_only_artifact_directories(tmp_path, tiny_checkpoint):
+    out = tmp_path / "documents"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    result = run_export("-c", TINY, "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--force")
+    assert_refused(result, "replaces only artifact directories")
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

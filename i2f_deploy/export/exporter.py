@@ -26,10 +26,9 @@ from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import INPUT_NAMES as DECODER_INPUTS
 from i2f_deploy.export.decoder import export_decoder
 from i2f_deploy.export.encoder import export_encoder
-from i2f_deploy.export.manifest import write_manifest
+from i2f_deploy.export.manifest import sha256, write_manifest
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
-from i2f_deploy.model.checkpoint import load_weights, read_state_dict
-from i2f_deploy.model.inter2former import Inter2Former
+from i2f_deploy.model.inter2former import Inter2Former, build_model
 from i2f_deploy.model.random_weights import randomize_weights
 
 DEFAULT_OPSET = 18
@@ -63,16 +62,21 @@ def _quiet_exporter() -> Iterator[None]:
 def prepare_output_dir(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise I2FError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise I2FError(f"--out {out} is not empty; pass --force to overwrite it")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise I2FError(f"--out {out} is not empty; pass --force to overwrite it")
+        if not (out / "manifest.json").is_file():
+            raise I2FError(f"--force replaces only artifact directories (with a manifest.json); {out} is not one")
 
 
-def build_weights(config: ExportConfig, routing: str, checkpoint: Path | None, seed: int | None, unsafe: bool) -> tuple[Inter2Former, dict]:
-    model = Inter2Former(config, routing)
+def build_weights(
+    config: ExportConfig, routing: str, checkpoint: Path | None, seed: int | None, unsafe: bool
+) -> tuple[Inter2Former, dict]:
+    """The model with checkpoint weights, or seeded random ones; plus how the manifest names them."""
     if checkpoint is not None:
-        load_weights(model, read_state_dict(checkpoint, unsafe))
-        model.refresh_constants()
-        return model, {"source": "checkpoint", "file": Path(checkpoint).name}
+        model = build_model(config, checkpoint, unsafe, routing)
+        return model, {"source": "checkpoint", "file": Path(checkpoint).name, "sha256": sha256(Path(checkpoint))}
+    model = Inter2Former(config, routing)
     randomize_weights(model, seed or 0)
     return model, {"source": "random", "seed": seed or 0}
 

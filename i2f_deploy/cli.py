@@ -108,6 +108,31 @@ def export(
     typer.echo(f"wrote {out} in {time.perf_counter() - start:.1f}s")
 
 
+@app.command("validate")
+@one_line_errors
+def validate(
+    artifact_dir: Annotated[Path, typer.Argument(help="Directory written by i2f-deploy export.", show_default=False)],
+    checkpoint: Annotated[
+        Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
+    ] = None,
+    backends: Annotated[str, typer.Option(help="Comma-separated: onnxruntime,openvino.")] = "onnxruntime,openvino",
+    images: Annotated[Optional[list[Path]], typer.Option("--images", help="Images to validate on (default: built-in samples).")] = None,
+    tolerance: Annotated[
+        Optional[list[str]], typer.Option("--tolerance", help="Override a tolerance, e.g. logits=2e-3 or image_embeddings=1e-3.")
+    ] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the JSON report here.")] = None,
+) -> None:
+    """Check the exported graphs against the PyTorch model on every backend; exit 1 on failure."""
+    from rich.console import Console
+
+    from i2f_deploy.validate.cli_support import run_validation
+
+    console = Console(width=160)
+    passed = run_validation(artifact_dir, checkpoint, backends, images or [], tolerance or [], report, console)
+    if not passed:
+        raise typer.Exit(1)
+
+
 @app.command("configs")
 def list_configs() -> None:
     """List the shipped export configurations."""

@@ -1,0 +1,86 @@
+"""Argument handling of ``i2f-deploy validate``: images, tolerances, bf16 report."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rich.console import Console
+
+from i2f_deploy import runtime
+from i2f_deploy.errors import I2FError
+from i2f_deploy.runtime import BACKENDS
+from i2f_deploy.validate.compare import mask_iou
+from i2f_deploy.validate.report import print_table, to_json, write_json
+from i2f_deploy.validate.runner import DEFAULT_TOLERANCES, Validation, reference_model
+from i2f_deploy.validate.states import edge_case_states
+
+
+def parse_backends(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise I2FError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(BACKENDS)}")
+    return names
+
+
+def parse_tolerances(overrides: list[str]) -> dict:
+    tolerances = dict(DEFAULT_TOLERANCES)
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if name not in tolerances or not value:
+            raise I2FError(f"--tolerance {item!r}: expected NAME=VALUE with NAME in {', '.join(tolerances)}")
+        try:
+            tolerances[name] = dataclasses.replace(tolerances[name], atol=float(value))
+        except ValueError:
+            raise I2FError(f"--tolerance {item!r}: {value!r} is not a number") from None
+    return tolerances
+
+
+def read_images(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
+    if not paths:
+        from i2f_deploy.validate.samples import builtin_samples
+
+        return [(sample.name, sample.image) for sample in builtin_samples()]
+    images = []
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise I2FError(f"cannot read image {path}")
+        images.append((path.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    return images
+
+
+def bf16_report(validation: Validation, images: list[tuple[str, np.ndarray]]) -> list[dict]:
+    """What OpenVINO's reduced default precision costs, reported and never judged."""
+    from i2f_deploy.preprocess import preprocess
+
+    decoder = runtime.load(validation.artifact_dir, "decoder", "openvino", precision="bf16")
+    rows = []
+    for name, image_rgb in images:
+        features = validation.reference_features(preprocess(image_rgb, validation.size)[0])
+        for case, ref_label in edge_case_states(validation.size).items():
+            reference = validation.reference_decode(features, ref_label).logits.numpy()
+            logits = decoder.run({**features, "ref_label": ref_label})["logits"]
+            rows.append({"case": f"{name}/{case}", "max_abs": float(np.abs(logits - reference).max()), "iou": mask_iou(logits, reference)})
+    return rows
+
+
+def run_validation(artifact_dir: Path, checkpoint: Path | None, backends_text: str, image_paths: list[Path],
+                   overrides: list[str], report_path: Path | None, console: Console) -> bool:
+    backends = parse_backends(backends_text)
+    tolerances = parse_tolerances(overrides)
+    manifest = runtime.read_manifest(artifact_dir)
+    images = read_images(image_paths)
+    model = reference_model(artifact_dir, manifest, checkpoint)
+    validation = Validation(artifact_dir, model, manifest, backends, tolerances)
+    for name, image in images:
+        console.log(f"validating on {name}")
+        validation.run_image(name, image)
+    extra = {"openvino_bf16": bf16_report(validation, images)} if "openvino" in backends else {}
+    print_table(validation, console)
+    if report_path is not None:
+        write_json(report_path, to_json(validation, extra))
+    return validation.passed

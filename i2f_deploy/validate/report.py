@@ -1,0 +1,54 @@
+"""The validation report: a table for people (rich) and JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from i2f_deploy.validate.runner import Validation
+
+
+def to_json(validation: Validation, extra: dict) -> dict:
+    return {
+        "artifact_dir": str(validation.artifact_dir),
+        "target_size": validation.size,
+        "backends": validation.backends,
+        "tolerances": {name: vars(t) for name, t in validation.tolerances.items()},
+        "passed": validation.passed,
+        "failures": validation.failures,
+        "flips": [r.to_dict() for r in validation.reports if r.verdict == "flip"],
+        "cases": [r.to_dict() for r in validation.reports],
+        **extra,
+    }
+
+
+def write_json(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+
+
+def print_table(validation: Validation, console: Console) -> None:
+    table = Table(title=f"validate {validation.artifact_dir}")
+    for column in ("backend", "part", "case", "max abs", "mismatch", "IoU", "routed", "verdict"):
+        table.add_column(column)
+    for report in validation.reports:
+        main = report.outputs.get("logits") or report.outputs.get("image_embeddings")
+        routed = next((d for d in report.decisions if d.name == "num_routed"), None)
+        colour = {"pass": "green", "flip": "yellow", "fail": "red"}[report.verdict]
+        table.add_row(
+            report.backend,
+            report.part,
+            report.case,
+            f"{main.max_abs:.2e}" if main else "",
+            f"{main.mismatch_share:.2%}" if main else "",
+            f"{main.iou:.4f}" if main and main.iou is not None else "",
+            str(routed.candidate[0]) if routed else "",
+            f"[{colour}]{report.verdict}[/{colour}]",
+        )
+    console.print(table)
+    for failure in validation.failures:
+        console.print(f"[red]FAIL[/red] {failure}")
+    console.print("[green]PASSED[/green]" if validation.passed else "[red]FAILED[/red]")

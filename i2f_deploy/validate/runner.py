@@ -1,0 +1,194 @@
+"""``i2f-deploy validate``: do the exported graphs compute what the PyTorch model computes?
+
+The reference is the project's PyTorch model with the same weights (the checkpoint, or the seed
+recorded for random weights). Encoders are compared on each image; decoders are fed the
+reference encoder's outputs, so a decoder verdict is about the decoder alone, and the end effect
+of the encoder is judged separately (decoder on the backend's features vs the reference mask).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from i2f_deploy import runtime
+from i2f_deploy.config import config_from_dict
+from i2f_deploy.errors import I2FError
+from i2f_deploy.export.manifest import sha256
+from i2f_deploy.model.inter2former import Inter2Former, build_model
+from i2f_deploy.model.random_weights import randomize_weights
+from i2f_deploy.preprocess import preprocess
+from i2f_deploy.validate.compare import Comparison, Tolerance, compare, mask_iou
+from i2f_deploy.validate.decisions import DEFAULT_EPSILON, Decision, dlu_box_decision, exact_decision
+from i2f_deploy.validate.states import edge_case_states
+
+FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
+DEFAULT_TOLERANCES = {
+    "image_embeddings": Tolerance(atol=1e-3),
+    "logits": Tolerance(atol=1e-3),
+    # Edge maps are chaotic at the Canny orientation branch cut (see the golden README): their
+    # statistics are reported, and they are judged by the masks they lead to.
+    "edge_maps_mask_iou": Tolerance(atol=0.99),
+}
+
+
+@dataclass
+class CaseReport:
+    backend: str
+    part: str
+    case: str
+    outputs: dict[str, Comparison] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+    judged: bool = True
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        if self.failures:
+            return "fail"
+        return "flip" if any(d.verdict == "flip" for d in self.decisions) else "pass"
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "part": self.part,
+            "case": self.case,
+            "verdict": self.verdict,
+            "judged": self.judged,
+            "outputs": {name: c.to_dict() for name, c in self.outputs.items()},
+            "decisions": [d.to_dict() for d in self.decisions],
+            "failures": self.failures,
+        }
+
+
+def reference_model(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> Inter2Former:
+    """The PyTorch model the artifacts were exported from; refuses a checkpoint that differs."""
+    config = config_from_dict(manifest["config"])
+    weights = manifest.get("weights", {})
+    routing = manifest.get("routing", "dynamic")
+    if checkpoint is None:
+        if weights.get("source") != "random":
+            raise I2FError(f"{artifact_dir} was exported from a checkpoint: pass --checkpoint")
+        model = Inter2Former(config, routing)
+        randomize_weights(model, int(weights.get("seed", 0)))
+        return model
+    if not Path(checkpoint).is_file():
+        raise I2FError(f"checkpoint not found: {checkpoint}")
+    expected = weights.get("sha256")
+    if expected and sha256(Path(checkpoint)) != expected:
+        raise I2FError(f"checkpoint {checkpoint} is not the one {artifact_dir} was exported from (sha256 differs)")
+    return build_model(config, checkpoint, routing=routing)
+
+
+def check_contract(runner: runtime.GraphRunner, io: dict, backend: str, part: str) -> list[str]:
+    problems = []
+    for kind, names in (("inputs", runner.input_names), ("outputs", runner.output_names)):
+        expected = list(io[kind])
+        if sorted(names) != sorted(expected):
+            problems.append(f"{backend} {part} {kind} {sorted(names)} != manifest {sorted(expected)}")
+    return problems
+
+
+def check_shapes(outputs: dict[str, np.ndarray], io: dict) -> list[str]:
+    problems = []
+    for name, spec in io["outputs"].items():
+        value = outputs.get(name)
+        if value is None:
+            problems.append(f"output {name} missing")
+        elif str(value.dtype) != spec["dtype"]:
+            problems.append(f"output {name} dtype {value.dtype} != {spec['dtype']}")
+        elif name in ("logits", *FEATURES) and list(value.shape) != spec["shape"]:
+            problems.append(f"output {name} shape {list(value.shape)} != {spec['shape']}")
+    return problems
+
+
+class Validation:
+    def __init__(self, artifact_dir: Path, model: Inter2Former, manifest: dict, backends: list[str],
+                 tolerances: dict[str, Tolerance], epsilon: float = DEFAULT_EPSILON) -> None:
+        self.artifact_dir = artifact_dir
+        self.model = model
+        self.io = manifest["io"]
+        self.size = int(manifest["target_size"])
+        self.threshold = model.config.model.decode_head.threshold
+        self.tolerances = tolerances
+        self.epsilon = epsilon
+        self.backends = backends
+        self.runners = {
+            backend: {part: runtime.load(artifact_dir, part, backend) for part in ("encoder", "decoder")}
+            for backend in backends
+        }
+        self.reports: list[CaseReport] = []
+        self.contract_problems = [
+            problem
+            for backend, parts in self.runners.items()
+            for part, runner in parts.items()
+            for problem in check_contract(runner, self.io[part], backend, part)
+        ]
+
+    def reference_features(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        embeddings, edge_maps = self.model.encode(torch.from_numpy(image))
+        return {"image_embeddings": embeddings.numpy(), **{f"edge_map_{i}": e.numpy() for i, e in enumerate(edge_maps)}}
+
+    def reference_decode(self, features: dict[str, np.ndarray], ref_label: np.ndarray):
+        edge_maps = [torch.from_numpy(features[f"edge_map_{i}"]) for i in range(4)]
+        return self.model.decode_detailed(torch.from_numpy(features["image_embeddings"]), edge_maps, torch.from_numpy(ref_label))
+
+    def check_decoder(self, backend: str, case: str, features: dict[str, np.ndarray], ref_label: np.ndarray) -> CaseReport:
+        report = CaseReport(backend, "decoder", case)
+        reference = self.reference_decode(features, ref_label)
+        out = self.runners[backend]["decoder"].run({**features, "ref_label": ref_label})
+        report.failures += check_shapes(out, self.io["decoder"])
+        report.decisions.append(exact_decision("num_routed", np.array([reference.routed_tokens.numel()]), out["num_routed"]))
+        report.decisions.append(exact_decision("dpe_box", reference.routing.box_values.numpy(), out["dpe_box"]))
+        dlu = dlu_box_decision(reference.dlu_box.as_tensor().numpy(), out["dlu_box"], reference.coarse_logits.numpy(), self.threshold, self.epsilon)
+        report.decisions.append(dlu)
+        report.failures += [f"{d.name}: reference {d.reference} vs {d.candidate}" + (f" (margin {d.margin:.2e})" if d.margin is not None else "") for d in report.decisions if d.verdict == "fail"]
+        logits = compare(out["logits"], reference.logits.numpy(), self.tolerances["logits"], logits=True)
+        report.outputs["logits"] = logits
+        report.judged = dlu.verdict == "agree"
+        if report.judged and not logits.passed:
+            report.failures.append(f"logits: {logits.problem} (max abs {logits.max_abs:.2e}, IoU {logits.iou:.4f})")
+        return report
+
+    def check_encoder(self, backend: str, name: str, image: np.ndarray, reference: dict[str, np.ndarray]) -> CaseReport:
+        report = CaseReport(backend, "encoder", name)
+        out = self.runners[backend]["encoder"].run({"image": image})
+        report.failures += check_shapes(out, self.io["encoder"])
+        embeddings = compare(out["image_embeddings"], reference["image_embeddings"], self.tolerances["image_embeddings"])
+        report.outputs["image_embeddings"] = embeddings
+        if not embeddings.passed:
+            report.failures.append(f"image_embeddings: {embeddings.problem} (max abs {embeddings.max_abs:.2e})")
+        for index in range(4):
+            key = f"edge_map_{index}"
+            report.outputs[key] = compare(out[key], reference[key], Tolerance(atol=1e-3, max_mismatch=1.0))
+            if not np.isfinite(out[key]).all():
+                report.failures.append(f"{key}: non-finite values")
+        bar = self.tolerances["edge_maps_mask_iou"].atol
+        for case, ref_label in edge_case_states(self.size).items():
+            candidate = self.runners[backend]["decoder"].run({**out, "ref_label": ref_label})["logits"]
+            iou = mask_iou(candidate, self.reference_decode(reference, ref_label).logits.numpy())
+            if iou < bar:
+                report.failures.append(f"encoder end effect on {case}: mask IoU {iou:.4f} < {bar}")
+        return report
+
+    def run_image(self, name: str, image_rgb: np.ndarray) -> None:
+        image, _ = preprocess(image_rgb, self.size)
+        reference = self.reference_features(image)
+        for backend in self.backends:
+            self.reports.append(self.check_encoder(backend, name, image, reference))
+            for case, ref_label in edge_case_states(self.size).items():
+                self.reports.append(self.check_decoder(backend, f"{name}/{case}", reference, ref_label))
+
+    @property
+    def failures(self) -> list[str]:
+        found = list(self.contract_problems)
+        for report in self.reports:
+            found += [f"{report.backend} {report.part} {report.case}: {f}" for f in report.failures]
+        return found
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures

@@ -73,8 +73,8 @@ def run_validation(artifact_dir: Path, checkpoint: Path | None, backends_text: s
     backends = parse_backends(backends_text)
     tolerances = parse_tolerances(overrides)
     manifest = runtime.read_manifest(artifact_dir)
-    images = read_images(image_paths)
     model = reference_model(artifact_dir, manifest, checkpoint)
+    images = read_images(image_paths)
     validation = Validation(artifact_dir, model, manifest, backends, tolerances)
     for name, image in images:
         console.log(f"validating on {name}")

@@ -1,0 +1,94 @@
+"""``i2f-deploy validate``: passes a faithful export, fails a perturbed one and names the output,
+tells a near-threshold flip from a defect, and refuses bad input with exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from i2f_deploy.cli import app
+from i2f_deploy.validate.decisions import dlu_box_decision
+
+THRESHOLD = -2.0
+
+
+def validate(*args: str):
+    return CliRunner().invoke(app, ["validate", *args])
+
+
+def test_faithful_export_passes_on_both_backends(tiny_artifacts, tiny_checkpoint, golden_image_path, tmp_path):
+    report = tmp_path / "report.json"
+    result = validate(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path), "--report", str(report))
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["backends"] == ["onnxruntime", "openvino"]
+    assert {case["backend"] for case in data["cases"]} == {"onnxruntime", "openvino"}
+    assert {case["case"].split("/")[-1] for case in data["cases"] if case["part"] == "decoder"} >= {
+        "zero-routed", "all-routed", "tiny-object-at-corner", "object-touching-border", "click-on-border-pixel"
+    }
+    assert data["openvino_bf16"], "the reduced-precision report is written"
+
+
+def scaled_copy(artifacts, tmp_path, part: str, initializer_hint: str, factor: float):
+    copy = tmp_path / f"perturbed-{part}"
+    shutil.copytree(artifacts, copy)
+    model = onnx.load(str(copy / f"{part}.onnx"))
+    target = next(t for t in model.graph.initializer if initializer_hint in t.name)
+    target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(target) * np.float32(factor), target.name))
+    onnx.save(model, str(copy / f"{part}.onnx"))
+    return copy, target.name
+
+
+@pytest.mark.parametrize(
+    ("part", "hint", "named"),
+    [("decoder", "o_proj.weight", "logits"), ("encoder", "backbone.out_conv.0.weight", "image_embeddings")],
+)
+def test_perturbed_weight_fails_and_names_the_output(tiny_artifacts, tiny_checkpoint, golden_image_path, tmp_path, part, hint, named):
+    perturbed, _ = scaled_copy(tiny_artifacts, tmp_path, part, hint, 1.02)
+    result = validate(str(perturbed), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path), "--backends", "onnxruntime")
+    assert result.exit_code == 1, result.output
+    assert f"{named}:" in result.output
+
+
+def test_near_threshold_disagreement_is_a_flip_and_a_far_one_fails():
+    coarse = np.full((1, 1, 8, 8), -5.0, dtype=np.float32)
+    coarse[0, 0, 2:4, 2:4] = 1.0
+    coarse[0, 0, 5, 6] = THRESHOLD + 4e-4  # just above: the reference box reaches it
+    reference_box = [2, 2, 7, 6]
+    candidate_box = [2, 2, 4, 4]  # a backend that saw that token just below the threshold
+    flip = dlu_box_decision(np.array(reference_box), np.array(candidate_box), coarse, THRESHOLD, epsilon=1e-3)
+    assert flip.verdict == "flip" and flip.margin == pytest.approx(4e-4, abs=1e-6)
+
+    coarse[0, 0, 5, 6] = THRESHOLD + 0.5  # clearly above: missing it is a defect
+    fail = dlu_box_decision(np.array(reference_box), np.array(candidate_box), coarse, THRESHOLD, epsilon=1e-3)
+    assert fail.verdict == "fail" and fail.margin == pytest.approx(0.5, abs=1e-6)
+
+    agree = dlu_box_decision(np.array(reference_box), np.array(reference_box), coarse, THRESHOLD)
+    assert agree.verdict == "agree"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/nonexistent/artifacts"], "no manifest.json"),
+        (["{art}", "--checkpoint", "{ckpt}", "--backends", "tensorrt"], "unknown backend(s) tensorrt"),
+        (["{art}", "--checkpoint", "{ckpt}", "--images", "{bad_image}"], "cannot read image"),
+        (["{art}", "--checkpoint", "{other_ckpt}"], "is not the one"),
+        (["{art}"], "pass --checkpoint"),
+    ],
+)
+def test_bad_inputs_exit_2(tiny_artifacts, tiny_checkpoint, tmp_path, args, message):
+    bad_image = tmp_path / "broken.png"
+    bad_image.write_bytes(b"not a png")
+    other = tmp_path / "other.pth"
+    other.write_bytes(tiny_checkpoint.read_bytes() + b"\0")
+    values = {"art": str(tiny_artifacts), "ckpt": str(tiny_checkpoint), "bad_image": str(bad_image), "other_ckpt": str(other)}
+    result = validate(*[arg.format(**values) for arg in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr

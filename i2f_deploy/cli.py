@@ -121,6 +121,13 @@ def validate(
         Optional[list[str]], typer.Option("--tolerance", help="Override a tolerance, e.g. logits=2e-3 or image_embeddings=1e-3.")
     ] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the JSON report here.")] = None,
+    clicks: Annotated[int, typer.Option(help="Clicks per simulated interactive loop (official protocol: 20).")] = 20,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Seed for ties between equally deep click candidates (default: first in row-major order).")
+    ] = None,
+    samples: Annotated[
+        Optional[list[str]], typer.Option("--sample", help="Built-in sample(s) to loop on (default: all).")
+    ] = None,
 ) -> None:
     """Check the exported graphs against the PyTorch model on every backend; exit 1 on failure."""
     from rich.console import Console
@@ -128,7 +135,9 @@ def validate(
     from i2f_deploy.validate.cli_support import run_validation
 
     console = Console(width=160)
-    passed = run_validation(artifact_dir, checkpoint, backends, images or [], tolerance or [], report, console)
+    passed = run_validation(
+        artifact_dir, checkpoint, backends, images or [], tolerance or [], report, console, clicks, seed, samples
+    )
     if not passed:
         raise typer.Exit(1)
 

@@ -92,3 +92,19 @@ def test_bad_inputs_exit_2(tiny_artifacts, tiny_checkpoint, tmp_path, args, mess
     result = validate(*[arg.format(**values) for arg in args])
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+
+
+def test_click_loops_agree_click_by_click_with_identical_noc(tiny_artifacts, tiny_checkpoint, tmp_path):
+    report = tmp_path / "loops.json"
+    args = [str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--clicks", "4", "--report", str(report),
+            "--sample", "coffee-cup", "--sample", "ellipse-333x517"]
+    result = validate(*args)
+    data = json.loads(report.read_text())
+    loops = data["loops"]
+    assert {(loop["backend"], loop["sample"]) for loop in loops} == {
+        (b, s) for b in ("onnxruntime", "openvino") for s in ("coffee-cup", "ellipse-333x517")
+    }
+    for loop in loops:
+        assert loop["clicks"] == 4 and loop["backend_noc"] == loop["reference_noc"], loop
+        assert loop["min_iou_vs_reference"] >= 0.99, loop
+    assert result.exit_code == (0 if data["passed"] else 1)

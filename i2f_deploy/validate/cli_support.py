@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from pathlib import Path
 
 import cv2
@@ -40,10 +41,6 @@ def parse_tolerances(overrides: list[str]) -> dict:
 
 
 def read_images(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
-    if not paths:
-        from i2f_deploy.validate.samples import builtin_samples
-
-        return [(sample.name, sample.image) for sample in builtin_samples()]
     images = []
     for path in paths:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -53,33 +50,47 @@ def read_images(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def bf16_report(validation: Validation, images: list[tuple[str, np.ndarray]]) -> list[dict]:
-    """What OpenVINO's reduced default precision costs, reported and never judged."""
-    from i2f_deploy.preprocess import preprocess
-
+def bf16_report(validation: Validation, features: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+    """What OpenVINO's reduced default precision costs on the decoder, reported and never judged."""
     decoder = runtime.load(validation.artifact_dir, "decoder", "openvino", precision="bf16")
     rows = []
-    for name, image_rgb in images:
-        features = validation.reference_features(preprocess(image_rgb, validation.size)[0])
+    for name, image_features in features.items():
         for case, ref_label in edge_case_states(validation.size).items():
-            reference = validation.reference_decode(features, ref_label).logits.numpy()
-            logits = decoder.run({**features, "ref_label": ref_label})["logits"]
+            reference = validation.reference_logits[(name, case)]
+            logits = decoder.run({**image_features, "ref_label": ref_label})["logits"]
             rows.append({"case": f"{name}/{case}", "max_abs": float(np.abs(logits - reference).max()), "iou": mask_iou(logits, reference)})
     return rows
 
 
 def run_validation(artifact_dir: Path, checkpoint: Path | None, backends_text: str, image_paths: list[Path],
-                   overrides: list[str], report_path: Path | None, console: Console) -> bool:
+                   overrides: list[str], report_path: Path | None, console: Console, clicks: int = 20,
+                   seed: int | None = None, samples: list[str] | None = None) -> bool:
+    """Edge-case prompt states on every image; official click loops on the built-in samples
+    (their masks are the ground truth), unless images are given."""
+    from i2f_deploy.validate.loops import check_loop
+    from i2f_deploy.validate.samples import builtin_samples
+
     backends = parse_backends(backends_text)
     tolerances = parse_tolerances(overrides)
+    if clicks < 1:
+        raise I2FError(f"--clicks must be at least 1, got {clicks}")
     manifest = runtime.read_manifest(artifact_dir)
     model = reference_model(artifact_dir, manifest, checkpoint)
-    images = read_images(image_paths)
+    loop_samples = [] if image_paths else builtin_samples(samples)
+    images = read_images(image_paths) or [(sample.name, sample.image) for sample in loop_samples]
     validation = Validation(artifact_dir, model, manifest, backends, tolerances)
+    rng = random.Random(seed) if seed is not None else None
+    features = {}
     for name, image in images:
-        console.log(f"validating on {name}")
-        validation.run_image(name, image)
-    extra = {"openvino_bf16": bf16_report(validation, images)} if "openvino" in backends else {}
+        console.log(f"edge cases on {name}")
+        features[name] = validation.run_image(name, image)
+    for sample in loop_samples:
+        console.log(f"{clicks}-click loop on {sample.name}")
+        validation.loops += check_loop(validation, sample.name, sample.image, sample.mask, clicks, rng)
+    extra = {
+        "loops": [loop.to_dict() for loop in validation.loops],
+        **({"openvino_bf16": bf16_report(validation, features)} if "openvino" in backends else {}),
+    }
     print_table(validation, console)
     if report_path is not None:
         write_json(report_path, to_json(validation, extra))

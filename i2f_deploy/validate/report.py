@@ -49,6 +49,15 @@ def print_table(validation: Validation, console: Console) -> None:
             f"[{colour}]{report.verdict}[/{colour}]",
         )
     console.print(table)
+    if validation.loops:
+        loops = Table(title="interactive loops (PyTorch drives, official click protocol)")
+        for column in ("backend", "sample", "clicks", "min IoU vs reference", "NoC reference", "NoC backend", "verdict"):
+            loops.add_column(column)
+        for loop in validation.loops:
+            verdict = "[red]fail[/red]" if loop.failures else "[green]pass[/green]"
+            nocs = [" ".join(f"{k}:{v}" for k, v in n.items()) for n in (loop.reference_noc, loop.backend_noc)]
+            loops.add_row(loop.backend, loop.sample, str(loop.clicks), f"{loop.min_iou_vs_reference:.4f}", *nocs, verdict)
+        console.print(loops)
     for failure in validation.failures:
         console.print(f"[red]FAIL[/red] {failure}")
     console.print("[green]PASSED[/green]" if validation.passed else "[red]FAILED[/red]")

@@ -121,6 +121,8 @@ class Validation:
             for backend in backends
         }
         self.reports: list[CaseReport] = []
+        self.reference_logits: dict[tuple[str, str], np.ndarray] = {}  # (image, state) -> logits
+        self.loops: list = []  # LoopReport per backend and sample
         self.contract_problems = [
             problem
             for backend, parts in self.runners.items()
@@ -136,9 +138,8 @@ class Validation:
         edge_maps = [torch.from_numpy(features[f"edge_map_{i}"]) for i in range(4)]
         return self.model.decode_detailed(torch.from_numpy(features["image_embeddings"]), edge_maps, torch.from_numpy(ref_label))
 
-    def check_decoder(self, backend: str, case: str, features: dict[str, np.ndarray], ref_label: np.ndarray) -> CaseReport:
+    def check_decoder(self, backend: str, case: str, features: dict[str, np.ndarray], ref_label: np.ndarray, reference) -> CaseReport:
         report = CaseReport(backend, "decoder", case)
-        reference = self.reference_decode(features, ref_label)
         out = self.runners[backend]["decoder"].run({**features, "ref_label": ref_label})
         report.failures += check_shapes(out, self.io["decoder"])
         report.decisions.append(exact_decision("num_routed", np.array([reference.routed_tokens.numel()]), out["num_routed"]))
@@ -154,6 +155,7 @@ class Validation:
         return report
 
     def check_encoder(self, backend: str, name: str, image: np.ndarray, reference: dict[str, np.ndarray]) -> CaseReport:
+        """Embeddings against the reference; edge maps by their end effect on the edge-case masks."""
         report = CaseReport(backend, "encoder", name)
         out = self.runners[backend]["encoder"].run({"image": image})
         report.failures += check_shapes(out, self.io["encoder"])
@@ -169,24 +171,30 @@ class Validation:
         bar = self.tolerances["edge_maps_mask_iou"].atol
         for case, ref_label in edge_case_states(self.size).items():
             candidate = self.runners[backend]["decoder"].run({**out, "ref_label": ref_label})["logits"]
-            iou = mask_iou(candidate, self.reference_decode(reference, ref_label).logits.numpy())
+            iou = mask_iou(candidate, self.reference_logits[(name, case)])
             if iou < bar:
                 report.failures.append(f"encoder end effect on {case}: mask IoU {iou:.4f} < {bar}")
         return report
 
-    def run_image(self, name: str, image_rgb: np.ndarray) -> None:
+    def run_image(self, name: str, image_rgb: np.ndarray) -> dict[str, np.ndarray]:
+        """Check every backend on one image; returns the reference features."""
         image, _ = preprocess(image_rgb, self.size)
-        reference = self.reference_features(image)
+        features = self.reference_features(image)
+        decoded = {case: self.reference_decode(features, m) for case, m in edge_case_states(self.size).items()}
+        self.reference_logits.update({(name, case): r.logits.numpy() for case, r in decoded.items()})
         for backend in self.backends:
-            self.reports.append(self.check_encoder(backend, name, image, reference))
+            self.reports.append(self.check_encoder(backend, name, image, features))
             for case, ref_label in edge_case_states(self.size).items():
-                self.reports.append(self.check_decoder(backend, f"{name}/{case}", reference, ref_label))
+                self.reports.append(self.check_decoder(backend, f"{name}/{case}", features, ref_label, decoded[case]))
+        return features
 
     @property
     def failures(self) -> list[str]:
         found = list(self.contract_problems)
         for report in self.reports:
             found += [f"{report.backend} {report.part} {report.case}: {f}" for f in report.failures]
+        for loop in self.loops:
+            found += [f"{loop.backend} loop {loop.sample}: {f}" for f in loop.failures]
         return found
 
     @property

@@ -1,0 +1,73 @@
+"""Interactive loops for ``validate``: the PyTorch model drives the official click protocol;
+every backend decodes the same prompt maps from its own encoder features and must agree mask by
+mask and in NoC."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess, to_target_click
+from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
+from i2f_deploy.validate.clicks import click_loop, iou, noc
+
+
+@dataclass
+class LoopReport:
+    backend: str
+    sample: str
+    clicks: int
+    min_iou_vs_reference: float
+    reference_noc: dict[str, int]
+    backend_noc: dict[str, int]
+    failures: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ReferenceLoop:
+    """The official loop run with the PyTorch model; remembers the prompt map of every click."""
+
+    def __init__(self, validation, image_rgb: np.ndarray) -> None:
+        self.validation = validation
+        self.image, self.geometry = preprocess(image_rgb, validation.size)
+        self.features = validation.reference_features(self.image)
+        self.ref_label = initial_prompt_map(validation.size)
+        self.prompt_maps: list[np.ndarray] = []
+
+    def step(self, click: Click | None) -> np.ndarray:
+        if click is not None:
+            self.ref_label = add_clicks(self.ref_label, [to_target_click(click, self.geometry)])
+        self.prompt_maps.append(self.ref_label)
+        logits = self.validation.reference_decode(self.features, self.ref_label).logits.numpy()
+        self.ref_label = apply_prediction(self.ref_label, logits[0, 0] > 0)
+        return logits_to_image(logits, self.geometry) > 0
+
+
+def backend_masks(validation, backend: str, image: np.ndarray, geometry: Geometry, prompt_maps: list[np.ndarray]) -> list[np.ndarray]:
+    runners = validation.runners[backend]
+    features = runners["encoder"].run({"image": image})
+    return [logits_to_image(runners["decoder"].run({**features, "ref_label": m})["logits"], geometry) > 0 for m in prompt_maps]
+
+
+def check_loop(validation, name: str, image_rgb: np.ndarray, ground_truth: np.ndarray, num_clicks: int,
+               rng: random.Random | None = None) -> list[LoopReport]:
+    reference = ReferenceLoop(validation, image_rgb)
+    with torch.no_grad():
+        run = click_loop(reference.step, ground_truth, num_clicks, rng)
+    reference_noc = {str(k): v for k, v in run.noc().items()}
+    bar = validation.tolerances["edge_maps_mask_iou"].atol
+    reports = []
+    for backend in validation.backends:
+        masks = backend_masks(validation, backend, reference.image, reference.geometry, reference.prompt_maps)
+        agreement = [iou(a, b) for a, b in zip(masks, run.predictions)]
+        backend_noc = {str(k): v for k, v in noc([iou(m, ground_truth) for m in masks], max_clicks=num_clicks).items()}
+        failures = [f"click {i + 1}: mask IoU vs reference {v:.4f} < {bar}" for i, v in enumerate(agreement) if v < bar]
+        if backend_noc != reference_noc:
+            failures.append(f"NoC {backend_noc} != reference {reference_noc}")
+        reports.append(LoopReport(backend, name, len(run.clicks), min(agreement), reference_noc, backend_noc, failures))
+    return reports

@@ -142,6 +142,28 @@ def validate(
         raise typer.Exit(1)
 
 
+@app.command("predict")
+@one_line_errors
+def predict(
+    artifact_dir: Annotated[Path, typer.Argument(help="Directory written by i2f-deploy export.", show_default=False)],
+    image: Annotated[Path, typer.Option("--image", help="Image file to segment.", show_default=False)],
+    click: Annotated[
+        list[str], typer.Option("--click", help="X,Y,positive|negative in image pixels; repeat in click order.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Mask PNG to write (0/255, the image's size).", show_default=False)],
+    overlay: Annotated[Optional[Path], typer.Option("--overlay", help="Also write the mask drawn over the image (PNG).")] = None,
+    backend: Annotated[str, typer.Option(help="onnxruntime or openvino.")] = "onnxruntime",
+    threads: Annotated[Optional[int], typer.Option(help="Inference threads (default: the backend's choice).")] = None,
+) -> None:
+    """Segment an image from clicks with the exported graphs (no torch needed)."""
+    from i2f_deploy.predict import predict as run_predict
+    from i2f_deploy.prompt_map import Click
+
+    clicks = [Click.parse(text) for text in click]
+    result = run_predict(artifact_dir, image, clicks, out, overlay, backend, threads)
+    typer.echo(f"wrote {out} ({int(result.mask.sum())} foreground pixels, {result.num_routed} tokens routed at the last click)")
+
+
 @app.command("configs")
 def list_configs() -> None:
     """List the shipped export configurations."""

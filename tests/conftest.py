@@ -94,3 +94,13 @@ def save_checkpoint(model, path: Path) -> Path:
 
     torch.save({"meta": {}, "state_dict": {**model.state_dict(), "step": torch.tensor(0)}}, path)
     return path
+
+
+def assert_runs_without_torch(code: str) -> None:
+    """Run ``code`` in a fresh interpreter and check that it succeeds without importing torch."""
+    import subprocess
+    import sys
+
+    script = code + "\nimport sys\nassert 'torch' not in sys.modules, 'torch was imported'\n"
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert process.returncode == 0, process.stderr

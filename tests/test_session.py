@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import cv2
@@ -12,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import assert_runs_without_torch
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.predict import predict
 from i2f_deploy.preprocess import preprocess
@@ -176,18 +175,15 @@ def test_session_reproduces_the_official_golden_loop(tiny_artifacts, tiny_model,
 
 
 def test_session_does_not_import_torch(tiny_artifacts, golden_image_path):
-    code = (
-        "import sys, cv2\n"
+    assert_runs_without_torch(
+        "import cv2\n"
         "from i2f_deploy.runtime.session import InteractiveSession\n"
         f"s = InteractiveSession({str(tiny_artifacts)!r})\n"
         f"s.set_image(cv2.cvtColor(cv2.imread({str(golden_image_path)!r}), cv2.COLOR_BGR2RGB))\n"
         "p = s.add_click(256, 230, True)\n"
         "assert p.mask.any() and s.contours()\n"
         "import i2f_deploy.predict\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
 
 
 # --------------------------------------------------------------------------- state

@@ -47,7 +47,7 @@ def scaled_copy(artifacts, tmp_path, part: str, initializer_hint: str, factor: f
 
 @pytest.mark.parametrize(
     ("part", "hint", "named"),
-    [("decoder", "o_proj.weight", "logits"), ("encoder", "backbone.out_conv.0.weight", "image_embeddings")],
+    [("decoder", "o_proj.weight", "logits"), ("encoder", "backbone.blocks.0.norm2.weight", "image_embeddings")],
 )
 def test_perturbed_weight_fails_and_names_the_output(tiny_artifacts, tiny_checkpoint, golden_image_path, tmp_path, part, hint, named):
     perturbed, _ = scaled_copy(tiny_artifacts, tmp_path, part, hint, 1.02)

@@ -84,17 +84,22 @@ def function_proto(domain: str, num_experts: int, epsilon: float) -> onnx.Functi
     return b.build({"y": b.op("ScatterND", shared, rows, mixed)})
 
 
-def torch_op(domain: str, x: Tensor, routed: Tensor, module: torch.nn.Module) -> Tensor:
-    """Eager: the model's HMoE; under ONNX export: one ``HybridMoE`` node."""
-    if not torch.onnx.is_in_onnx_export():
-        return module(x, routed)
-    m = module
-    weights = (
+def weight_inputs(m: torch.nn.Module) -> tuple[Tensor, ...]:
+    """The model's HMoE tensors in the order of ``WEIGHTS``."""
+    return (
         m.shared_ffn.w1.weight, m.shared_ffn.w1.bias, m.shared_ffn.w2.weight, m.shared_ffn.w2.bias,
         m.shared_ffn.w3.weight, m.shared_ffn.w3.bias, m.shared_ln.weight, m.shared_ln.bias,
         m.shared_gate[0].weight, m.shared_gate[0].bias, m.expert_gate[0].weight, m.expert_gate[0].bias,
         m.exp_bias, m.select_ffn_w1, m.select_ffn_b1, m.select_ffn_w2, m.select_ffn_b2,
         m.select_ffn_w3, m.select_ffn_b3, m.select_ln.weight, m.select_ln.bias,
     )  # fmt: skip
+
+
+def torch_op(domain: str, x: Tensor, routed: Tensor, module: torch.nn.Module) -> Tensor:
+    """Eager: the model's HMoE; under ONNX export: one ``HybridMoE`` node."""
+    if not torch.onnx.is_in_onnx_export():
+        return module(x, routed)
+    m = module
+    weights = weight_inputs(m)
     attributes = {"num_experts": m.num_experts, "epsilon": float(m.shared_ln.eps)}
     return torch.onnx.ops.symbolic(f"{domain}::{OP_TYPE}", (x, routed, *weights), attributes, dtype=x.dtype, shape=x.shape, version=1)

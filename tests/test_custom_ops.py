@@ -53,13 +53,7 @@ def test_hybrid_moe_function_matches_the_model(routed_share):
     routed = torch.nonzero(torch.rand(1024) < routed_share).flatten()
     reference = moe(x, routed).detach().numpy()
     attributes = {"num_experts": 8, "epsilon": 1e-5}
-    weights = [
-        moe.shared_ffn.w1.weight, moe.shared_ffn.w1.bias, moe.shared_ffn.w2.weight, moe.shared_ffn.w2.bias,
-        moe.shared_ffn.w3.weight, moe.shared_ffn.w3.bias, moe.shared_ln.weight, moe.shared_ln.bias,
-        moe.shared_gate[0].weight, moe.shared_gate[0].bias, moe.expert_gate[0].weight, moe.expert_gate[0].bias,
-        moe.exp_bias, moe.select_ffn_w1, moe.select_ffn_b1, moe.select_ffn_w2, moe.select_ffn_b2,
-        moe.select_ffn_w3, moe.select_ffn_b3, moe.select_ln.weight, moe.select_ln.bias,
-    ]  # fmt: skip
+    weights = hybrid_moe.weight_inputs(moe)
     feeds = dict(zip(hybrid_moe.INPUTS, [x.numpy(), routed.numpy(), *[w.detach().numpy() for w in weights]]))
     session = single_node_session(hybrid_moe, attributes, hybrid_moe.function_proto(DOMAIN, **attributes), feeds, [TensorProto.FLOAT])
     assert np.abs(session.run(None, feeds)[0] - reference).max() <= 1e-4

@@ -28,8 +28,7 @@ from i2f_deploy.export.decoder import export_decoder
 from i2f_deploy.export.encoder import export_encoder
 from i2f_deploy.export.manifest import sha256, write_manifest
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
-from i2f_deploy.model.inter2former import Inter2Former, build_model
-from i2f_deploy.model.random_weights import randomize_weights
+from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 
 DEFAULT_OPSET = 18
 Progress = Callable[[str], None]
@@ -76,9 +75,7 @@ def build_weights(
     if checkpoint is not None:
         model = build_model(config, checkpoint, unsafe, routing)
         return model, {"source": "checkpoint", "file": Path(checkpoint).name, "sha256": sha256(Path(checkpoint))}
-    model = Inter2Former(config, routing)
-    randomize_weights(model, seed or 0)
-    return model, {"source": "random", "seed": seed or 0}
+    return random_model(config, seed or 0, routing), {"source": "random", "seed": seed or 0}
 
 
 def _feeds(tensors: tuple[torch.Tensor, ...], names: tuple[str, ...]) -> dict[str, np.ndarray]:

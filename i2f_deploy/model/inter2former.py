@@ -92,6 +92,15 @@ class Inter2Former(nn.Module):
             raise InputError("ref_label values must be within 0..4")
 
 
+def random_model(config: ExportConfig, seed: int = 0, routing: str = "dynamic") -> Inter2Former:
+    """The model of ``config`` with seeded random weights in the official layout."""
+    from i2f_deploy.model.random_weights import randomize_weights
+
+    model = Inter2Former(config, routing)
+    randomize_weights(model, seed)
+    return model
+
+
 def build_model(
     config: ExportConfig, checkpoint: str | Path, allow_unsafe_pickle: bool = False, routing: str = "dynamic"
 ) -> Inter2Former:

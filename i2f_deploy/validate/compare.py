@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from i2f_deploy.validate.clicks import iou
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -32,10 +34,9 @@ class Comparison:
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of the positive-logit masks; two empty masks agree perfectly."""
-    a, b = a > 0, b > 0
-    union = int((a | b).sum())
-    return 1.0 if union == 0 else float((a & b).sum() / union)
+    """IoU of the positive-logit masks ([..., H, W] with unit leading axes); empty == empty is 1."""
+    a, b = np.asarray(a), np.asarray(b)
+    return iou(a.reshape(a.shape[-2:]) > 0, b.reshape(b.shape[-2:]) > 0)
 
 
 def compare(candidate: np.ndarray, reference: np.ndarray, tolerance: Tolerance, logits: bool = False) -> Comparison:

@@ -18,8 +18,7 @@ from i2f_deploy import runtime
 from i2f_deploy.config import config_from_dict
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.manifest import sha256
-from i2f_deploy.model.inter2former import Inter2Former, build_model
-from i2f_deploy.model.random_weights import randomize_weights
+from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.validate.compare import Comparison, Tolerance, compare, mask_iou
 from i2f_deploy.validate.decisions import DEFAULT_EPSILON, Decision, dlu_box_decision, exact_decision
@@ -72,9 +71,7 @@ def reference_model(artifact_dir: Path, manifest: dict, checkpoint: Path | None)
     if checkpoint is None:
         if weights.get("source") != "random":
             raise I2FError(f"{artifact_dir} was exported from a checkpoint: pass --checkpoint")
-        model = Inter2Former(config, routing)
-        randomize_weights(model, int(weights.get("seed", 0)))
-        return model
+        return random_model(config, int(weights.get("seed", 0)), routing)
     if not Path(checkpoint).is_file():
         raise I2FError(f"checkpoint not found: {checkpoint}")
     expected = weights.get("sha256")

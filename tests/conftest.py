@@ -62,6 +62,16 @@ def tiny_model(tiny_config, tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def portable_model(tiny_config, tiny_checkpoint):
+    """The golden tiny model with the edge-detector numerics the exported encoder implements."""
+    from i2f_deploy.model.inter2former import build_model
+
+    model = build_model(tiny_config, tiny_checkpoint)
+    model.edge_detector.use_numerics("portable")
+    return model
+
+
+@pytest.fixture(scope="session")
 def golden_encoded(golden):
     """The golden encoder outputs as tensors: (embeddings, [edge_map_0..3])."""
     import torch

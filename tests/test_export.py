@@ -84,6 +84,24 @@ def test_encoder_matches_golden_within_the_readme_tolerances(tiny_artifacts, gol
         assert mask_iou(logits, golden[f"{case}/logits"]) >= 0.99, case
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_encoder_matches_the_portable_pytorch_numerics(tiny_artifacts, golden, portable_model, backend):
+    """Against the arithmetic the graph implements (manifest ``edge_numerics``), the edge maps are
+    tight and the masks they lead to are the reference's."""
+    assert json.loads((tiny_artifacts / "manifest.json").read_text())["edge_numerics"] == "portable"
+    encoder = runtime.load(tiny_artifacts, "encoder", backend)
+    decoder = runtime.load(tiny_artifacts, "decoder", backend)
+    features = encoder.run({"image": golden["input"]})
+    embeddings, edge_maps = portable_model.encode(torch.from_numpy(golden["input"]))
+    for index, reference in enumerate(edge_maps):
+        off = np.abs(features[f"edge_map_{index}"] - reference.numpy()) > 1e-3
+        assert off.mean() <= 0.03, f"edge_map_{index}: {off.mean():.2%} off by > 1e-3"
+    for case in DECODER_CASES:
+        ref_label = torch.from_numpy(golden[f"{case}/ref_label"])
+        logits = decoder.run({**features, "ref_label": golden[f"{case}/ref_label"]})["logits"]
+        assert mask_iou(logits, portable_model.decode(embeddings, edge_maps, ref_label).numpy()) >= 0.999, case
+
+
 def test_openvino_ir_runs_without_extensions(tiny_artifacts, golden):
     import openvino as ov
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import DECODER_CASES
+from i2f_deploy.validate.compare import mask_iou
 
 
 def test_encoder_matches_golden(tiny_model, golden):
@@ -17,6 +18,27 @@ def test_encoder_matches_golden(tiny_model, golden):
         assert edge_map.shape == reference.shape
         off = np.abs(edge_map.numpy() - reference) > 1e-3
         assert off.mean() <= 1e-3, f"edge_map_{index}: {off.mean():.2%} of elements off by >1e-3"
+
+
+def test_portable_numerics_stay_close_to_the_official_ones(tiny_config, tiny_checkpoint, golden, golden_encoded):
+    """The portable edge-detector arithmetic (what the exported encoder computes) changes only
+    rounding-level decisions: same embeddings, and masks within the golden README's bar of the
+    official logits (measured: IoU 0.998)."""
+    from i2f_deploy.model.inter2former import build_model
+
+    model = build_model(tiny_config, tiny_checkpoint)
+    model.edge_detector.use_numerics("portable")
+    embeddings, edge_maps = model.encode(torch.from_numpy(golden["input"]))
+    assert np.abs(embeddings.numpy() - golden_encoded[0].numpy()).max() <= 1e-4
+    assert any(not np.array_equal(e.numpy(), golden[f"edge_map_{i}"]) for i, e in enumerate(edge_maps))
+    for case in DECODER_CASES:
+        logits = model.decode(embeddings, edge_maps, torch.from_numpy(golden[f"{case}/ref_label"]))
+        assert mask_iou(logits.numpy(), golden[f"{case}/logits"]) >= 0.99, case
+
+
+def test_unknown_numerics_are_refused(tiny_model):
+    with pytest.raises(ValueError, match="numerics"):
+        tiny_model.edge_detector.use_numerics("fast")
 
 
 @pytest.mark.parametrize("case", DECODER_CASES)

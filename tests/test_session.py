@@ -50,11 +50,11 @@ def golden_rgb(golden_image_path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def torch_features(tiny_model, golden_rgb):
-    """The PyTorch encoder on the preprocessed golden image."""
+def torch_features(portable_model, golden_rgb):
+    """The PyTorch encoder, with the exported encoder's edge numerics, on the golden image."""
     tensor, _ = preprocess(golden_rgb, 512)
     with torch.no_grad():
-        return tiny_model.encode(torch.from_numpy(tensor))
+        return portable_model.encode(torch.from_numpy(tensor))
 
 
 class TorchEncoder:
@@ -103,18 +103,18 @@ def torch_loop(model, features, height: int, width: int, clicks) -> list[np.ndar
 
 
 @pytest.fixture(scope="module")
-def reference_masks(tiny_model, torch_features):
-    return torch_loop(tiny_model, torch_features, 400, 600, CLICKS)
+def reference_masks(portable_model, torch_features):
+    return torch_loop(portable_model, torch_features, 400, 600, CLICKS)
 
 
 # --------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_session_reproduces_the_pytorch_loop_click_by_click(tiny_artifacts, tiny_model, golden_rgb,
+def test_session_reproduces_the_pytorch_loop_click_by_click(tiny_artifacts, portable_model, golden_rgb,
                                                              reference_masks, backend):
     """Same encoder features (PyTorch's, injected) -> the session's loop must match the PyTorch
     loop per click (IoU >= 0.999; the decoders agree to ~3e-5)."""
     session = InteractiveSession(tiny_artifacts, backend)
-    session._encoder = TorchEncoder(tiny_model)
+    session._encoder = TorchEncoder(portable_model)
     session.set_image(golden_rgb)
     ious = []
     for click, expected in zip(CLICKS, reference_masks):
@@ -131,15 +131,14 @@ def test_session_reproduces_the_pytorch_loop_click_by_click(tiny_artifacts, tiny
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_session_end_to_end_against_the_pytorch_loop(tiny_artifacts, golden_rgb, reference_masks, backend):
-    """Exported encoder + decoder vs PyTorch end to end. The exported encoder's edge maps differ
-    from PyTorch's at the Canny orientation branch cut (chaotic, see the golden README: IoU
-    0.997-0.998 per decode with random weights), so the bar here is the README's 0.99."""
+    """Exported encoder + decoder vs the PyTorch model (with the edge numerics the encoder graph
+    implements, see the README's faithfulness notes) end to end, click by click."""
     session = InteractiveSession(tiny_artifacts, backend)
     session.set_image(golden_rgb)
     ious = [mask_iou(session.add_click(c).mask, m) for c, m in zip(CLICKS, reference_masks)]
     print(f"\n{backend} session (exported encoder) vs PyTorch loop, IoU per click:",
           " ".join(f"{v:.6f}" for v in ious))
-    assert min(ious) >= 0.99, ious
+    assert min(ious) >= 0.999, ious
 
 
 def image_pixel_for(target: int, scale: float) -> int:

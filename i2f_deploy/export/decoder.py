@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from i2f_deploy.custom_ops import DOMAIN, bsq_attention, hybrid_moe, token_routing
 from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.export.onnx_files import trace_to_onnx
+from i2f_deploy.export.stable_norm import stabilise_group_norms
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.model.routing import Routing, box_from_tensor
 
@@ -62,29 +63,6 @@ class _MoEShim(nn.Module):
         return hybrid_moe.torch_op(DOMAIN, x, routed, self.module)
 
 
-class _StableGroupNorm(nn.Module):
-    """GroupNorm with one group, as nested per-axis means and a centred second pass.
-
-    Exported as is, it becomes InstanceNormalization, which ONNX Runtime accumulates in a single
-    float32 pass: on the 2048 crops (16M elements) logits drifted by 1.8e-3 from PyTorch.
-    """
-
-    def __init__(self, norm: nn.GroupNorm) -> None:
-        super().__init__()
-        if norm.num_groups != 1:
-            raise ValueError("only GroupNorm(1, C) is used by the DLU head")
-        self.norm = norm
-
-    @staticmethod
-    def _mean(x: Tensor) -> Tensor:
-        return x.mean(dim=-1, keepdim=True).mean(dim=-2, keepdim=True).mean(dim=-3, keepdim=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        centred = x - self._mean(x)
-        normalised = centred / torch.sqrt(self._mean(centred * centred) + self.norm.eps)
-        return normalised * self.norm.weight.view(1, -1, 1, 1) + self.norm.bias.view(1, -1, 1, 1)
-
-
 class DecoderGraph(nn.Module):
     """Inputs and outputs named as in the artifact contract; extra outputs are diagnostics."""
 
@@ -92,8 +70,7 @@ class DecoderGraph(nn.Module):
         super().__init__()
         self.neck = copy.deepcopy(model.neck)
         self.head = copy.deepcopy(model.decode_head)
-        for stage in self.head.upsamplers:
-            stage.norm = _StableGroupNorm(stage.norm)
+        stabilise_group_norms(self.head)
         if model.routing == "dynamic":
             self.neck.router = _RoutingShim(self.neck.stride, model.config.model.neck.uncertainty_kernel_size)
         for block in self.neck.blocks:

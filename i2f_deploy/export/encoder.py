@@ -10,10 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from i2f_deploy.export.onnx_files import trace_to_onnx
+from i2f_deploy.export.stable_norm import stabilise_group_norms
 from i2f_deploy.model.inter2former import Inter2Former
 
 INPUT_NAMES = ("image",)
 OUTPUT_NAMES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
+NUMERICS = "portable"  # the edge detector arithmetic the graph implements (recorded in the manifest)
 
 
 def atan2_for_export(y: Tensor, x: Tensor) -> Tensor:
@@ -32,29 +34,14 @@ def atan2_for_export(y: Tensor, x: Tensor) -> Tensor:
     return torch.where(x_zero, on_axis, off_axis)
 
 
-GRADIENT_FLOOR = 5e-7
-
-
-def orientation_atan2(gy: Tensor, gx: Tensor) -> Tensor:
-    """Canny's gradient direction with rounding-level gradients counted as zero.
-
-    In flat areas (the square padding above all) the Sobel sums cancel to exact zeros in
-    PyTorch but to +-1 ulp (<= 1.5e-7) in backends that sum in another order, and atan2 of that
-    noise turns whole areas. Measured on the golden image: OpenVINO flipped 57 % of the
-    orientation pixels and mask IoU fell to 0.92-0.94; with this floor both ONNX Runtime and
-    OpenVINO keep IoU >= 0.994. Real edges give gradients >= 1e-4 on the 0..1 scale.
-    """
-    gy = torch.where(gy.abs() < GRADIENT_FLOOR, torch.zeros_like(gy), gy)
-    gx = torch.where(gx.abs() < GRADIENT_FLOOR, torch.zeros_like(gx), gx)
-    return atan2_for_export(gy, gx)
-
-
 class EncoderGraph(nn.Module):
     def __init__(self, model: Inter2Former) -> None:
         super().__init__()
         self.backbone = model.backbone
         self.edge_detector = copy.deepcopy(model.edge_detector)
-        self.edge_detector.canny.atan2 = orientation_atan2
+        self.edge_detector.use_numerics(NUMERICS)
+        self.edge_detector.canny.atan2 = atan2_for_export
+        stabilise_group_norms(self.edge_detector)
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         return (self.backbone(image), *self.edge_detector(image))

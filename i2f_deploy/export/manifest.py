@@ -10,6 +10,7 @@ from pathlib import Path
 from i2f_deploy import __version__
 from i2f_deploy.config import ExportConfig
 from i2f_deploy.custom_ops import DOMAIN, OP_TYPES, VERSION
+from i2f_deploy.export.encoder import NUMERICS as ENCODER_NUMERICS
 from i2f_deploy.preprocess import MEAN_BGR, SIZE_DIVISOR, STD_BGR
 
 MANIFEST_VERSION = 1
@@ -71,6 +72,7 @@ def write_manifest(
         "config": config.to_dict(),
         "target_size": config.target_size,
         "routing": routing,
+        "edge_numerics": ENCODER_NUMERICS,
         "weights": weights,
         "preprocessing": {
             "channel_order": "BGR",

@@ -2,6 +2,11 @@
 
 The edge maps feed the DLU head's upsampling stages (256 ch @ 1/8, 64 @ 1/4, 16 @ 1/2, 4 @ 1/1).
 The Canny filters are stored in the checkpoint (``canny.*``), so they are parameters here too.
+
+Two numerics: ``official`` repeats the official CPU arithmetic bit for bit. ``portable`` is what
+the exported encoder computes, defined so that any backend can reproduce it: gradient components
+at rounding level (below ``PORTABLE_GRADIENT_FLOOR``) count as zero in the orientation, and the
+per-map L2 norms are summed one axis at a time. Both are measured in ``tests/test_model_golden``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from i2f_deploy.config import EdgeDetectorConfig
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
+NUMERICS = ("official", "portable")
+# Real edges give gradients >= 1e-4 on the 0..1 scale; backends that sum the Sobel taps in another
+# order leave +-1 ulp (<= 1.5e-7) where PyTorch gets exact zeros, and atan2 of that noise is chaos.
+PORTABLE_GRADIENT_FLOOR = 5e-7
 
 
 def _gaussian_1d(size: int = 5, sigma: float = 1.0) -> Tensor:
@@ -40,6 +49,7 @@ class Canny(nn.Module):
     def __init__(self, threshold: float) -> None:
         super().__init__()
         self.threshold = threshold
+        self.gradient_floor = 0.0
         self.atan2 = torch.atan2  # swappable: the ONNX export needs a decomposition defined at (0, 0)
         gauss = _gaussian_1d()
         sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
@@ -58,6 +68,9 @@ class Canny(nn.Module):
 
     def orientation(self, gy: Tensor, gx: Tensor) -> Tensor:
         """Gradient direction in degrees, 0..360, quantised to multiples of 45."""
+        if self.gradient_floor:
+            gy = torch.where(gy.abs() < self.gradient_floor, torch.zeros_like(gy), gy)
+            gx = torch.where(gx.abs() < self.gradient_floor, torch.zeros_like(gx), gx)
         degrees = self.atan2(gy, gx) * (180.0 / math.pi) + 180.0
         return torch.round(degrees / 45.0) * 45.0
 
@@ -66,7 +79,7 @@ class Canny(nn.Module):
         blurred = [self.g_v(self.g_h(channel)) for channel in image.chunk(3, dim=1)]
         grads_x = [self.sobh(channel) for channel in blurred]
         grads_y = [self.sobv(channel) for channel in blurred]
-        magnitude = sum((gx**2 + gy**2).sqrt() for gx, gy in zip(grads_x, grads_y))
+        magnitude = sum((gx * gx + gy * gy).sqrt() for gx, gy in zip(grads_x, grads_y))
         orientation = self.orientation(sum(grads_y), sum(grads_x))
 
         neighbour_diffs = self.dirf(magnitude)
@@ -80,6 +93,25 @@ class Canny(nn.Module):
         thresholded = torch.where(thin < self.threshold, zero, thin)
         early = torch.where(magnitude < self.threshold, zero, magnitude)
         return torch.cat([magnitude, orientation, thin, thresholded, early], dim=1)
+
+
+def normalise_maps(maps: Tensor) -> Tensor:
+    """Each map divided by its L2 norm over H x W, as the official detector does."""
+    return F.normalize(maps, p=2, dim=(-2, -1))
+
+
+def normalise_maps_by_rows(maps: Tensor) -> Tensor:
+    """``normalise_maps`` with the sum of squares taken as row sums, then a sum of rows.
+
+    PyTorch's single reduction over 512 x 512 is off by 1.3e-4 (relative) on the orientation map,
+    ONNX Runtime's ReduceL2 by a different amount, and the GroupNorms downstream amplify either
+    into edge-map differences of 4e-3. Matrix products with ones stay within about 1e-6 of the
+    exact norm in PyTorch, ONNX Runtime and OpenVINO alike, and graph optimisers leave them be.
+    """
+    squares = maps * maps
+    rows = torch.matmul(squares, squares.new_ones(squares.shape[-1], 1))
+    total = torch.matmul(squares.new_ones(1, squares.shape[-2]), rows)
+    return maps / total.sqrt().clamp_min(1e-12)
 
 
 class ResnetBlock(nn.Module):
@@ -104,6 +136,8 @@ class CannyNet(nn.Module):
         self.threshold = config.threshold
         widths = [config.downscale**i for i in range(1, len(config.strides) + 1)]
         self.canny = Canny(config.threshold)
+        self.numerics = "official"
+        self.normalise_maps = normalise_maps
         self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
         self.conv1 = nn.Conv2d(5, widths[0], 3, padding=1)
@@ -116,10 +150,19 @@ class CannyNet(nn.Module):
             for i, stride in enumerate(config.strides[:-1])
         )
 
+    def use_numerics(self, numerics: str) -> None:
+        """Switch between the ``official`` and the ``portable`` arithmetic (see the module doc)."""
+        if numerics not in NUMERICS:
+            raise ValueError(f"numerics must be one of {NUMERICS}, got {numerics!r}")
+        portable = numerics == "portable"
+        self.numerics = numerics
+        self.canny.gradient_floor = PORTABLE_GRADIENT_FLOOR if portable else 0.0
+        self.normalise_maps = normalise_maps_by_rows if portable else normalise_maps
+
     def forward(self, image: Tensor) -> list[Tensor]:
         """Normalised image [B,3,S,S] -> edge maps, coarsest first."""
         pixels = ((image * self.std + self.mean) / 255.0).clamp(0.0, 1.0)
-        edges = F.normalize(self.canny(pixels), p=2, dim=(-2, -1))
+        edges = self.normalise_maps(self.canny(pixels))
         x = self.conv1(edges)
         outputs = []
         for level, blocks in enumerate(self.block_list):

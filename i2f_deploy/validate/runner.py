@@ -28,9 +28,13 @@ FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_
 DEFAULT_TOLERANCES = {
     "image_embeddings": Tolerance(atol=1e-3),
     "logits": Tolerance(atol=1e-3),
-    # Edge maps are chaotic at the Canny orientation branch cut (see the golden README): their
-    # statistics are reported, and they are judged by the masks they lead to.
-    "edge_maps_mask_iou": Tolerance(atol=0.99),
+    # The reference computes the edge maps with the encoder graph's portable numerics, so they
+    # agree to ~1e-5; a Canny decision (NMS, threshold, orientation) that still flips moves its
+    # neighbourhood, hence a tolerated share (measured: <= 1.3 % on the built-in samples).
+    "edge_maps": Tolerance(atol=1e-3, max_mismatch=0.03),
+    # ... and their end effect: the decoder on the backend's features vs the reference masks
+    # (measured: >= 0.9994 on the built-in samples, both backends).
+    "edge_maps_mask_iou": Tolerance(atol=0.999),
 }
 
 
@@ -64,7 +68,14 @@ class CaseReport:
 
 
 def reference_model(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> Inter2Former:
-    """The PyTorch model the artifacts were exported from; refuses a checkpoint that differs."""
+    """The PyTorch model the artifacts were exported from, with the edge-detector arithmetic the
+    encoder graph implements; refuses a checkpoint that differs."""
+    model = _reference_weights(artifact_dir, manifest, checkpoint)
+    model.edge_detector.use_numerics(manifest.get("edge_numerics", "official"))
+    return model
+
+
+def _reference_weights(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> Inter2Former:
     config = config_from_dict(manifest["config"])
     weights = manifest.get("weights", {})
     routing = manifest.get("routing", "dynamic")
@@ -162,9 +173,9 @@ class Validation:
             report.failures.append(f"image_embeddings: {embeddings.problem} (max abs {embeddings.max_abs:.2e})")
         for index in range(4):
             key = f"edge_map_{index}"
-            report.outputs[key] = compare(out[key], reference[key], Tolerance(atol=1e-3, max_mismatch=1.0))
-            if not np.isfinite(out[key]).all():
-                report.failures.append(f"{key}: non-finite values")
+            report.outputs[key] = compare(out[key], reference[key], self.tolerances["edge_maps"])
+            if not report.outputs[key].passed:
+                report.failures.append(f"{key}: {report.outputs[key].problem} (max abs {report.outputs[key].max_abs:.2e})")
         bar = self.tolerances["edge_maps_mask_iou"].atol
         for case, ref_label in edge_case_states(self.size).items():
             candidate = self.runners[backend]["decoder"].run({**out, "ref_label": ref_label})["logits"]

@@ -142,6 +142,42 @@ def validate(
         raise typer.Exit(1)
 
 
+@app.command("bench")
+@one_line_errors
+def bench(
+    artifact_dirs: Annotated[
+        list[Path], typer.Argument(help="Directories written by i2f-deploy export (several sizes or routings may be given).", show_default=False)
+    ],
+    checkpoint: Annotated[
+        Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
+    ] = None,
+    backends: Annotated[str, typer.Option(help="Comma-separated: torch,onnxruntime,openvino (torch also times its dense twin).")] = "torch,onnxruntime,openvino",
+    threads: Annotated[str, typer.Option(help="Comma-separated thread counts, e.g. 1,2.")] = "2",
+    scenarios: Annotated[str, typer.Option(help="Comma-separated: first-click,small,medium,large.")] = "first-click,small,medium,large",
+    sizes: Annotated[Optional[str], typer.Option(help="Only the artifact directories of these target sizes, e.g. 1024,2048.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Timed runs per row.")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each row.")] = 2,
+    ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = True,
+    openvino_hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
+    openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = None,
+    precision: Annotated[str, typer.Option(help="OpenVINO inference precision: f32, bf16 or default.")] = "f32",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every row and the speed-ups as JSON.")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV.")] = None,
+    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of decoder latency vs routed tokens.")] = None,
+) -> None:
+    """Time the encoder per image and the decoder per click on each backend, with eager PyTorch
+    and dense routing as baselines in the same run."""
+    from rich.console import Console
+
+    from i2f_deploy.bench.cli_support import run as run_bench
+    from i2f_deploy.bench.runner import Settings
+
+    settings = Settings(threads=0, repeat=repeat, warmup=warmup, ort_spinning=ort_spinning, openvino_hint=openvino_hint,
+                        openvino_streams=openvino_streams, openvino_precision=precision)
+    run_bench(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, settings, json_path, csv_path, plot_path,
+              Console(width=200))
+
+
 @app.command("predict")
 @one_line_errors
 def predict(

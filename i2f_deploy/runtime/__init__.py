@@ -47,11 +47,17 @@ def load(
     backend: str = "onnxruntime",
     threads: int | None = None,
     precision: str = "f32",
+    *,
+    spinning: bool = True,
+    performance_hint: str = "latency",
+    streams: int | None = None,
 ) -> GraphRunner:
     """Load ``part`` ("encoder" or "decoder") of an export on ``backend``.
 
     ``threads=None`` lets the backend choose. ``precision`` applies to OpenVINO only ("f32" for
-    parity; "bf16" or "default" for its reduced-precision speed).
+    parity; "bf16" or "default" for its reduced-precision speed). ``spinning`` is ONNX Runtime's
+    intra-op thread spin-wait (lower latency, busier cores); ``performance_hint`` ("latency" or
+    "throughput") and ``streams`` are OpenVINO's.
     """
     if part not in PARTS:
         raise I2FError(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
@@ -62,7 +68,7 @@ def load(
     if backend == "onnxruntime":
         from i2f_deploy.runtime.ort_backend import OrtRunner
 
-        return OrtRunner(path, threads)
+        return OrtRunner(path, threads, spinning)
     from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
 
-    return OpenVinoRunner(path, threads, precision)
+    return OpenVinoRunner(path, threads, precision, performance_hint, streams)

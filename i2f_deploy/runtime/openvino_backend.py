@@ -10,10 +10,12 @@ from i2f_deploy.errors import I2FError
 from i2f_deploy.runtime import check_inputs
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "default": None}
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 
 
 class OpenVinoRunner:
-    def __init__(self, path: Path, threads: int | None, precision: str = "f32") -> None:
+    def __init__(self, path: Path, threads: int | None, precision: str = "f32",
+                 performance_hint: str = "latency", streams: int | None = None) -> None:
         try:
             import openvino as ov
 
@@ -22,9 +24,13 @@ class OpenVinoRunner:
             raise I2FError("backend openvino is not installed (pip install openvino)") from None
         if precision not in PRECISIONS:
             raise I2FError(f"unknown OpenVINO precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        if performance_hint not in HINTS:
+            raise I2FError(f"unknown OpenVINO performance hint {performance_hint!r}; choose from {', '.join(HINTS)}")
         core = ov.Core()
         register(core, str(path))
-        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, object] = {"PERFORMANCE_HINT": HINTS[performance_hint]}
+        if streams:
+            config["NUM_STREAMS"] = streams
         if PRECISIONS[precision]:
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
         if threads:

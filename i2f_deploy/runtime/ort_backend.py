@@ -11,7 +11,7 @@ from i2f_deploy.runtime import check_inputs
 
 
 class OrtRunner:
-    def __init__(self, path: Path, threads: int | None) -> None:
+    def __init__(self, path: Path, threads: int | None, spinning: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -20,6 +20,7 @@ class OrtRunner:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())

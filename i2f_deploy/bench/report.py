@@ -1,0 +1,95 @@
+"""Bench output: a rich table for people, JSON and CSV for machines, a PNG of latency vs routed
+tokens, and the speed-up ratios the performance goals are stated in."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from i2f_deploy.bench.runner import Row
+
+CSV_FIELDS = ("size", "backend", "routing", "part", "scenario", "threads", "median_ms", "p10_ms", "p90_ms",
+              "peak_rss_mb", "num_routed", "dpe_box_area", "dlu_box_area", "gflop", "gflop_per_s")
+
+
+def _key(row: Row) -> tuple:
+    return row.size, row.threads, row.part, row.scenario
+
+
+def speedups(rows: list[Row]) -> list[dict]:
+    """Per size, threads, part and scenario: eager PyTorch (dynamic) time / each other row's time."""
+    eager = {_key(r): r.median_ms for r in rows if r.backend == "torch" and r.routing == "dynamic"}
+    dense = {(r.backend, *_key(r)): r.median_ms for r in rows if r.routing == "dense"}
+    result = []
+    for row in rows:
+        if row.backend == "torch" and row.routing == "dynamic":
+            continue
+        entry = {"size": row.size, "threads": row.threads, "part": row.part, "scenario": row.scenario,
+                 "backend": row.backend, "routing": row.routing}
+        if _key(row) in eager:
+            entry["vs_eager_torch"] = eager[_key(row)] / row.median_ms
+        if row.routing == "dynamic" and (row.backend, *_key(row)) in dense:
+            entry["vs_dense_same_backend"] = dense[(row.backend, *_key(row))] / row.median_ms
+        result.append(entry)
+    return result
+
+
+def print_table(rows: list[Row], console: Console) -> None:
+    table = Table(title="i2f-deploy bench (ms; work per click in GFLOP)")
+    for column in ("size", "backend", "routing", "part", "scenario", "thr", "median", "p10", "p90",
+                   "peak MB", "routed", "DPE px", "DLU tok", "GFLOP", "GFLOP/s", "× eager"):
+        table.add_column(column, justify="right" if column not in ("backend", "routing", "part", "scenario") else "left")
+    eager = {_key(r): r.median_ms for r in rows if r.backend == "torch" and r.routing == "dynamic"}
+
+    def fmt(value, spec: str) -> str:
+        return "" if value is None else format(value, spec)
+
+    for r in rows:
+        ratio = eager.get(_key(r))
+        table.add_row(str(r.size), r.backend, r.routing, r.part, r.scenario, str(r.threads), f"{r.median_ms:.1f}",
+                      f"{r.p10_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.peak_rss_mb:.0f}", fmt(r.num_routed, "d"),
+                      fmt(r.dpe_box_area, "d"), fmt(r.dlu_box_area, "d"), fmt(r.gflop, ".2f"),
+                      fmt(r.gflop_per_s, ".1f"), "" if ratio is None else f"{ratio / r.median_ms:.2f}")
+    console.print(table)
+
+
+def write_json(rows: list[Row], path: Path, meta: dict) -> None:
+    payload = {**meta, "rows": [r.to_dict() for r in rows], "speedups": speedups(rows)}
+    path.write_text(json.dumps(payload, indent=2))
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row.to_dict())
+
+
+def write_plot(rows: list[Row], path: Path) -> None:
+    """Decoder latency against routed tokens, one series per size, backend, routing and threads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5), dpi=120)
+    series: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.part == "decoder":
+            series.setdefault(f"{row.size} {row.backend} {row.routing} ×{row.threads}", []).append(row)
+    for label, points in sorted(series.items()):
+        points.sort(key=lambda r: r.num_routed or 0)
+        axis.plot([p.num_routed for p in points], [p.median_ms for p in points], marker="o", label=label)
+    axis.set_xlabel("routed tokens (full attention)")
+    axis.set_ylabel("decoder latency per click, median ms")
+    axis.set_yscale("log")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

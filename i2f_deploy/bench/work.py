@@ -1,0 +1,70 @@
+"""Work per click in GFLOP, counted from the routing and boxes the decoder actually used.
+
+Multiply-adds count as 2 FLOP; normalisations, activations, softmax and data movement are left
+out (they are a few percent of the total). The counts follow the model code: DPE convolves the
+prompt map inside the DPE box only; every token gets LN, QKV and output projections and the
+shared expert; routed tokens attend to all N keys and get a routed expert; the others attend to
+the 256 BSQ code keys; DLU runs its four upsampling stages inside the DLU box only.
+"""
+
+from __future__ import annotations
+
+from i2f_deploy.config import ExportConfig
+
+
+def _conv(c_in: int, c_out: int, kernel: int, pixels: float) -> float:
+    return 2.0 * c_in * c_out * kernel * kernel * pixels
+
+
+def dpe_flop(config: ExportConfig, box_height: int, box_width: int) -> float:
+    neck = config.model.neck
+    channels = (5, *neck.ref_dims)
+    flop, height, width = 0.0, box_height, box_width
+    for c_in, c_out, stride in zip(channels[:-1], channels[1:], neck.ref_strides):
+        height, width = height // stride, width // stride
+        flop += _conv(c_in, c_out, 2 * stride - 1, height * width)
+    return flop
+
+
+def neck_flop(config: ExportConfig, num_routed: int) -> float:
+    neck = config.model.neck
+    stride = 1
+    for s in neck.ref_strides:
+        stride *= s
+    tokens = (config.target_size // stride) ** 2
+    others = tokens - num_routed
+    dim, attn = neck.embed_dim, neck.embed_dim // neck.downscale
+    expert_hidden = int(neck.mlp_ratio * dim) // neck.downscale
+    codes = 2**neck.code_size
+    per_block = (
+        2.0 * tokens * dim * 3 * attn  # qkv
+        + 2.0 * tokens * attn * dim  # o_proj
+        + 2.0 * tokens * attn * neck.code_size  # key codes
+        + 4.0 * num_routed * tokens * attn  # full attention: scores and weighted values
+        + 4.0 * others * codes * attn  # BSQ attention over the code keys
+        + 2.0 * tokens * 3 * dim * expert_hidden  # shared SwiGLU expert
+        + 2.0 * num_routed * (3 * dim * expert_hidden + dim * (1 + neck.downscale))  # routed expert + gates
+    )
+    return neck.depth * per_block
+
+
+def dlu_flop(config: ExportConfig, box_height: int, box_width: int) -> float:
+    """``box_*`` in tokens (stride 16)."""
+    head = config.model.decode_head
+    grid = config.target_size // 2**head.num_upsamplers
+    widths = [head.embed_dim // 4**i for i in range(head.num_upsamplers + 1)]
+    flop = sum(2.0 * grid * grid * c_in * c_out for c_in, c_out in zip(widths[:-1], widths[1:]))  # locator MLP
+    pixels = box_height * box_width
+    for c_in, c_out in zip(widths[:-1], widths[1:]):
+        pixels *= 4
+        flop += 2.0 * pixels * c_in * 16  # bicubic x2: 4x4 taps per output pixel
+        flop += _conv(c_in, c_out, 3, pixels)
+    return flop
+
+
+def decoder_gflop(config: ExportConfig, num_routed: int, dpe_box: list[int], dlu_box: list[int]) -> float:
+    """GFLOP of one decoder call; boxes are (left, top, right, bottom), DPE in pixels, DLU in tokens."""
+    dpe = dpe_flop(config, dpe_box[3] - dpe_box[1], dpe_box[2] - dpe_box[0])
+    dlu = dlu_flop(config, dlu_box[3] - dlu_box[1], dlu_box[2] - dlu_box[0])
+    return (dpe + neck_flop(config, num_routed) + dlu) / 1e9
+

@@ -1,0 +1,85 @@
+"""``i2f-deploy bench`` on the tiny artifacts: every backend and scenario runs, the report has its
+schema, the work model follows the routing, and bad arguments are one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from i2f_deploy.bench.scenarios import SCENARIOS, scenario_prompt_map
+from i2f_deploy.bench.work import decoder_gflop, neck_flop
+from i2f_deploy.cli import app
+from i2f_deploy.prompt_map import DEFINITELY_FOREGROUND, UNKNOWN
+
+ROW_FIELDS = {"size", "backend", "routing", "part", "scenario", "threads", "median_ms", "p10_ms", "p90_ms",
+              "peak_rss_mb", "num_routed", "dpe_box_area", "dlu_box_area", "gflop", "gflop_per_s", "settings"}
+
+
+def bench(*args: str):
+    return CliRunner().invoke(app, ["bench", *args])
+
+
+def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, tmp_path):
+    paths = {kind: tmp_path / f"bench.{kind}" for kind in ("json", "csv", "png")}
+    result = bench(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--repeat", "1", "--warmup", "0",
+                   "--json", str(paths["json"]), "--csv", str(paths["csv"]), "--plot", str(paths["png"]))
+    assert result.exit_code == 0, result.output
+    report = json.loads(paths["json"].read_text())
+    rows = report["rows"]
+    assert all(set(row) == ROW_FIELDS for row in rows)
+    decoder_rows = {(r["backend"], r["routing"], r["scenario"]) for r in rows if r["part"] == "decoder"}
+    expected = {(b, "dynamic", s) for b in ("torch", "onnxruntime", "openvino") for s in SCENARIOS}
+    assert decoder_rows == expected | {("torch", "dense", s) for s in SCENARIOS}
+    assert {r["backend"] for r in rows if r["part"] == "encoder"} == {"torch", "onnxruntime", "openvino"}
+    for row in rows:
+        assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["peak_rss_mb"] > 0
+    by_key = {(r["backend"], r["routing"], r["scenario"]): r for r in rows if r["part"] == "decoder"}
+    for scenario in SCENARIOS:  # every backend saw the same routing
+        routed = {by_key[(b, "dynamic", scenario)]["num_routed"] for b in ("torch", "onnxruntime", "openvino")}
+        assert len(routed) == 1, (scenario, routed)
+        assert by_key[("torch", "dense", scenario)]["num_routed"] == 1024
+    assert by_key[("torch", "dynamic", "first-click")]["num_routed"] == 1024
+    assert by_key[("torch", "dynamic", "small")]["num_routed"] < by_key[("torch", "dynamic", "large")]["num_routed"]
+    assert any(s["vs_eager_torch"] > 0 for s in report["speedups"])
+    with paths["csv"].open() as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scenarios_are_the_documented_prompt_states():
+    first = scenario_prompt_map("first-click", 512)
+    assert first.shape == (1, 1, 512, 512) and first[0, 0, 0, 0] == UNKNOWN and first[0, 0, 256, 256] == DEFINITELY_FOREGROUND
+    medium = scenario_prompt_map("medium", 512)
+    assert (medium != UNKNOWN).all()  # the previous prediction decided every pixel
+
+
+def test_work_grows_with_routed_tokens_by_the_attention_cost(tiny_config):
+    neck = tiny_config.model.neck
+    attention_dim = neck.embed_dim // neck.downscale
+    tokens = (tiny_config.target_size // 16) ** 2
+    extra = neck_flop(tiny_config, 1) - neck_flop(tiny_config, 0)
+    expert_hidden = int(neck.mlp_ratio * neck.embed_dim) // neck.downscale
+    per_token = 4 * tokens * attention_dim - 4 * 2**neck.code_size * attention_dim
+    per_token += 2 * (3 * neck.embed_dim * expert_hidden + neck.embed_dim * (1 + neck.downscale))
+    assert extra == pytest.approx(neck.depth * per_token)
+    assert decoder_gflop(tiny_config, 0, [0, 0, 0, 0], [0, 0, 0, 0]) < decoder_gflop(tiny_config, 0, [0, 0, 512, 512], [0, 0, 32, 32])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{art}", "--backends", "tensorrt"], "unknown backend(s) tensorrt"),
+        (["{art}", "--scenarios", "huge"], "unknown scenario(s) huge"),
+        (["{art}", "--threads", "two"], "not a positive integer"),
+        (["{art}", "--sizes", "2048"], "no artifact directory of that target size"),
+        (["/nonexistent/artifacts"], "no manifest.json"),
+        (["{art}", "--json", "/nonexistent/dir/out.json"], "does not exist"),
+    ],
+)
+def test_bad_arguments_exit_2(tiny_artifacts, tiny_checkpoint, args, message):
+    result = bench(*[arg.format(art=tiny_artifacts) for arg in args], "--checkpoint", str(tiny_checkpoint))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr

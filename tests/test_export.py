@@ -162,3 +162,21 @@ def golden_npz_path():
     from conftest import TINY_DIR
 
     return TINY_DIR / "golden.npz"
+
+
+@pytest.mark.parametrize("shape", [(1, 256, 7, 9), (1, 4, 1, 1), (1, 16, 2, 3), (1, 64, 32, 17)])
+def test_exported_bicubic_equals_pytorch_bicubic(shape):
+    """The DLU's bicubic x2 as transposed convolutions (fast in every backend) is PyTorch's
+    ``F.interpolate(..., mode="bicubic", align_corners=False)``, borders included."""
+    import torch.nn.functional as F
+
+    from i2f_deploy.export.bicubic import bicubic_x2
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 10
+    expected = F.interpolate(x, size=(2 * shape[2], 2 * shape[3]), mode="bicubic", align_corners=False)
+    assert (bicubic_x2(x) - expected).abs().max() <= 1e-5
+
+
+def test_decoder_graph_has_no_cubic_resize(tiny_artifacts):
+    model = onnx.load(str(tiny_artifacts / "decoder.onnx"))
+    assert not [n for n in model.graph.node if n.op_type == "Resize"]

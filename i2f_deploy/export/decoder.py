@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from i2f_deploy.custom_ops import DOMAIN, bsq_attention, hybrid_moe, token_routing
 from i2f_deploy.custom_ops.registry import attach_functions
+from i2f_deploy.export.bicubic import bicubic_x2
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.export.stable_norm import stabilise_group_norms
 from i2f_deploy.model.inter2former import Inter2Former
@@ -71,6 +72,8 @@ class DecoderGraph(nn.Module):
         self.neck = copy.deepcopy(model.neck)
         self.head = copy.deepcopy(model.decode_head)
         stabilise_group_norms(self.head)
+        for stage in self.head.upsamplers:
+            stage.resize_x2 = bicubic_x2
         if model.routing == "dynamic":
             self.neck.router = _RoutingShim(self.neck.stride, model.config.model.neck.uncertainty_kernel_size)
         for block in self.neck.blocks:

@@ -15,6 +15,11 @@ from i2f_deploy.model.routing import Box, bounding_box_tensor, box_from_tensor, 
 OUTSIDE_LOGIT = -100.0
 
 
+def bicubic_x2(x: Tensor) -> Tensor:
+    """Bicubic x2, align_corners=False, as the official head (explicit size: no float sizes)."""
+    return F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="bicubic", align_corners=False)
+
+
 class Upsample2x(nn.Module):
     """GroupNorm -> bicubic x2 -> + edge map -> 3x3 conv (channels / 4) -> SiLU (not last)."""
 
@@ -23,11 +28,10 @@ class Upsample2x(nn.Module):
         self.norm = nn.GroupNorm(1, channels)
         self.conv = nn.Conv2d(channels, round(channels / 4), 3, padding=1)
         self.silu = silu
+        self.resize_x2 = bicubic_x2  # swappable: the ONNX export uses depthwise convolutions
 
     def forward(self, x: Tensor, edge_map: Tensor) -> Tensor:
-        size = (2 * x.shape[-2], 2 * x.shape[-1])  # = scale_factor 2, without float size arithmetic
-        x = F.interpolate(self.norm(x), size=size, mode="bicubic", align_corners=False)
-        x = self.conv(x + edge_map)
+        x = self.conv(self.resize_x2(self.norm(x)) + edge_map)
         return F.silu(x) if self.silu else x
 
 

@@ -164,6 +164,9 @@ def bench(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every row and the speed-ups as JSON.")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV.")] = None,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of decoder latency vs routed tokens.")] = None,
+    profile_path: Annotated[
+        Optional[Path], typer.Option("--profile", help="Also profile one medium-object click per graph backend (time per operator type) into this JSON.")
+    ] = None,
 ) -> None:
     """Time the encoder per image and the decoder per click on each backend, with eager PyTorch
     and dense routing as baselines in the same run."""
@@ -175,7 +178,7 @@ def bench(
     settings = Settings(threads=0, repeat=repeat, warmup=warmup, ort_spinning=ort_spinning, openvino_hint=openvino_hint,
                         openvino_streams=openvino_streams, openvino_precision=precision)
     run_bench(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, settings, json_path, csv_path, plot_path,
-              Console(width=200))
+              profile_path, Console(width=200))
 
 
 @app.command("predict")

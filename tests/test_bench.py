@@ -24,8 +24,10 @@ def bench(*args: str):
 
 def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, tmp_path):
     paths = {kind: tmp_path / f"bench.{kind}" for kind in ("json", "csv", "png")}
+    profile = tmp_path / "profile.json"
     result = bench(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--repeat", "1", "--warmup", "0",
-                   "--json", str(paths["json"]), "--csv", str(paths["csv"]), "--plot", str(paths["png"]))
+                   "--json", str(paths["json"]), "--csv", str(paths["csv"]), "--plot", str(paths["png"]),
+                   "--profile", str(profile))
     assert result.exit_code == 0, result.output
     report = json.loads(paths["json"].read_text())
     rows = report["rows"]
@@ -47,6 +49,11 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     with paths["csv"].open() as handle:
         assert len(list(csv.DictReader(handle))) == len(rows)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    profiles = json.loads(profile.read_text())
+    assert {p["backend"] for p in profiles} == {"onnxruntime", "openvino"}
+    for entry in profiles:
+        assert entry["scenario"] == "medium" and entry["ops"]
+        assert all(op["ms_per_run"] >= 0 and 0 <= op["share"] <= 1 for op in entry["ops"])
 
 
 def test_scenarios_are_the_documented_prompt_states():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -42,10 +43,38 @@ def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoin
     return targets
 
 
+def write_profiles(targets: list[Target], backends: list[str], scenario: str, threads: int, path: Path,
+                   console: Console) -> None:
+    """Per-operator time of one ``scenario`` click on each graph backend, as JSON and a table."""
+    import numpy as np
+    import torch
+
+    from i2f_deploy.bench.profile import profile_onnxruntime, profile_openvino
+    from i2f_deploy.bench.runner import FEATURES, bench_image
+    from i2f_deploy.bench.scenarios import scenario_prompt_map
+
+    profiles = []
+    for target in targets:
+        with torch.no_grad():
+            embeddings, edge_maps = target.model(target.routing).encode(torch.from_numpy(bench_image(target.size)))
+        feeds = dict(zip(FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
+        feeds["ref_label"] = scenario_prompt_map(scenario, target.size)
+        onnx_path = target.artifact_dir / target.manifest["files"]["decoder"]["onnx"]
+        for backend, profiler in (("onnxruntime", profile_onnxruntime), ("openvino", profile_openvino)):
+            if backend in backends:
+                ops = profiler(onnx_path, {k: np.ascontiguousarray(v) for k, v in feeds.items()}, threads)
+                profiles.append({"size": target.size, "routing": target.routing, "backend": backend,
+                                 "scenario": scenario, "threads": threads, "ops": ops})
+                top = ", ".join(f"{o['op_type']} {o['ms_per_run']:.1f} ms ({o['share']:.0%})" for o in ops[:5])
+                console.print(f"profile {target.size} {backend} {scenario}: {top}")
+    path.write_text(json.dumps(profiles, indent=2))
+    console.print(f"wrote {path}")
+
+
 def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threads: str, scenarios: str,
         sizes: str | None, settings: Settings, json_path: Path | None, csv_path: Path | None,
-        plot_path: Path | None, console: Console) -> None:
-    for path in (json_path, csv_path, plot_path):
+        plot_path: Path | None, profile_path: Path | None, console: Console) -> None:
+    for path in (json_path, csv_path, plot_path, profile_path):
         if path is not None and not path.parent.exists():
             raise I2FError(f"cannot write {path}: directory {path.parent} does not exist")
     targets = select_targets(artifact_dirs, parse_ints(sizes, "--sizes") if sizes else None, checkpoint)
@@ -76,3 +105,6 @@ def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threa
     if plot_path:
         write_plot(rows, plot_path)
         console.print(f"wrote {plot_path}")
+    if profile_path:
+        scenario = "medium" if "medium" in chosen_scenarios else chosen_scenarios[0]
+        write_profiles(targets, chosen_backends, scenario, thread_counts[-1], profile_path, console)

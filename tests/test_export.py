@@ -15,15 +15,10 @@ from conftest import DECODER_CASES, assert_runs_without_torch
 from i2f_deploy import runtime
 from i2f_deploy.cli import app
 from i2f_deploy.custom_ops import DOMAIN, OP_TYPES
+from i2f_deploy.validate.compare import mask_iou
 
 BACKENDS = ("onnxruntime", "openvino")
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    union = (a | b).sum()
-    return 1.0 if union == 0 else float((a & b).sum() / union)
 
 
 def test_decoder_holds_one_node_and_one_function_per_custom_op(tiny_artifacts):

@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from conftest import assert_runs_without_torch
+from i2f_deploy.bench.memory import resident_mb
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.predict import predict
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.runtime.session import InteractiveSession, Prediction
+from i2f_deploy.validate.clicks import iou as mask_iou
 
 BACKENDS = ("onnxruntime", "openvino")
 # Six clicks on the 400x600 golden image, image pixels (y, x): positive and negative.
@@ -27,19 +29,6 @@ CLICKS = (
     Click(y=150, x=400, positive=True),
     Click(y=300, x=30, positive=False),
 )
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return 1.0 if union == 0 else float((a & b).sum() / union)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("VmRSS not found in /proc/self/status")
 
 
 @pytest.fixture(scope="session")
@@ -425,7 +414,7 @@ def test_memory_is_flat_over_200_clicks(tiny_artifacts, golden_rgb):
     for index in range(200):
         session.add_click(int(rng.integers(0, 600)), int(rng.integers(0, 400)), index % 2 == 0)
         if index + 1 in (10, 200):
-            figures[index + 1] = rss_mb()
+            figures[index + 1] = resident_mb()
     growth = figures[200] - figures[10]
     print(f"\nRSS after 10 clicks {figures[10]:.1f} MB, after 200 clicks {figures[200]:.1f} MB, "
           f"growth {growth:.1f} MB")

@@ -5,20 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def sum_over_plane(x: Tensor) -> Tensor:
-    """Sum over the last two axes as two matrix products with ones: [..., H, W] -> [..., 1, 1].
-
-    Written as reductions, the sum is fused by graph optimisers into one ReduceSum over H*W,
-    which ONNX Runtime and OpenVINO accumulate with relative errors up to 2.5e-4 on 512 x 512
-    edge maps; their GEMM kernels keep it near 1e-6.
-    """
-    rows = torch.matmul(x, x.new_ones(x.shape[-1], 1))
-    return torch.matmul(x.new_ones(1, x.shape[-2]), rows)
+from i2f_deploy.model.edges import sum_over_plane
 
 
 class StableGroupNorm(nn.Module):
-    """GroupNorm with one group, as nested per-axis means and a centred second pass.
+    """GroupNorm with one group: means as sums by matrix products, and a centred second pass.
 
     Exported as is, GroupNorm(1) becomes InstanceNormalization, which ONNX Runtime accumulates in
     a single float32 pass: on the 2048 DLU crops (16M elements) logits drifted by 1.8e-3 from

@@ -100,6 +100,17 @@ def normalise_maps(maps: Tensor) -> Tensor:
     return F.normalize(maps, p=2, dim=(-2, -1))
 
 
+def sum_over_plane(x: Tensor) -> Tensor:
+    """Sum over the last two axes as two matrix products with ones: [..., H, W] -> [..., 1, 1].
+
+    Written as reductions, the sum is fused by graph optimisers into one ReduceSum over H*W,
+    which ONNX Runtime and OpenVINO accumulate with relative errors up to 2.5e-4 on 512 x 512
+    edge maps; their GEMM kernels keep it near 1e-6.
+    """
+    rows = torch.matmul(x, x.new_ones(x.shape[-1], 1))
+    return torch.matmul(x.new_ones(1, x.shape[-2]), rows)
+
+
 def normalise_maps_by_rows(maps: Tensor) -> Tensor:
     """``normalise_maps`` with the sum of squares taken as row sums, then a sum of rows.
 
@@ -108,10 +119,7 @@ def normalise_maps_by_rows(maps: Tensor) -> Tensor:
     into edge-map differences of 4e-3. Matrix products with ones stay within about 1e-6 of the
     exact norm in PyTorch, ONNX Runtime and OpenVINO alike, and graph optimisers leave them be.
     """
-    squares = maps * maps
-    rows = torch.matmul(squares, squares.new_ones(squares.shape[-1], 1))
-    total = torch.matmul(squares.new_ones(1, squares.shape[-2]), rows)
-    return maps / total.sqrt().clamp_min(1e-12)
+    return maps / sum_over_plane(maps * maps).sqrt().clamp_min(1e-12)
 
 
 class ResnetBlock(nn.Module):

@@ -105,10 +105,12 @@ def sum_over_plane(x: Tensor) -> Tensor:
 
     Written as reductions, the sum is fused by graph optimisers into one ReduceSum over H*W,
     which ONNX Runtime and OpenVINO accumulate with relative errors up to 2.5e-4 on 512 x 512
-    edge maps; their GEMM kernels keep it near 1e-6.
+    edge maps; their GEMM kernels keep it near 1e-6. The ones are shaped after slices of ``x``
+    rather than from its sizes: on crops sized at run time, OpenVINO cannot bound size arithmetic.
     """
-    rows = torch.matmul(x, x.new_ones(x.shape[-1], 1))
-    return torch.matmul(x.new_ones(1, x.shape[-2]), rows)
+    ones_by_column = torch.ones_like(x[..., :1, :]).transpose(-1, -2)  # [..., W, 1]
+    ones_by_row = torch.ones_like(x[..., :, :1]).transpose(-1, -2)  # [..., 1, H]
+    return torch.matmul(ones_by_row, torch.matmul(x, ones_by_column))
 
 
 def normalise_maps_by_rows(maps: Tensor) -> Tensor:

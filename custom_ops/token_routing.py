@@ -16,7 +16,8 @@ Semantics
     A token is routed (full attention, routed expert) when its cell holds an "unknown" (2) pixel,
     or a pixel inside ``dpe_box`` whose ``kernel_size`` window, clipped to the box, holds a
     non-zero label. This is the official uncertainty rule as it evaluates in float32 (see
-    ``i2f_deploy.model.routing``). Zero and all tokens routed are both valid results.
+    ``i2f_deploy.model.routing``). Zero and all tokens routed are both valid results. The window
+    must not reach beyond the neighbouring token (``kernel_size // 2 <= stride``).
 """
 
 from __future__ import annotations
@@ -34,17 +35,23 @@ OUTPUTS = ("token_order", "num_routed", "dpe_box")
 
 
 def function_proto(domain: str, stride: int, kernel_size: int) -> onnx.FunctionProto:
-    """Standard-op definition; the body is generated for the attribute values it serves."""
+    """Standard-op definition; the body is generated for the attribute values it serves.
+
+    Full-resolution work is on the uint8 map only: equality tests and block maxima per token.
+    """
     b = FunctionBuilder(domain, OP_TYPE, INPUTS, __doc__ or "")
-    label = b.op("Cast", "ref_label", to=onnx.TensorProto.FLOAT)
+    reach = kernel_size // 2
     shape = b.op("Shape", "ref_label")
     height = b.op("Gather", shape, b.const(2))
     width = b.op("Gather", shape, b.const(3))
     zero, one, step = b.const(0), b.const(1), b.const(stride)
+    plane = b.op("Reshape", "ref_label", b.op("Concat", b.op("Unsqueeze", height, zero), b.const([-1]), axis=0))
 
-    prompted = b.op("Cast", b.op("Not", b.op("Equal", label, b.const(1.0, np.float32))), to=onnx.TensorProto.FLOAT)
-    rows = b.op("Greater", b.op("ReduceMax", prompted, b.const([0, 1, 3]), keepdims=0), b.const(0.0, np.float32))
-    cols = b.op("Greater", b.op("ReduceMax", prompted, b.const([0, 1, 2]), keepdims=0), b.const(0.0, np.float32))
+    def any_set(flags: str, axes: list[int]) -> str:
+        return b.op("Greater", b.op("ReduceMax", flags, b.const(axes), keepdims=0), b.const(0, np.uint8))
+
+    prompted = b.op("Cast", b.op("Not", b.op("Equal", plane, b.const(1, np.uint8))), to=onnx.TensorProto.UINT8)
+    rows, cols = any_set(prompted, [1]), any_set(prompted, [0])
 
     def extent(flags: str, size: str) -> tuple[str, str]:
         ids = b.op("Range", zero, size, one)
@@ -72,19 +79,35 @@ def function_proto(domain: str, stride: int, kernel_size: int) -> onnx.FunctionP
     right, bottom = grown_high(right, width), grown_high(bottom, height)
     box = b.op("Concat", *[b.op("Unsqueeze", v, zero) for v in (left, top, right, bottom)], axis=0)
 
-    starts = b.op("Concat", b.op("Unsqueeze", top, zero), b.op("Unsqueeze", left, zero), axis=0)
-    ends = b.op("Concat", b.op("Unsqueeze", bottom, zero), b.op("Unsqueeze", right, zero), axis=0)
-    crop = b.op("Slice", label, starts, ends, b.const([2, 3]))
-    half = kernel_size // 2
-    near = b.op("MaxPool", crop, kernel_shape=[kernel_size, kernel_size], pads=[half] * 4, strides=[1, 1])
-    near = b.op("Cast", b.op("Greater", near, b.const(0.0, np.float32)), to=onnx.TensorProto.FLOAT)
-    before = b.op("Concat", b.const([0, 0]), starts, axis=0)
-    after = b.op("Concat", b.const([0, 0]), b.op("Sub", b.op("Slice", shape, b.const([2]), b.const([4])), ends), axis=0)
-    pads = b.op("Concat", before, after, axis=0)
-    near = b.op("Greater", b.op("Pad", near, pads), b.const(0.0, np.float32))
-    uncertain = b.op("Or", near, b.op("Equal", label, b.const(2.0, np.float32)))
-    cells = b.op("MaxPool", b.op("Cast", uncertain, to=onnx.TensorProto.FLOAT), kernel_shape=[stride, stride], strides=[stride, stride])
-    routed = b.op("Greater", b.op("Reshape", cells, b.const([-1])), b.const(0.0, np.float32))
+    def inside(low: str, high: str, size: str) -> str:
+        """uint8 [cells]: 1 for the token rows (or columns) the box covers."""
+        starts = b.op("Range", zero, size, step)
+        flags = b.op("And", b.op("GreaterOrEqual", starts, low), b.op("Less", starts, high))
+        return b.op("Cast", flags, to=onnx.TensorProto.UINT8)
+
+    def dilated_cells(near: str, keep: str) -> str:
+        """``i2f_deploy.model.routing._dilated_cells`` on a [X, cells * stride] uint8 map."""
+        blocks = b.op("Reshape", near, b.const([0, -1, stride]))
+        last = b.const([2])
+        own = b.op("ReduceMax", blocks, last, keepdims=0)
+        tail = b.op("ReduceMax", b.op("Slice", blocks, b.const([stride - reach]), b.const([stride]), last), last, keepdims=0)
+        head = b.op("ReduceMax", b.op("Slice", blocks, b.const([0]), b.const([reach]), last), last, keepdims=0)
+        own, tail, head = (b.op("Mul", v, keep) for v in (own, tail, head))
+        cell_axis = b.const([1])
+        from_previous = b.op("Pad", b.op("Slice", tail, b.const([0]), b.const([-1]), cell_axis), b.const([0, 1, 0, 0]))
+        from_next = b.op("Pad", b.op("Slice", head, b.const([1]), b.const([2**62]), cell_axis), b.const([0, 0, 0, 1]))
+        return b.op("Max", own, from_previous, from_next)
+
+    rows_inside = inside(top, bottom, height)
+    cols_inside = inside(left, right, width)
+    near_by_row = dilated_cells(plane, cols_inside)
+    near = b.op("Transpose", dilated_cells(b.op("Transpose", near_by_row, perm=[1, 0]), rows_inside), perm=[1, 0])
+    box_cells = b.op("Mul", b.op("Unsqueeze", rows_inside, one), b.op("Unsqueeze", cols_inside, zero))
+    near = b.op("Mul", near, box_cells)
+    unknown = b.op("Cast", b.op("Equal", plane, b.const(2, np.uint8)), to=onnx.TensorProto.UINT8)
+    cells = b.op("Concat", b.op("Div", b.op("Unsqueeze", height, zero), step), b.const([stride, -1, stride]), axis=0)
+    unknown = b.op("ReduceMax", b.op("Reshape", unknown, cells), b.const([1, 3]), keepdims=0)
+    routed = b.op("Greater", b.op("Reshape", b.op("Max", near, unknown), b.const([-1])), b.const(0, np.uint8))
     routed_ids = b.op("Reshape", b.op("NonZero", routed), b.const([-1]))
     other_ids = b.op("Reshape", b.op("NonZero", b.op("Not", routed)), b.const([-1]))
     order = b.op("Concat", routed_ids, other_ids, axis=0)

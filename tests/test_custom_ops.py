@@ -60,11 +60,12 @@ def test_hybrid_moe_function_matches_the_model(routed_share):
 
 
 def test_token_routing_function_matches_the_router():
-    from test_routing import random_prompt_map
+    from test_routing import random_prompt_map, scattered_prompt_map
 
     attributes = {"stride": 16, "kernel_size": 7}
     rng = np.random.default_rng(3)
-    maps = [random_prompt_map(rng) for _ in range(20)] + [torch.full((1, 1, 512, 512), v, dtype=torch.uint8) for v in range(5)]
+    maps = [make_map(rng) for make_map in (random_prompt_map, scattered_prompt_map) for _ in range(20)]
+    maps += [torch.full((1, 1, 512, 512), v, dtype=torch.uint8) for v in range(5)]
     function = token_routing.function_proto(DOMAIN, **attributes)
     session = single_node_session(token_routing, attributes, function, {"ref_label": maps[0].numpy()}, [TensorProto.INT64] * 3)
     for ref_label in maps:

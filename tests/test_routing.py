@@ -50,10 +50,23 @@ def random_prompt_map(rng: np.random.Generator) -> torch.Tensor:
     return torch.from_numpy(label)[None, None]
 
 
-def test_routing_equals_the_official_float_rule():
+def scattered_prompt_map(rng: np.random.Generator) -> torch.Tensor:
+    """Isolated non-background pixels on "definitely background", many of them a few pixels
+    from a token edge: the cases where a window reaches into the neighbouring token or not."""
+    label = np.zeros((SIZE, SIZE), np.uint8)
+    count = rng.integers(1, 12)
+    cells = rng.integers(0, SIZE // STRIDE, (count, 2)) * STRIDE
+    offsets = rng.choice([0, 1, 2, 3, 4, 12, 13, 14, 15], (count, 2))
+    values = rng.choice([1, 3, 4], count)
+    label[cells[:, 0] + offsets[:, 0], cells[:, 1] + offsets[:, 1]] = values
+    return torch.from_numpy(label)[None, None]
+
+
+@pytest.mark.parametrize("make_map", [random_prompt_map, scattered_prompt_map])
+def test_routing_equals_the_official_float_rule(make_map):
     rng = np.random.default_rng(7)
     for _ in range(40):
-        ref_label = random_prompt_map(rng)
+        ref_label = make_map(rng)
         official = torch.nonzero(official_routing(ref_label).flatten()).flatten()
         assert torch.equal(TokenRouter(STRIDE, 7)(ref_label).routed, official)
 

@@ -9,7 +9,7 @@ when any pixel of its cell is uncertain. The official variance, ``conv(x^2) - co
 float32, leaves a positive rounding residual on constant windows of value 1..4 (measured:
 3e-7..6e-6 with PyTorch on CPU) and exactly 0 on constant windows of 0. The decision it
 implements is therefore "some pixel of the clipped 7x7 window is non-zero". We compute that
-decision exactly, with a max-pool, so that every backend takes the same one.
+decision exactly, on integer block maxima per token, so that every backend takes the same one.
 
 Boxes are read out of tensors with ``.item()`` and crops use ``narrow``/``pad``, so the same code
 runs eagerly and traces with data-dependent sizes.
@@ -94,14 +94,46 @@ def grown_dpe_box(core: Tensor, stride: int, height: int, width: int) -> Tensor:
     return torch.minimum((core + margin).clamp(min=0), limits)
 
 
-def routed_token_mask(ref_label: Tensor, box: Box, kernel_size: int, stride: int) -> Tensor:
-    """Bool [H/stride, W/stride]: tokens routed to full attention (see module docstring)."""
+def _dilated_cells(near: Tensor, inside: Tensor, stride: int, reach: int) -> Tensor:
+    """uint8 [..., X, cells]: whether any of ``near`` [..., X, cells * stride] is set within
+    ``reach`` pixels of each cell along the last axis, counting only pixels of cells in ``inside``.
+
+    A cell's window is the cell itself plus the last ``reach`` pixels of the cell before it and
+    the first ``reach`` of the cell after it; so three block maxima replace a max-pool.
+    """
+    blocks = near.unflatten(-1, (-1, stride))
+    keep = inside.to(near.dtype)
+    own = blocks.amax(dim=-1) * keep
+    tail = blocks[..., stride - reach :].amax(dim=-1) * keep  # seen by the next cell
+    head = blocks[..., :reach].amax(dim=-1) * keep  # seen by the previous cell
+    from_previous = F.pad(tail[..., :-1], (1, 0))
+    from_next = F.pad(head[..., 1:], (0, 1))
+    return torch.maximum(own, torch.maximum(from_previous, from_next))
+
+
+def routed_token_mask(ref_label: Tensor, box: Tensor, kernel_size: int, stride: int) -> Tensor:
+    """Bool [H/stride, W/stride]: tokens routed to full attention (see module docstring).
+
+    ``box`` is the int64 DPE box in pixels; it is aligned to ``stride``, so a cell lies wholly
+    inside or wholly outside it. A cell inside the box is uncertain when a non-zero label sits in
+    the box within ``kernel_size // 2`` pixels of the cell (the union of its pixels' clipped
+    windows); any cell holding an "unknown" pixel is routed too. Computed on uint8 block maxima,
+    this takes the same decisions as the per-pixel max-pool without full-resolution float work.
+    """
+    reach = kernel_size // 2
+    if reach > stride:
+        raise ValueError("the uncertainty window must not reach beyond the neighbouring token")
     height, width = ref_label.shape[-2:]
-    label = ref_label.reshape(1, 1, height, width)
-    near_nonzero = F.max_pool2d(crop(label, box).float(), kernel_size, stride=1, padding=kernel_size // 2) > 0
-    uncertain = paste(near_nonzero.float(), box, height, width) > 0
-    uncertain = uncertain | (label == UNKNOWN)
-    return F.max_pool2d(uncertain.float(), stride).reshape(height // stride, width // stride) > 0
+    label = ref_label.reshape(height, width)
+    cell_rows = torch.arange(height // stride) * stride
+    cell_cols = torch.arange(width // stride) * stride
+    rows_inside = (cell_rows >= box[1]) & (cell_rows < box[3])
+    cols_inside = (cell_cols >= box[0]) & (cell_cols < box[2])
+    near_by_row = _dilated_cells(label, cols_inside, stride, reach)  # [H, W/stride]
+    near = _dilated_cells(near_by_row.transpose(0, 1), rows_inside, stride, reach).transpose(0, 1)
+    inside = rows_inside[:, None] & cols_inside[None, :]
+    unknown = (label == UNKNOWN).to(torch.uint8).reshape(height // stride, stride, width // stride, stride)
+    return ((near > 0) & inside) | (unknown.amax(dim=(1, 3)) > 0)
 
 
 @dataclass
@@ -134,5 +166,5 @@ class TokenRouter(nn.Module):
         core = bounding_box_tensor(label != POSSIBLY_BACKGROUND, self.stride)
         values = grown_dpe_box(core, self.stride, height, width)
         box = box_from_tensor(values, height, width)
-        mask = routed_token_mask(ref_label, box, self.kernel_size, self.stride).flatten()
+        mask = routed_token_mask(ref_label, values, self.kernel_size, self.stride).flatten()
         return Routing(torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten(), values, box, core)

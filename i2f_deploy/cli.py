@@ -160,7 +160,7 @@ def bench(
     ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = True,
     openvino_hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
     openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = None,
-    precision: Annotated[str, typer.Option(help="OpenVINO inference precision: f32, bf16 or default.")] = "f32",
+    precision: Annotated[str, typer.Option(help="Comma-separated OpenVINO inference precisions: f32, bf16, default; each is a contender (non-f32 ones are named openvino-<precision>).")] = "f32",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every row and the speed-ups as JSON.")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV.")] = None,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of decoder latency vs routed tokens.")] = None,
@@ -176,9 +176,9 @@ def bench(
     from i2f_deploy.bench.runner import Settings
 
     settings = Settings(threads=0, repeat=repeat, warmup=warmup, ort_spinning=ort_spinning, openvino_hint=openvino_hint,
-                        openvino_streams=openvino_streams, openvino_precision=precision)
-    run_bench(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, settings, json_path, csv_path, plot_path,
-              profile_path, Console(width=200))
+                        openvino_streams=openvino_streams)
+    run_bench(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings, json_path, csv_path,
+              plot_path, profile_path, Console(width=200))
 
 
 @app.command("predict")

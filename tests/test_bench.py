@@ -27,20 +27,22 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     profile = tmp_path / "profile.json"
     result = bench(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--repeat", "1", "--warmup", "0",
                    "--json", str(paths["json"]), "--csv", str(paths["csv"]), "--plot", str(paths["png"]),
-                   "--profile", str(profile))
+                   "--profile", str(profile), "--precision", "f32,bf16")
     assert result.exit_code == 0, result.output
     report = json.loads(paths["json"].read_text())
     rows = report["rows"]
     assert all(set(row) == ROW_FIELDS for row in rows)
     decoder_rows = {(r["backend"], r["routing"], r["scenario"]) for r in rows if r["part"] == "decoder"}
-    expected = {(b, "dynamic", s) for b in ("torch", "onnxruntime", "openvino") for s in SCENARIOS}
+    graph_backends = ("onnxruntime", "openvino", "openvino-bf16")
+    expected = {(b, "dynamic", s) for b in ("torch", *graph_backends) for s in SCENARIOS}
     assert decoder_rows == expected | {("torch", "dense", s) for s in SCENARIOS}
-    assert {r["backend"] for r in rows if r["part"] == "encoder"} == {"torch", "onnxruntime", "openvino"}
+    assert {r["backend"] for r in rows if r["part"] == "encoder"} == {"torch", *graph_backends}
+    assert {r["settings"].get("openvino_precision") for r in rows if r["backend"].startswith("openvino")} == {"f32", "bf16"}
     for row in rows:
         assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["peak_rss_mb"] > 0
     by_key = {(r["backend"], r["routing"], r["scenario"]): r for r in rows if r["part"] == "decoder"}
     for scenario in SCENARIOS:  # every backend saw the same routing
-        routed = {by_key[(b, "dynamic", scenario)]["num_routed"] for b in ("torch", "onnxruntime", "openvino")}
+        routed = {by_key[(b, "dynamic", scenario)]["num_routed"] for b in ("torch", *graph_backends)}
         assert len(routed) == 1, (scenario, routed)
         assert by_key[("torch", "dense", scenario)]["num_routed"] == 1024
     assert by_key[("torch", "dynamic", "first-click")]["num_routed"] == 1024
@@ -82,6 +84,7 @@ def test_work_grows_with_routed_tokens_by_the_attention_cost(tiny_config):
         (["{art}", "--scenarios", "huge"], "unknown scenario(s) huge"),
         (["{art}", "--threads", "two"], "not a positive integer"),
         (["{art}", "--sizes", "2048"], "no artifact directory of that target size"),
+        (["{art}", "--precision", "f16"], "--precision: unknown f16"),
         (["/nonexistent/artifacts"], "no manifest.json"),
         (["{art}", "--json", "/nonexistent/dir/out.json"], "does not exist"),
     ],

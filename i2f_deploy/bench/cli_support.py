@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -14,6 +15,7 @@ from i2f_deploy.bench.report import print_table, write_csv, write_json, write_pl
 from i2f_deploy.bench.runner import Settings, Target, check_backends, run_bench
 from i2f_deploy.bench.scenarios import parse_scenarios
 from i2f_deploy.errors import I2FError
+from i2f_deploy.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
 
 
 def parse_list(text: str, option: str) -> list[str]:
@@ -72,7 +74,7 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
 
 
 def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threads: str, scenarios: str,
-        sizes: str | None, settings: Settings, json_path: Path | None, csv_path: Path | None,
+        sizes: str | None, precisions: str, settings: Settings, json_path: Path | None, csv_path: Path | None,
         plot_path: Path | None, profile_path: Path | None, console: Console) -> None:
     for path in (json_path, csv_path, plot_path, profile_path):
         if path is not None and not path.parent.exists():
@@ -81,6 +83,11 @@ def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threa
     chosen_backends = check_backends(parse_list(backends, "--backends"))
     chosen_scenarios = parse_scenarios(parse_list(scenarios, "--scenarios"))
     thread_counts = parse_ints(threads, "--threads")
+    chosen_precisions = parse_list(precisions, "--precision")
+    unknown = [p for p in chosen_precisions if p not in OPENVINO_PRECISIONS]
+    if unknown:
+        raise I2FError(f"--precision: unknown {', '.join(unknown)}; choose from {', '.join(OPENVINO_PRECISIONS)}")
+    settings = replace(settings, openvino_precisions=tuple(dict.fromkeys(chosen_precisions)))
     start = time.perf_counter()
 
     def progress(message: str) -> None:
@@ -94,7 +101,7 @@ def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threa
                     "python": platform.python_version()},
         "settings": {"repeat": settings.repeat, "warmup": settings.warmup, "ort_spinning": settings.ort_spinning,
                      "openvino_hint": settings.openvino_hint, "openvino_streams": settings.openvino_streams,
-                     "openvino_precision": settings.openvino_precision, "threads": thread_counts},
+                     "openvino_precisions": list(settings.openvino_precisions), "threads": thread_counts},
     }
     if json_path:
         write_json(rows, json_path, meta)

@@ -3,7 +3,10 @@
 Backends: ``torch`` (the project's PyTorch model, eager; with ``dense`` its dense-routing twin as
 the baseline the paper compares against), ``onnxruntime`` and ``openvino`` on the artifact's
 graphs. Every backend of one size sees the same image, the same prompt maps and the same cached
-encoder features, so rows differ only by who computes them.
+encoder features, so rows differ only by who computes them. They are timed in turns, one run of
+each per round, so ratios within a run are fair on a machine whose speed drifts (this 2-core VM
+varied by 30 % over minutes). All of them are loaded together: the peak resident memory of a row
+is the process's during its round, not one backend's.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class Settings:
     ort_spinning: bool = True
     openvino_hint: str = "latency"
     openvino_streams: int | None = None
-    openvino_precision: str = "f32"
+    openvino_precisions: tuple[str, ...] = ("f32",)  # one OpenVINO contender each; f32 is "openvino"
 
 
 @dataclass
@@ -68,16 +71,21 @@ class Row:
         return asdict(self)
 
 
-def _time(call: Callable[[], object], settings: Settings) -> tuple[list[float], float, object]:
-    for _ in range(settings.warmup):
-        call()
-    timings = []
+def _round_robin(calls: list[Callable[[], object]], settings: Settings) -> tuple[list[list[float]], float, list[object]]:
+    """Time ``calls`` in turns (one run of each per round), so that a machine slowing down or
+    speeding up mid-run affects every contender alike and their ratios stay fair."""
+    for call in calls:
+        for _ in range(settings.warmup):
+            call()
+    timings: list[list[float]] = [[] for _ in calls]
+    results: list[object] = [None] * len(calls)
     with PeakSampler() as peak:
         for _ in range(settings.repeat):
-            start = time.perf_counter()
-            result = call()
-            timings.append((time.perf_counter() - start) * 1000)
-    return timings, peak.mb, result
+            for index, call in enumerate(calls):
+                start = time.perf_counter()
+                results[index] = call()
+                timings[index].append((time.perf_counter() - start) * 1000)
+    return timings, peak.mb, results
 
 
 def _quantiles(timings: list[float]) -> tuple[float, float, float]:
@@ -115,16 +123,20 @@ def bench_image(size: int) -> np.ndarray:
     return preprocess(image, size)[0]
 
 
-def _row(target: Target, backend: str, routing: str, part: str, scenario: str, settings: Settings,
+def _row(target: Target, contender: "Contender", part: str, scenario: str, settings: Settings,
          timings: list[float], peak: float) -> Row:
     median, p10, p90 = _quantiles(timings)
     recorded = asdict(settings)
-    if backend != "onnxruntime":
+    recorded.pop("openvino_precisions")
+    if contender.backend != "onnxruntime":
         recorded.pop("ort_spinning")
-    if backend != "openvino":
-        for key in ("openvino_hint", "openvino_streams", "openvino_precision"):
+    if contender.precision is None:
+        for key in ("openvino_hint", "openvino_streams"):
             recorded.pop(key)
-    return Row(target.size, backend, routing, part, scenario, settings.threads, median, p10, p90, peak, settings=recorded)
+    else:
+        recorded["openvino_precision"] = contender.precision
+    return Row(target.size, contender.backend, contender.routing, part, scenario, settings.threads, median, p10, p90,
+               peak, settings=recorded)
 
 
 def _with_work(row: Row, config: ExportConfig, num_routed: int, dpe_box: list[int], dlu_box: list[int]) -> Row:
@@ -136,44 +148,101 @@ def _with_work(row: Row, config: ExportConfig, num_routed: int, dpe_box: list[in
     return row
 
 
-def bench_torch(target: Target, routing: str, scenarios: list[str], settings: Settings,
-                features: dict[str, np.ndarray], image: np.ndarray, with_encoder: bool) -> list[Row]:
-    torch.set_num_threads(settings.threads)
+@dataclass
+class Decision:
+    """What a decoder call decided: the work it did follows from these."""
+
+    num_routed: int
+    dpe_box: list[int]
+    dlu_box: list[int]
+
+
+@dataclass
+class Contender:
+    """One way of computing the model: a backend on the graphs, or PyTorch in either routing."""
+
+    backend: str
+    routing: str
+    encode: Callable[[], object] | None
+    decode: Callable[[np.ndarray], Decision]
+    precision: str | None = None  # OpenVINO's inference precision
+
+
+def torch_contender(target: Target, routing: str, features: dict[str, np.ndarray], image: np.ndarray,
+                    with_encoder: bool) -> Contender:
     model = target.model(routing)
-    rows = []
-    with torch.no_grad():
-        if with_encoder:
-            timings, peak, _ = _time(lambda: model.encode(torch.from_numpy(image)), settings)
-            rows.append(_row(target, "torch", routing, "encoder", "image", settings, timings, peak))
-        embeddings = torch.from_numpy(features["image_embeddings"])
-        edge_maps = [torch.from_numpy(features[f"edge_map_{i}"]) for i in range(4)]
-        for scenario in scenarios:
-            ref_label = torch.from_numpy(scenario_prompt_map(scenario, target.size))
-            timings, peak, result = _time(lambda: model.decode_detailed(embeddings, edge_maps, ref_label), settings)
-            row = _row(target, "torch", routing, "decoder", scenario, settings, timings, peak)
-            rows.append(_with_work(row, target.config, result.routed_tokens.numel(),
-                                   result.routing.box_values.tolist(), result.dlu_box.as_tensor().tolist()))
-    return rows
+    embeddings = torch.from_numpy(features["image_embeddings"])
+    edge_maps = [torch.from_numpy(features[f"edge_map_{i}"]) for i in range(4)]
+
+    def encode() -> object:
+        with torch.no_grad():
+            return model.encode(torch.from_numpy(image))
+
+    def decode(ref_label: np.ndarray) -> Decision:
+        with torch.no_grad():
+            result = model.decode_detailed(embeddings, edge_maps, torch.from_numpy(ref_label))
+        return Decision(result.routed_tokens.numel(), result.routing.box_values.tolist(), result.dlu_box.as_tensor().tolist())
+
+    return Contender("torch", routing, encode if with_encoder else None, decode)
 
 
-def bench_graphs(target: Target, backend: str, scenarios: list[str], settings: Settings,
-                 features: dict[str, np.ndarray], image: np.ndarray) -> list[Row]:
+def graph_contender(target: Target, backend: str, settings: Settings, features: dict[str, np.ndarray],
+                    image: np.ndarray, precision: str = "f32") -> Contender:
     load_options = {
         "threads": settings.threads,
-        "precision": settings.openvino_precision,
+        "precision": precision,
         "spinning": settings.ort_spinning,
         "performance_hint": settings.openvino_hint,
         "streams": settings.openvino_streams,
     }
     encoder = runtime.load(target.artifact_dir, "encoder", backend, **load_options)
     decoder = runtime.load(target.artifact_dir, "decoder", backend, **load_options)
-    timings, peak, _ = _time(lambda: encoder.run({"image": image}), settings)
-    rows = [_row(target, backend, target.routing, "encoder", "image", settings, timings, peak)]
+
+    def decode(ref_label: np.ndarray) -> Decision:
+        out = decoder.run({**features, "ref_label": ref_label})
+        return Decision(int(out["num_routed"]), out["dpe_box"].tolist(), out["dlu_box"].tolist())
+
+    if backend != "openvino":
+        return Contender(backend, target.routing, lambda: encoder.run({"image": image}), decode)
+    label = backend if precision == "f32" else f"{backend}-{precision}"
+    return Contender(label, target.routing, lambda: encoder.run({"image": image}), decode, precision)
+
+
+def contenders_for(target: Target, backends: list[str], settings: Settings, features: dict[str, np.ndarray],
+                   image: np.ndarray) -> list[Contender]:
+    """``torch`` brings its dense twin along when the export routes dynamically (the paper's baseline)."""
+    contenders = []
+    for backend in backends:
+        if backend == "torch":
+            contenders.append(torch_contender(target, target.routing, features, image, True))
+            if target.routing == "dynamic":
+                contenders.append(torch_contender(target, "dense", features, image, False))
+        elif backend == "openvino":
+            for precision in settings.openvino_precisions:
+                contenders.append(graph_contender(target, backend, settings, features, image, precision))
+        else:
+            contenders.append(graph_contender(target, backend, settings, features, image))
+    return contenders
+
+
+def bench_round(target: Target, contenders: list[Contender], scenarios: list[str], settings: Settings,
+                progress: Callable[[str], None]) -> list[Row]:
+    """The encoder once per image, then each scenario's click, every contender in turns."""
+    torch.set_num_threads(settings.threads)
+    rows: list[Row] = []
+    encoders = [c for c in contenders if c.encode is not None]
+    progress(f"{target.size} encoder: {', '.join(c.backend for c in encoders)}, {settings.threads} thread(s)")
+    timings, peak, _ = _round_robin([c.encode for c in encoders], settings)
+    for contender, measured in zip(encoders, timings):
+        rows.append(_row(target, contender, "encoder", "image", settings, measured, peak))
     for scenario in scenarios:
-        feeds = {**features, "ref_label": scenario_prompt_map(scenario, target.size)}
-        timings, peak, out = _time(lambda: decoder.run(feeds), settings)
-        row = _row(target, backend, target.routing, "decoder", scenario, settings, timings, peak)
-        rows.append(_with_work(row, target.config, int(out["num_routed"]), out["dpe_box"].tolist(), out["dlu_box"].tolist()))
+        progress(f"{target.size} {scenario} click: {', '.join(f'{c.backend} {c.routing}' for c in contenders)}")
+        ref_label = scenario_prompt_map(scenario, target.size)
+        calls = [lambda c=c: c.decode(ref_label) for c in contenders]
+        timings, peak, decisions = _round_robin(calls, settings)
+        for contender, measured, decision in zip(contenders, timings, decisions):
+            row = _row(target, contender, "decoder", scenario, settings, measured, peak)
+            rows.append(_with_work(row, target.config, decision.num_routed, decision.dpe_box, decision.dlu_box))
     return rows
 
 
@@ -186,7 +255,7 @@ def check_backends(names: list[str]) -> list[str]:
 
 def run_bench(targets: list[Target], backends: list[str], scenarios: list[str], threads: list[int],
               base: Settings, progress: Callable[[str], None]) -> list[Row]:
-    """Every target x thread count x backend; ``torch`` also times the dense twin of a dynamic export."""
+    """Every target x thread count; within one, all backends are timed in turns (see ``_round_robin``)."""
     rows: list[Row] = []
     for target in targets:
         image = bench_image(target.size)
@@ -196,13 +265,8 @@ def run_bench(targets: list[Target], backends: list[str], scenarios: list[str], 
         features = dict(zip(FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
         for count in threads:
             settings = Settings(**{**asdict(base), "threads": count})
-            for backend in backends:
-                progress(f"{target.size} {target.routing} {backend}, {count} thread(s)")
-                if backend == "torch":
-                    rows += bench_torch(target, target.routing, scenarios, settings, features, image, True)
-                    if target.routing == "dynamic":
-                        progress(f"{target.size} dense torch baseline, {count} thread(s)")
-                        rows += bench_torch(target, "dense", scenarios, settings, features, image, False)
-                else:
-                    rows += bench_graphs(target, backend, scenarios, settings, features, image)
+            progress(f"{target.size}: loading {', '.join(backends)} with {count} thread(s)")
+            contenders = contenders_for(target, backends, settings, features, image)
+            rows += bench_round(target, contenders, scenarios, settings, progress)
+            del contenders
     return rows

@@ -112,3 +112,27 @@ def test_click_loops_agree_click_by_click_with_identical_noc(tiny_artifacts, tin
         assert loop["clicks"] == 4 and loop["backend_noc"] == loop["reference_noc"], loop
         assert loop["min_iou_vs_reference"] >= 0.999, loop
     assert result.exit_code == (0 if data["passed"] else 1)
+
+
+@pytest.mark.slow
+def test_base_1024_export_passes_on_both_backends(tmp_path):
+    """Acceptance at base size: a faithful ViT-B export at 1024 (random weights in the official
+    layout) passes every check, click loop included, and writes the report."""
+    from conftest import export_with, save_checkpoint
+    from i2f_deploy.config import load_config
+    from i2f_deploy.model.inter2former import Inter2Former
+    from i2f_deploy.model.random_weights import randomize_weights
+
+    model = Inter2Former(load_config("inter2former-base-1024"))
+    randomize_weights(model, seed=0)
+    checkpoint = save_checkpoint(model, tmp_path / "base.pth")
+    del model
+    artifacts = export_with(checkpoint, "inter2former-base-1024", tmp_path / "art", "--no-simplify")
+    report = tmp_path / "report.json"
+    result = validate(str(artifacts), "--checkpoint", str(checkpoint), "--sample", "coffee-cup", "--clicks", "3",
+                      "--report", str(report))
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["backends"] == ["onnxruntime", "openvino"]
+    assert {loop["backend"] for loop in data["loops"]} == {"onnxruntime", "openvino"}
+    assert all(loop["backend_noc"] == loop["reference_noc"] for loop in data["loops"])

@@ -5,12 +5,14 @@ the baseline the paper compares against), ``onnxruntime`` and ``openvino`` on th
 graphs. Every backend of one size sees the same image, the same prompt maps and the same cached
 encoder features, so rows differ only by who computes them. They are timed in turns, one run of
 each per round, so ratios within a run are fair on a machine whose speed drifts (this 2-core VM
-varied by 30 % over minutes). All of them are loaded together: the peak resident memory of a row
-is the process's during its round, not one backend's.
+varied by 30 % over minutes). Their decoders are loaded together, so the peak resident memory of
+a decoder row is the process's during its round, not one backend's. Encoders take seconds per
+run and gigabytes at 2048: they are loaded and timed one after the other.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -163,7 +165,7 @@ class Contender:
 
     backend: str
     routing: str
-    encode: Callable[[], object] | None
+    load_encoder: Callable[[], Callable[[], object]] | None  # loaded only while it is timed
     decode: Callable[[np.ndarray], Decision]
     precision: str | None = None  # OpenVINO's inference precision
 
@@ -183,7 +185,7 @@ def torch_contender(target: Target, routing: str, features: dict[str, np.ndarray
             result = model.decode_detailed(embeddings, edge_maps, torch.from_numpy(ref_label))
         return Decision(result.routed_tokens.numel(), result.routing.box_values.tolist(), result.dlu_box.as_tensor().tolist())
 
-    return Contender("torch", routing, encode if with_encoder else None, decode)
+    return Contender("torch", routing, (lambda: encode) if with_encoder else None, decode)
 
 
 def graph_contender(target: Target, backend: str, settings: Settings, features: dict[str, np.ndarray],
@@ -195,17 +197,20 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
         "performance_hint": settings.openvino_hint,
         "streams": settings.openvino_streams,
     }
-    encoder = runtime.load(target.artifact_dir, "encoder", backend, **load_options)
     decoder = runtime.load(target.artifact_dir, "decoder", backend, **load_options)
+
+    def load_encoder() -> Callable[[], object]:
+        encoder = runtime.load(target.artifact_dir, "encoder", backend, **load_options)
+        return lambda: encoder.run({"image": image})
 
     def decode(ref_label: np.ndarray) -> Decision:
         out = decoder.run({**features, "ref_label": ref_label})
         return Decision(int(out["num_routed"]), out["dpe_box"].tolist(), out["dlu_box"].tolist())
 
     if backend != "openvino":
-        return Contender(backend, target.routing, lambda: encoder.run({"image": image}), decode)
+        return Contender(backend, target.routing, load_encoder, decode)
     label = backend if precision == "f32" else f"{backend}-{precision}"
-    return Contender(label, target.routing, lambda: encoder.run({"image": image}), decode, precision)
+    return Contender(label, target.routing, load_encoder, decode, precision)
 
 
 def contenders_for(target: Target, backends: list[str], settings: Settings, features: dict[str, np.ndarray],
@@ -227,14 +232,19 @@ def contenders_for(target: Target, backends: list[str], settings: Settings, feat
 
 def bench_round(target: Target, contenders: list[Contender], scenarios: list[str], settings: Settings,
                 progress: Callable[[str], None]) -> list[Row]:
-    """The encoder once per image, then each scenario's click, every contender in turns."""
+    """The encoder once per image, one contender after the other (at 2048 all encoders together
+    exceed 24 GB); then each scenario's click, every contender in turns."""
     torch.set_num_threads(settings.threads)
     rows: list[Row] = []
-    encoders = [c for c in contenders if c.encode is not None]
-    progress(f"{target.size} encoder: {', '.join(c.backend for c in encoders)}, {settings.threads} thread(s)")
-    timings, peak, _ = _round_robin([c.encode for c in encoders], settings)
-    for contender, measured in zip(encoders, timings):
-        rows.append(_row(target, contender, "encoder", "image", settings, measured, peak))
+    for contender in contenders:
+        if contender.load_encoder is None:
+            continue
+        progress(f"{target.size} encoder: {contender.backend}, {settings.threads} thread(s)")
+        encode = contender.load_encoder()
+        timings, peak, _ = _round_robin([encode], settings)
+        rows.append(_row(target, contender, "encoder", "image", settings, timings[0], peak))
+        del encode
+        gc.collect()
     for scenario in scenarios:
         progress(f"{target.size} {scenario} click: {', '.join(f'{c.backend} {c.routing}' for c in contenders)}")
         ref_label = scenario_prompt_map(scenario, target.size)

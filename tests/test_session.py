@@ -471,3 +471,50 @@ def test_predict_command_writes_a_mask_of_the_image_size(tiny_artifacts, golden_
     assert cv2.imread(str(tmp_path / "overlay.png")).shape == (333, 517, 3)
     outside = CliRunner().invoke(app, [*args[:4], "--click", "900,10,positive", "--out", str(tmp_path / "x.png")])
     assert outside.exit_code == 2 and "outside" in outside.stderr
+
+
+SESSION_MEMORY_PROBE = """
+import resource, sys
+import numpy as np
+from i2f_deploy.bench.memory import resident_mb
+from i2f_deploy.runtime.session import InteractiveSession
+session = InteractiveSession(sys.argv[1], sys.argv[2], threads=2)
+rng = np.random.default_rng(0)
+session.set_image(rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8))
+session.add_click(512, 384, True)
+peak_one_click = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+figures = {}
+for index in range(1, 200):
+    session.add_click(int(rng.integers(0, 1024)), int(rng.integers(0, 768)), index % 2 == 0)
+    if index + 1 in (10, 200):
+        figures[index + 1] = resident_mb()
+print(peak_one_click, figures[10], figures[200])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_base_1024_session_peak_memory_and_no_growth(tmp_path_factory, backend):
+    """A product's footprint: a fresh interpreter (no torch) with a base-1024 session, one image
+    and one click; then 200 clicks must not grow it."""
+    import subprocess
+    import sys
+
+    from conftest import export_with, save_checkpoint
+    from i2f_deploy.config import load_config
+    from i2f_deploy.model.inter2former import Inter2Former
+    from i2f_deploy.model.random_weights import randomize_weights
+
+    folder = tmp_path_factory.getbasetemp() / "base-1024-session"
+    if not (folder / "art" / "manifest.json").exists():
+        model = Inter2Former(load_config("inter2former-base-1024"))
+        randomize_weights(model, seed=0)
+        checkpoint = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "base.pth")
+        del model
+        export_with(checkpoint, "inter2former-base-1024", folder / "art", "--no-simplify")
+    probe = subprocess.run([sys.executable, "-c", SESSION_MEMORY_PROBE, str(folder / "art"), backend],
+                           capture_output=True, text=True, check=True)
+    peak, after_10, after_200 = map(float, probe.stdout.split())
+    print(f"\n{backend}: peak RSS with one click {peak:.0f} MB; RSS after 10 clicks {after_10:.1f} MB, "
+          f"after 200 {after_200:.1f} MB")
+    assert after_200 - after_10 < 20

@@ -95,8 +95,8 @@ def grown_dpe_box(core: Tensor, stride: int, height: int, width: int) -> Tensor:
 
 
 def _dilated_cells(near: Tensor, inside: Tensor, stride: int, reach: int) -> Tensor:
-    """uint8 [..., X, cells]: whether any of ``near`` [..., X, cells * stride] is set within
-    ``reach`` pixels of each cell along the last axis, counting only pixels of cells in ``inside``.
+    """uint8 [..., X, cells], non-zero where some of ``near`` [..., X, cells * stride] is non-zero
+    within ``reach`` pixels of the cell along the last axis, counting only cells in ``inside``.
 
     A cell's window is the cell itself plus the last ``reach`` pixels of the cell before it and
     the first ``reach`` of the cell after it; so three block maxima replace a max-pool.

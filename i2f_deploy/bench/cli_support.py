@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -99,9 +99,7 @@ def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threa
         "artifacts": [str(t.artifact_dir) for t in targets],
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "python": platform.python_version()},
-        "settings": {"repeat": settings.repeat, "warmup": settings.warmup, "ort_spinning": settings.ort_spinning,
-                     "openvino_hint": settings.openvino_hint, "openvino_streams": settings.openvino_streams,
-                     "openvino_precisions": list(settings.openvino_precisions), "threads": thread_counts},
+        "settings": {**asdict(settings), "threads": thread_counts},
     }
     if json_path:
         write_json(rows, json_path, meta)

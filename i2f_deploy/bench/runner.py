@@ -125,7 +125,7 @@ def bench_image(size: int) -> np.ndarray:
     return preprocess(image, size)[0]
 
 
-def _row(target: Target, contender: "Contender", part: str, scenario: str, settings: Settings,
+def _row(target: Target, contender: Contender, part: str, scenario: str, settings: Settings,
          timings: list[float], peak: float) -> Row:
     median, p10, p90 = _quantiles(timings)
     recorded = asdict(settings)

@@ -87,6 +87,22 @@ def tiny_artifacts(tmp_path_factory, tiny_checkpoint) -> Path:
     return export_with(tiny_checkpoint, "inter2former-tiny-512", out, "--openvino")
 
 
+@pytest.fixture(scope="session")
+def base_1024_export(tmp_path_factory) -> tuple[Path, Path]:
+    """(artifact dir, checkpoint): seeded random base weights in the official layout, exported
+    once per session at 1024 without onnxsim (for the slow base-size tests)."""
+    from i2f_deploy.config import load_config
+    from i2f_deploy.model.inter2former import Inter2Former
+    from i2f_deploy.model.random_weights import randomize_weights
+
+    folder = tmp_path_factory.mktemp("base-1024")
+    model = Inter2Former(load_config("inter2former-base-1024"))
+    randomize_weights(model, seed=0)
+    checkpoint = save_checkpoint(model, folder / "base.pth")
+    del model
+    return export_with(checkpoint, "inter2former-base-1024", folder / "art", "--no-simplify"), checkpoint
+
+
 def export_with(checkpoint: Path, config: str, out: Path, *extra: str) -> Path:
     """Run ``i2f-deploy export`` in-process and return the artifact directory."""
     from typer.testing import CliRunner

@@ -494,25 +494,14 @@ print(peak_one_click, figures[10], figures[200])
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_base_1024_session_peak_memory_and_no_growth(tmp_path_factory, backend):
+def test_base_1024_session_peak_memory_and_no_growth(base_1024_export, backend):
     """A product's footprint: a fresh interpreter (no torch) with a base-1024 session, one image
     and one click; then 200 clicks must not grow it."""
     import subprocess
     import sys
 
-    from conftest import export_with, save_checkpoint
-    from i2f_deploy.config import load_config
-    from i2f_deploy.model.inter2former import Inter2Former
-    from i2f_deploy.model.random_weights import randomize_weights
-
-    folder = tmp_path_factory.getbasetemp() / "base-1024-session"
-    if not (folder / "art" / "manifest.json").exists():
-        model = Inter2Former(load_config("inter2former-base-1024"))
-        randomize_weights(model, seed=0)
-        checkpoint = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "base.pth")
-        del model
-        export_with(checkpoint, "inter2former-base-1024", folder / "art", "--no-simplify")
-    probe = subprocess.run([sys.executable, "-c", SESSION_MEMORY_PROBE, str(folder / "art"), backend],
+    artifacts, _ = base_1024_export
+    probe = subprocess.run([sys.executable, "-c", SESSION_MEMORY_PROBE, str(artifacts), backend],
                            capture_output=True, text=True, check=True)
     peak, after_10, after_200 = map(float, probe.stdout.split())
     print(f"\n{backend}: peak RSS with one click {peak:.0f} MB; RSS after 10 clicks {after_10:.1f} MB, "

@@ -115,19 +115,10 @@ def test_click_loops_agree_click_by_click_with_identical_noc(tiny_artifacts, tin
 
 
 @pytest.mark.slow
-def test_base_1024_export_passes_on_both_backends(tmp_path):
+def test_base_1024_export_passes_on_both_backends(base_1024_export, tmp_path):
     """Acceptance at base size: a faithful ViT-B export at 1024 (random weights in the official
     layout) passes every check, click loop included, and writes the report."""
-    from conftest import export_with, save_checkpoint
-    from i2f_deploy.config import load_config
-    from i2f_deploy.model.inter2former import Inter2Former
-    from i2f_deploy.model.random_weights import randomize_weights
-
-    model = Inter2Former(load_config("inter2former-base-1024"))
-    randomize_weights(model, seed=0)
-    checkpoint = save_checkpoint(model, tmp_path / "base.pth")
-    del model
-    artifacts = export_with(checkpoint, "inter2former-base-1024", tmp_path / "art", "--no-simplify")
+    artifacts, checkpoint = base_1024_export
     report = tmp_path / "report.json"
     result = validate(str(artifacts), "--checkpoint", str(checkpoint), "--sample", "coffee-cup", "--clicks", "3",
                       "--report", str(report))

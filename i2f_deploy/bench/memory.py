@@ -8,15 +8,25 @@ from pathlib import Path
 STATUS = Path("/proc/self/status")
 
 
-def resident_mb() -> float:
-    """Current VmRSS in MiB (0.0 where /proc is not available)."""
+def _status_mb(field: str) -> float:
     try:
         for line in STATUS.read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def resident_mb() -> float:
+    """Current VmRSS in MiB (0.0 where /proc is not available)."""
+    return _status_mb("VmRSS")
+
+
+def peak_resident_mb() -> float:
+    """VmHWM in MiB: this process's peak since it started its program. Unlike ``ru_maxrss``,
+    which survives ``exec``, it does not include the peak of the parent that spawned us."""
+    return _status_mb("VmHWM")
 
 
 class PeakSampler:

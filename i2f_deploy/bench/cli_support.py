@@ -52,14 +52,17 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
     import torch
 
     from i2f_deploy.bench.profile import profile_onnxruntime, profile_openvino
-    from i2f_deploy.bench.runner import FEATURES, bench_image
+    from i2f_deploy import runtime
+    from i2f_deploy.bench.runner import bench_image
+    from i2f_deploy.contract import IMAGE_FEATURES
     from i2f_deploy.bench.scenarios import scenario_prompt_map
 
     profiles = []
     for target in targets:
         with torch.no_grad():
             embeddings, edge_maps = target.model(target.routing).encode(torch.from_numpy(bench_image(target.size)))
-        feeds = dict(zip(FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
+        feeds = dict(zip(IMAGE_FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
+        feeds = runtime.load(target.artifact_dir, "decoder", "onnxruntime").with_derived(feeds)
         feeds["ref_label"] = scenario_prompt_map(scenario, target.size)
         onnx_path = target.artifact_dir / target.manifest["files"]["decoder"]["onnx"]
         for backend, profiler in (("onnxruntime", profile_onnxruntime), ("openvino", profile_openvino)):

@@ -26,6 +26,7 @@ from i2f_deploy.bench.memory import PeakSampler
 from i2f_deploy.bench.scenarios import scenario_prompt_map
 from i2f_deploy.bench.work import decoder_gflop
 from i2f_deploy.config import ExportConfig, config_from_dict
+from i2f_deploy.contract import IMAGE_FEATURES
 from i2f_deploy.errors import I2FError
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.preprocess import preprocess
@@ -34,7 +35,6 @@ from i2f_deploy.validate.samples import builtin_samples
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 BENCH_IMAGE = "coffee-cup"
-FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,7 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
         "streams": settings.openvino_streams,
     }
     decoder = runtime.load(target.artifact_dir, "decoder", backend, **load_options)
+    features = decoder.with_derived(features)  # per image, as a session gets them from its encoder
 
     def load_encoder() -> Callable[[], object]:
         encoder = runtime.load(target.artifact_dir, "encoder", backend, **load_options)
@@ -272,7 +273,7 @@ def run_bench(targets: list[Target], backends: list[str], scenarios: list[str], 
         reference = target.model(target.routing)
         with torch.no_grad():
             embeddings, edge_maps = reference.encode(torch.from_numpy(image))
-        features = dict(zip(FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
+        features = dict(zip(IMAGE_FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
         for count in threads:
             settings = Settings(**{**asdict(base), "threads": count})
             progress(f"{target.size}: loading {', '.join(backends)} with {count} thread(s)")

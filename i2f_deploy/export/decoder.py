@@ -14,16 +14,15 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from i2f_deploy.contract import DECODER_INPUTS, DECODER_OUTPUTS, NUM_EDGE_MAPS
 from i2f_deploy.custom_ops import DOMAIN, bsq_attention, hybrid_moe, token_routing
 from i2f_deploy.custom_ops.registry import attach_functions
-from i2f_deploy.export.bicubic import bicubic_x2
+from i2f_deploy.export.dlu import EdgeTerms, FactoredDLU
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.export.stable_norm import stabilise_group_norms
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.model.routing import Routing, box_from_tensor
 
-INPUT_NAMES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3", "ref_label")
-OUTPUT_NAMES = ("logits", "num_routed", "dpe_box", "dlu_box")
 
 
 class _RoutingShim(nn.Module):
@@ -70,29 +69,24 @@ class DecoderGraph(nn.Module):
     def __init__(self, model: Inter2Former) -> None:
         super().__init__()
         self.neck = copy.deepcopy(model.neck)
-        self.head = copy.deepcopy(model.decode_head)
-        stabilise_group_norms(self.head)
-        for stage in self.head.upsamplers:
-            stage.resize_x2 = bicubic_x2
+        head = copy.deepcopy(model.decode_head)
+        stabilise_group_norms(head)
+        self.head = FactoredDLU(head)
         if model.routing == "dynamic":
             self.neck.router = _RoutingShim(self.neck.stride, model.config.model.neck.uncertainty_kernel_size)
         for block in self.neck.blocks:
             block.bsq_attn = _BSQShim(block.bsq_attn)
             block.ffn = _MoEShim(block.ffn)
 
-    def forward(
-        self,
-        image_embeddings: Tensor,
-        edge_map_0: Tensor,
-        edge_map_1: Tensor,
-        edge_map_2: Tensor,
-        edge_map_3: Tensor,
-        ref_label: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, image_embeddings: Tensor, *edges_and_prompt: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Inputs in ``DECODER_INPUTS`` order: embeddings, edge maps, edge terms, prompt map."""
+        edge_maps = list(edges_and_prompt[:NUM_EDGE_MAPS])
+        edge_terms = list(edges_and_prompt[NUM_EDGE_MAPS : 2 * NUM_EDGE_MAPS])
+        ref_label = edges_and_prompt[-1]
         neck = self.neck(image_embeddings, ref_label)
-        head = self.head(neck.features, [edge_map_0, edge_map_1, edge_map_2, edge_map_3])
+        logits, dlu_box = self.head(neck.features, edge_maps, edge_terms)
         num_routed = torch.ones_like(neck.routing.routed).sum()
-        return head.logits, num_routed, neck.routing.box_values, head.box_values
+        return logits, num_routed, neck.routing.box_values, dlu_box
 
 
 def example_inputs(model: Inter2Former) -> tuple[Tensor, ...]:
@@ -104,13 +98,15 @@ def example_inputs(model: Inter2Former) -> tuple[Tensor, ...]:
     edge_maps = [
         torch.randn(1, 256 // 4**i, size // 2 ** (3 - i), size // 2 ** (3 - i), generator=generator) for i in range(4)
     ]
+    with torch.no_grad():
+        edge_terms = EdgeTerms(model.decode_head)(edge_maps)
     ref_label = torch.full((1, 1, size, size), 2, dtype=torch.uint8)
     ref_label[..., size // 2 - 5 : size // 2 + 6, size // 2 - 5 : size // 2 + 6] = 4
-    return (embeddings, *edge_maps, ref_label)
+    return (embeddings, *edge_maps, *edge_terms, ref_label)
 
 
 def export_decoder(model: Inter2Former, opset: int) -> onnx.ModelProto:
     """Trace the decoder to ONNX with its custom ops and their model-local functions."""
-    proto = trace_to_onnx(DecoderGraph(model), example_inputs(model), INPUT_NAMES, OUTPUT_NAMES, opset)
+    proto = trace_to_onnx(DecoderGraph(model), example_inputs(model), DECODER_INPUTS, DECODER_OUTPUTS, opset)
     attach_functions(proto)
     return proto

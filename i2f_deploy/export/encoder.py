@@ -9,12 +9,13 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from i2f_deploy.contract import EDGE_CONVS, ENCODER_OUTPUTS, IMAGE_FEATURES
+from i2f_deploy.export.dlu import EdgeTerms
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.export.stable_norm import stabilise_group_norms
 from i2f_deploy.model.inter2former import Inter2Former
 
 INPUT_NAMES = ("image",)
-OUTPUT_NAMES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
 NUMERICS = "portable"  # the edge detector arithmetic the graph implements (recorded in the manifest)
 
 
@@ -42,12 +43,30 @@ class EncoderGraph(nn.Module):
         self.edge_detector.use_numerics(NUMERICS)
         self.edge_detector.canny.atan2 = atan2_for_export
         stabilise_group_norms(self.edge_detector)
+        self.edge_terms = EdgeTerms(model.decode_head)
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
-        return (self.backbone(image), *self.edge_detector(image))
+        edge_maps = self.edge_detector(image)
+        return (self.backbone(image), *edge_maps, *self.edge_terms(edge_maps))
+
+
+class EdgeTermGraph(nn.Module):
+    """The encoder's derived outputs alone: edge maps -> ``edge_conv_*`` (for callers that hold
+    only the five official features)."""
+
+    def __init__(self, model: Inter2Former) -> None:
+        super().__init__()
+        self.edge_terms = EdgeTerms(model.decode_head)
+
+    def forward(self, *edge_maps: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self.edge_terms(list(edge_maps)))
 
 
 def export_encoder(model: Inter2Former, opset: int) -> onnx.ModelProto:
     size = model.target_size
     example = (torch.zeros(1, 3, size, size),)
-    return trace_to_onnx(EncoderGraph(model), example, INPUT_NAMES, OUTPUT_NAMES, opset)
+    return trace_to_onnx(EncoderGraph(model), example, INPUT_NAMES, ENCODER_OUTPUTS, opset)
+
+
+def export_edge_terms(model: Inter2Former, edge_maps: list[Tensor], opset: int) -> onnx.ModelProto:
+    return trace_to_onnx(EdgeTermGraph(model), tuple(edge_maps), IMAGE_FEATURES[1:], EDGE_CONVS, opset)

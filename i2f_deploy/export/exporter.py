@@ -22,10 +22,10 @@ import torch
 
 from i2f_deploy.config import ExportConfig
 from i2f_deploy.errors import I2FError
+from i2f_deploy.contract import DECODER_INPUTS, NUM_EDGE_MAPS
 from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
-from i2f_deploy.export.decoder import INPUT_NAMES as DECODER_INPUTS
 from i2f_deploy.export.decoder import export_decoder
-from i2f_deploy.export.encoder import export_encoder
+from i2f_deploy.export.encoder import export_edge_terms, export_encoder
 from i2f_deploy.export.manifest import sha256, write_manifest
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
@@ -141,17 +141,20 @@ def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions, pro
     del encoder
 
     progress("exporting decoder")
+    example = decoder_example_inputs(model)
     decoder = export_decoder(model, options.opset)
     if options.simplify:
         progress("simplifying decoder")
-        decoder, note = simplify_checked(decoder, _feeds(decoder_example_inputs(model), DECODER_INPUTS))
+        decoder, note = simplify_checked(decoder, _feeds(example, DECODER_INPUTS))
         notes.append(f"decoder: {note}")
     save_model(decoder, scratch / "decoder.onnx")
     save_model(onnx.inliner.inline_local_functions(decoder), scratch / "decoder_inlined.onnx")
+    edge_maps = list(example[1 : 1 + NUM_EDGE_MAPS])
+    save_model(export_edge_terms(model, edge_maps, options.opset), scratch / "edge_conv.onnx")
 
     files = {
         "encoder": {"onnx": "encoder.onnx"},
-        "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx"},
+        "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx", "edge_conv": "edge_conv.onnx"},
     }
     if len(encoder_files) > 1:
         files["encoder"]["external_data"] = encoder_files[1].name

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from i2f_deploy import __version__
 from i2f_deploy.config import ExportConfig
+from i2f_deploy.contract import CONTRACT_VERSION, io_contract
 from i2f_deploy.custom_ops import DOMAIN, OP_TYPES, VERSION
 from i2f_deploy.export.encoder import NUMERICS as ENCODER_NUMERICS
 from i2f_deploy.preprocess import MEAN_BGR, SIZE_DIVISOR, STD_BGR
 
-MANIFEST_VERSION = 1
 TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "openvino", "numpy")
 
 
@@ -35,27 +35,6 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def io_contract(size: int, embed_dim: int) -> dict[str, dict[str, dict[str, object]]]:
-    grid = size // 16
-    edges = {f"edge_map_{i}": {"dtype": "float32", "shape": [1, 256 // 4**i, size // 2 ** (3 - i), size // 2 ** (3 - i)]} for i in range(4)}
-    features = {"image_embeddings": {"dtype": "float32", "shape": [1, embed_dim, grid, grid]}, **edges}
-    return {
-        "encoder": {
-            "inputs": {"image": {"dtype": "float32", "shape": [1, 3, size, size]}},
-            "outputs": features,
-        },
-        "decoder": {
-            "inputs": {**features, "ref_label": {"dtype": "uint8", "shape": [1, 1, size, size]}},
-            "outputs": {
-                "logits": {"dtype": "float32", "shape": [1, 1, size, size]},
-                "num_routed": {"dtype": "int64", "shape": []},
-                "dpe_box": {"dtype": "int64", "shape": [4]},
-                "dlu_box": {"dtype": "int64", "shape": [4]},
-            },
-        },
-    }
-
-
 def write_manifest(
     out_dir: Path,
     config: ExportConfig,
@@ -68,7 +47,7 @@ def write_manifest(
 ) -> Path:
     all_files = sorted(p for p in out_dir.rglob("*") if p.is_file())
     manifest = {
-        "manifest_version": MANIFEST_VERSION,
+        "contract_version": CONTRACT_VERSION,
         "config": config.to_dict(),
         "target_size": config.target_size,
         "routing": routing,
@@ -86,7 +65,7 @@ def write_manifest(
         },
         "opset": opset,
         "custom_ops": {"domain": DOMAIN, "version": VERSION, "op_types": list(OP_TYPES)},
-        "io": io_contract(config.target_size, config.model.neck.embed_dim),
+        "io": io_contract(config.target_size, config.model.neck.embed_dim, config.model.decode_head.embed_dim),
         "files": files,
         "checksums": {str(p.relative_to(out_dir)): sha256(p) for p in all_files},
         "backends": {

@@ -28,10 +28,9 @@ class Upsample2x(nn.Module):
         self.norm = nn.GroupNorm(1, channels)
         self.conv = nn.Conv2d(channels, round(channels / 4), 3, padding=1)
         self.silu = silu
-        self.resize_x2 = bicubic_x2  # swappable: the ONNX export uses depthwise convolutions
 
     def forward(self, x: Tensor, edge_map: Tensor) -> Tensor:
-        x = self.conv(self.resize_x2(self.norm(x)) + edge_map)
+        x = self.conv(bicubic_x2(self.norm(x)) + edge_map)
         return F.silu(x) if self.silu else x
 
 
@@ -76,15 +75,20 @@ class DynamicLocalUpsampling(nn.Module):
             x = stage(x, crop(edge_map, box.scaled(2 ** (level + 1))))
         return x
 
-    def forward(self, features: Tensor, edge_maps: list[Tensor]) -> HeadOutput:
-        """features [1,C,h,w] -> logits [1,1,16h,16w], -100 outside the located box."""
+    def locate(self, features: Tensor) -> tuple[Tensor, Tensor, Box]:
+        """Coarse logits [1,1,h,w] and the box (int64 [4] and ints, token grid) to upsample."""
         coarse = self.mlp(features)
         grid_h, grid_w = features.shape[-2:]
         if self.dense:
             values = torch.tensor([0, 0, grid_w, grid_h])
         else:
             values = bounding_box_tensor(coarse[0, 0] > self.threshold)
-        box = box_from_tensor(values, grid_h, grid_w)
+        return coarse, values, box_from_tensor(values, grid_h, grid_w)
+
+    def forward(self, features: Tensor, edge_maps: list[Tensor]) -> HeadOutput:
+        """features [1,C,h,w] -> logits [1,1,16h,16w], -100 outside the located box."""
+        coarse, values, box = self.locate(features)
+        grid_h, grid_w = features.shape[-2:]
         local = self.upsample(features, edge_maps, box)
         logits = paste(local, box.scaled(self.scale), grid_h * self.scale, grid_w * self.scale, OUTSIDE_LOGIT)
         return HeadOutput(logits, coarse, values, box)

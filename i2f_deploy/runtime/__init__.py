@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from i2f_deploy.contract import check_contract_version
 from i2f_deploy.errors import I2FError
 
 PARTS = ("encoder", "decoder")
@@ -32,13 +33,27 @@ def check_inputs(expected: tuple[str, ...], inputs: dict[str, np.ndarray]) -> No
 
 
 def read_manifest(artifact_dir: str | Path) -> dict:
+    """The manifest of an artifact directory of this contract version (others are refused)."""
     path = Path(artifact_dir) / "manifest.json"
     if not path.is_file():
         raise I2FError(f"not an i2f-deploy artifact directory (no manifest.json): {artifact_dir}")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise I2FError(f"manifest.json in {artifact_dir} is not valid JSON: {exc}") from None
+    check_contract_version(manifest, artifact_dir)
+    return manifest
+
+
+def _load_graph(path: Path, backend: str, threads: int | None, precision: str, spinning: bool,
+                performance_hint: str, streams: int | None) -> GraphRunner:
+    if backend == "onnxruntime":
+        from i2f_deploy.runtime.ort_backend import OrtRunner
+
+        return OrtRunner(path, threads, spinning)
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+
+    return OpenVinoRunner(path, threads, precision, performance_hint, streams)
 
 
 def load(
@@ -54,6 +69,9 @@ def load(
 ) -> GraphRunner:
     """Load ``part`` ("encoder" or "decoder") of an export on ``backend``.
 
+    The decoder runs on the encoder's outputs, or on the five official features alone (it then
+    derives the rest; see :class:`i2f_deploy.runtime.decoder.DecoderRunner`).
+
     ``threads=None`` lets the backend choose. ``precision`` applies to OpenVINO only ("f32" for
     parity; "bf16" or "default" for its reduced-precision speed). ``spinning`` is ONNX Runtime's
     intra-op thread spin-wait (lower latency, busier cores); ``performance_hint`` ("latency" or
@@ -64,11 +82,11 @@ def load(
     if backend not in BACKENDS:
         raise I2FError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     manifest = read_manifest(artifact_dir)
-    path = Path(artifact_dir) / manifest["files"][part]["onnx"]
-    if backend == "onnxruntime":
-        from i2f_deploy.runtime.ort_backend import OrtRunner
+    files = manifest["files"][part]
+    options = (backend, threads, precision, spinning, performance_hint, streams)
+    graph = _load_graph(Path(artifact_dir) / files["onnx"], *options)
+    if part == "encoder":
+        return graph
+    from i2f_deploy.runtime.decoder import DecoderRunner
 
-        return OrtRunner(path, threads, spinning)
-    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
-
-    return OpenVinoRunner(path, threads, precision, performance_hint, streams)
+    return DecoderRunner(graph, lambda: _load_graph(Path(artifact_dir) / files["edge_conv"], *options))

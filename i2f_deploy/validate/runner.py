@@ -16,6 +16,7 @@ import torch
 
 from i2f_deploy import runtime
 from i2f_deploy.config import config_from_dict
+from i2f_deploy.contract import ENCODER_OUTPUTS
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.manifest import sha256
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
@@ -24,7 +25,6 @@ from i2f_deploy.validate.compare import Comparison, Tolerance, compare, mask_iou
 from i2f_deploy.validate.decisions import DEFAULT_EPSILON, Decision, dlu_box_decision, exact_decision
 from i2f_deploy.validate.states import edge_case_states
 
-FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
 DEFAULT_TOLERANCES = {
     "image_embeddings": Tolerance(atol=1e-3),
     "logits": Tolerance(atol=1e-3),
@@ -108,7 +108,7 @@ def check_shapes(outputs: dict[str, np.ndarray], io: dict) -> list[str]:
             problems.append(f"output {name} missing")
         elif str(value.dtype) != spec["dtype"]:
             problems.append(f"output {name} dtype {value.dtype} != {spec['dtype']}")
-        elif name in ("logits", *FEATURES) and list(value.shape) != spec["shape"]:
+        elif name in ("logits", *ENCODER_OUTPUTS) and list(value.shape) != spec["shape"]:
             problems.append(f"output {name} shape {list(value.shape)} != {spec['shape']}")
     return problems
 
@@ -139,8 +139,11 @@ class Validation:
         ]
 
     def reference_features(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The encoder's outputs by PyTorch: the official five and each DLU stage's edge term."""
         embeddings, edge_maps = self.model.encode(torch.from_numpy(image))
-        return {"image_embeddings": embeddings.numpy(), **{f"edge_map_{i}": e.numpy() for i, e in enumerate(edge_maps)}}
+        with torch.no_grad():
+            edge_convs = [stage.conv(e) for stage, e in zip(self.model.decode_head.upsamplers, edge_maps)]
+        return dict(zip(ENCODER_OUTPUTS, (t.numpy() for t in (embeddings, *edge_maps, *edge_convs))))
 
     def reference_decode(self, features: dict[str, np.ndarray], ref_label: np.ndarray):
         edge_maps = [torch.from_numpy(features[f"edge_map_{i}"]) for i in range(4)]
@@ -171,8 +174,7 @@ class Validation:
         report.outputs["image_embeddings"] = embeddings
         if not embeddings.passed:
             report.failures.append(f"image_embeddings: {embeddings.problem} (max abs {embeddings.max_abs:.2e})")
-        for index in range(4):
-            key = f"edge_map_{index}"
+        for key in ENCODER_OUTPUTS[1:]:  # edge maps and their terms: by share, then by end effect
             report.outputs[key] = compare(out[key], reference[key], self.tolerances["edge_maps"])
             if not report.outputs[key].passed:
                 report.failures.append(f"{key}: {report.outputs[key].problem} (max abs {report.outputs[key].max_abs:.2e})")

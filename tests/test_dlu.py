@@ -1,0 +1,119 @@
+"""The factored DLU stage (per-click work at low resolution, per-image edge term) against the
+direct computation ``conv3x3(bicubic2x(GroupNorm(x)) + e) + b`` on crops, eagerly and exported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from i2f_deploy.export.dlu import FactoredStage, phase_filters
+from i2f_deploy.export.onnx_files import trace_to_onnx
+from i2f_deploy.model.head import Upsample2x
+from i2f_deploy.model.routing import Box, box_from_tensor, crop
+
+GRID_H, GRID_W = 7, 9  # the low-resolution image the crops are taken from
+BOXES = {  # left, top, right, bottom on the low-resolution grid
+    "whole image": (0, 0, GRID_W, GRID_H),
+    "middle": (2, 1, 6, 5),
+    "top-left corner": (0, 0, 3, 2),
+    "bottom-right corner": (5, 4, GRID_W, GRID_H),
+    "left border": (0, 2, 4, 6),
+    "right border": (6, 1, GRID_W, 4),
+    "one token wide": (4, 0, 5, GRID_H),
+    "one token tall": (0, 3, GRID_W, 4),
+    "one token": (3, 2, 4, 3),
+}
+
+
+def random_stage(channels: int, seed: int) -> Upsample2x:
+    generator = torch.Generator().manual_seed(seed)
+    stage = Upsample2x(channels, silu=True)
+    with torch.no_grad():
+        for parameter in stage.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * (0.3 if parameter.dim() > 1 else 1.0))
+    return stage.eval()
+
+
+def inputs(channels: int, seed: int) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, channels, GRID_H, GRID_W, generator=generator) * 3 + 1
+    edge_map = torch.randn(1, channels, 2 * GRID_H, 2 * GRID_W, generator=generator)
+    return x, edge_map
+
+
+def inside_flags(box: Box) -> Tensor:
+    return torch.tensor([box.left > 0, box.top > 0, box.right < GRID_W, box.bottom < GRID_H], dtype=torch.float32)
+
+
+def test_phase_filters_interpolate_constants_and_read_nothing_beyond_the_window():
+    filters = phase_filters()
+    torch.testing.assert_close(filters.sum(-1), torch.ones(2, 3, dtype=torch.float64))
+    signal = torch.randn(1, 1, 1, 11, dtype=torch.float64)
+    upsampled = F.interpolate(signal, scale_factor=(1, 2), mode="bicubic", align_corners=False)[0, 0, 0]
+    padded = F.pad(signal, (2, 2, 0, 0), mode="replicate")[0, 0, 0]
+    for j in range(2, 9):  # away from the borders, every tap of every phase is a window dot product
+        for phase in range(2):
+            for index, shift in enumerate((-1, 0, 1)):
+                expected = upsampled[2 * j + phase + shift]
+                assert abs(float(filters[phase, index] @ padded[j : j + 5]) - float(expected)) < 1e-12
+
+
+@pytest.mark.parametrize("channels", [256, 64, 16, 4])
+@pytest.mark.parametrize("name", list(BOXES))
+def test_factored_stage_equals_the_direct_stage(channels, name):
+    stage = random_stage(channels, seed=channels)
+    x_full, edge_map = inputs(channels, seed=channels + 1)
+    box = Box(*BOXES[name])
+    with torch.no_grad():
+        term = stage.conv(edge_map)
+        direct = stage(crop(x_full, box), crop(edge_map, box.scaled(2)))
+        factored = FactoredStage(stage)(crop(x_full, box), edge_map, term, box.scaled(2), inside_flags(box))
+    assert factored.shape == direct.shape
+    scale = direct.abs().max().item()
+    assert (factored - direct).abs().max().item() <= 1e-5 * max(scale, 1.0), name
+
+
+class BoxedStage(nn.Module):
+    """One factored stage on a crop chosen by a box tensor at run time, as in the decoder graph."""
+
+    def __init__(self, stage: Upsample2x) -> None:
+        super().__init__()
+        self.factored = FactoredStage(stage)
+
+    def forward(self, x: Tensor, edge_map: Tensor, term: Tensor, values: Tensor) -> Tensor:
+        box = box_from_tensor(values, x.shape[-2], x.shape[-1])
+        inside = torch.stack([values[0] > 0, values[1] > 0, values[2] < x.shape[-1], values[3] < x.shape[-2]]).float()
+        return self.factored(crop(x, box), edge_map, term, box.scaled(2), inside)
+
+
+@pytest.fixture(scope="module")
+def exported_stage(tmp_path_factory):
+    stage = random_stage(16, seed=3)
+    x, edge_map = inputs(16, seed=4)
+    with torch.no_grad():
+        term = stage.conv(edge_map)
+    example = (x, edge_map, term, torch.tensor(BOXES["middle"]))
+    proto = trace_to_onnx(BoxedStage(stage), example, ("x", "edge_map", "term", "box"), ("y",), 18)
+    path = tmp_path_factory.mktemp("stage") / "stage.onnx"
+    path.write_bytes(proto.SerializeToString())
+    return stage, (x, edge_map, term), path
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_exported_factored_stage_equals_the_direct_stage_on_every_crop(exported_stage, backend):
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+    from i2f_deploy.runtime.ort_backend import OrtRunner
+
+    stage, (x, edge_map, term), path = exported_stage
+    runner = OrtRunner(path, threads=1) if backend == "onnxruntime" else OpenVinoRunner(path, threads=1)
+    for name, values in BOXES.items():
+        box = Box(*values)
+        with torch.no_grad():
+            direct = stage(crop(x, box), crop(edge_map, box.scaled(2))).numpy()
+        feeds = {"x": x.numpy(), "edge_map": edge_map.numpy(), "term": term.numpy(), "box": np.array(values, np.int64)}
+        out = runner.run(feeds)["y"]
+        assert out.shape == direct.shape, name
+        assert np.abs(out - direct).max() <= 1e-4, name

@@ -95,10 +95,14 @@ class Inter2FormerNeck(nn.Module):
         patch = value.view(1, -1, 1, 1).expand(1, -1, size, size)
         return self.ref_conv(patch)[0, :, 1, 1]
 
+    def convolve_prompt(self, ref_label: Tensor, box: Box) -> Tensor:
+        """The DPE stack on the prompt map inside ``box`` (pixels): [1,C,h,w] on its tokens."""
+        labels = crop(ref_label[0, 0], box).long()
+        return self.ref_conv(self.ref_embeds(labels).permute(2, 0, 1)[None])
+
     def embed_prompt(self, ref_label: Tensor, box: Box) -> Tensor:
         """DPE: [C,h,w] prompt embedding, convolved inside ``box`` only, constant elsewhere."""
-        labels = crop(ref_label[0, 0], box).long()
-        local = self.ref_conv(self.ref_embeds(labels).permute(2, 0, 1)[None])
+        local = self.convolve_prompt(ref_label, box)
         tokens = box.shrunk(self.stride)
         inside = paste(torch.ones_like(local[:, :1]), tokens, self.grid, self.grid) > 0
         background = self.background_embedding.view(1, -1, 1, 1)

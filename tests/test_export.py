@@ -168,3 +168,50 @@ def test_decoder_graph_has_no_resize(tiny_artifacts):
     Runtime's cubic Resize once took 94 % of the DLU)."""
     model = onnx.load(str(tiny_artifacts / "decoder.onnx"))
     assert not [node for node in model.graph.node if node.op_type == "Resize"]
+
+
+def previous_contract_copy(tiny_artifacts, tmp_path):
+    """The tiny export with its manifest as contract 1 wrote it (no contract_version)."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_artifacts, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["contract_version"]
+    manifest["manifest_version"] = 1
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    return old
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_runtime_refuses_an_artifact_of_the_previous_contract(tiny_artifacts, tmp_path, part):
+    from i2f_deploy.errors import I2FError
+
+    old = previous_contract_copy(tiny_artifacts, tmp_path)
+    with pytest.raises(I2FError, match=r"contract 1, this i2f-deploy runs contract 2: re-export it with 'i2f-deploy export"):
+        runtime.load(old, part)
+
+
+@pytest.mark.parametrize("command", ["predict", "bench", "validate"])
+def test_commands_refuse_an_artifact_of_the_previous_contract_in_one_line(tiny_artifacts, tmp_path, golden_image_path, command):
+    old = previous_contract_copy(tiny_artifacts, tmp_path)
+    extra = ["--image", str(golden_image_path), "--click", "1,1,positive", "--out", str(tmp_path / "m.png")] if command == "predict" else []
+    result = CliRunner().invoke(app, [command, str(old), *extra])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "re-export" in lines[0], result.output
+
+
+def test_encoder_edge_convs_are_the_decoders_per_image_inputs(tiny_artifacts, golden, tiny_model):
+    """The encoder's edge_conv_i is DLU stage i's convolution (bias included) of edge_map_i, and
+    the decoder given them computes what it computes from the five official features alone."""
+    encoder = runtime.load(tiny_artifacts, "encoder")
+    decoder = runtime.load(tiny_artifacts, "decoder")
+    features = encoder.run({"image": golden["input"]})
+    for index, stage in enumerate(tiny_model.decode_head.upsamplers):
+        expected = stage.conv(torch.from_numpy(features[f"edge_map_{index}"])).numpy()
+        assert np.abs(features[f"edge_conv_{index}"] - expected).max() <= 1e-4
+    five = {name: features[name] for name in FEATURES}
+    ref_label = golden["state_border/ref_label"]
+    np.testing.assert_allclose(decoder.run({**features, "ref_label": ref_label})["logits"],
+                               decoder.run({**five, "ref_label": ref_label})["logits"], atol=1e-4)

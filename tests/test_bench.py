@@ -93,3 +93,18 @@ def test_bad_arguments_exit_2(tiny_artifacts, tiny_checkpoint, args, message):
     result = bench(*[arg.format(art=tiny_artifacts) for arg in args], "--checkpoint", str(tiny_checkpoint))
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+
+
+def test_factored_dlu_work_is_counted_as_the_graphs_compute_it():
+    """Base 1024, whole-image DLU box: 7.1 GFLOP direct (bicubic then 3x3 convolutions at the
+    high resolution), about 2.1 factored (mixing and polyphase filters at the low resolution)."""
+    from i2f_deploy.bench.work import dlu_flop
+    from i2f_deploy.config import load_config
+
+    config = load_config("inter2former-base-1024")
+    locator = 2.0 * 4096 * (256 * 64 + 64 * 16 + 16 * 4 + 4 * 1)
+    mixing = sum(2.0 * 4096 * 4**level * (256 // 4**level) * 9 * (64 // 4**level) for level in range(4))
+    filters = sum(2.0 * 4096 * 4**level * (64 // 4**level) * (6 + 4) * 3 * 5 for level in range(4))
+    assert dlu_flop(config, 64, 64, factored=True) == pytest.approx(locator + mixing + filters)
+    assert dlu_flop(config, 64, 64) / 1e9 == pytest.approx(7.1, abs=0.05)
+    assert dlu_flop(config, 64, 64, factored=True) / 1e9 == pytest.approx(2.07, abs=0.01)

@@ -24,7 +24,7 @@ import torch
 from i2f_deploy import runtime
 from i2f_deploy.bench.memory import PeakSampler
 from i2f_deploy.bench.scenarios import scenario_prompt_map
-from i2f_deploy.bench.work import decoder_gflop
+from i2f_deploy.bench.work import decoder_work
 from i2f_deploy.config import ExportConfig, config_from_dict
 from i2f_deploy.contract import IMAGE_FEATURES
 from i2f_deploy.errors import I2FError
@@ -66,6 +66,7 @@ class Row:
     dpe_box_area: int | None = None
     dlu_box_area: int | None = None
     gflop: float | None = None
+    gflop_parts: dict | None = None  # dpe, neck, dlu
     gflop_per_s: float | None = None
     settings: dict = field(default_factory=dict)
 
@@ -142,10 +143,12 @@ def _row(target: Target, contender: Contender, part: str, scenario: str, setting
 
 
 def _with_work(row: Row, config: ExportConfig, num_routed: int, dpe_box: list[int], dlu_box: list[int]) -> Row:
+    """Work as this row's contender computes it: the graphs' DLU is factored, eager PyTorch's direct."""
     row.num_routed = num_routed
     row.dpe_box_area = (dpe_box[2] - dpe_box[0]) * (dpe_box[3] - dpe_box[1])
     row.dlu_box_area = (dlu_box[2] - dlu_box[0]) * (dlu_box[3] - dlu_box[1])
-    row.gflop = decoder_gflop(config, num_routed, dpe_box, dlu_box)
+    row.gflop_parts = decoder_work(config, num_routed, dpe_box, dlu_box, factored=row.backend != "torch")
+    row.gflop = sum(row.gflop_parts.values())
     row.gflop_per_s = row.gflop / (row.median_ms / 1000)
     return row
 

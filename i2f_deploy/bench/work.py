@@ -4,7 +4,10 @@ Multiply-adds count as 2 FLOP; normalisations, activations, softmax and data mov
 out (they are a few percent of the total). The counts follow the model code: DPE convolves the
 prompt map inside the DPE box only; every token gets LN, QKV and output projections and the
 shared expert; routed tokens attend to all N keys and get a routed expert; the others attend to
-the 256 BSQ code keys; DLU runs its four upsampling stages inside the DLU box only.
+the 256 BSQ code keys; DLU runs its four upsampling stages inside the DLU box only, directly
+(eager PyTorch: bicubic x2, then a 3x3 convolution at the high resolution) or factored (the
+graphs: a 1x1 mixing into 9 tap maps and two 5-tap polyphase filters at the low resolution, the
+edge maps' convolutions being per image; ``i2f_deploy/export/dlu.py``).
 """
 
 from __future__ import annotations
@@ -48,23 +51,37 @@ def neck_flop(config: ExportConfig, num_routed: int) -> float:
     return neck.depth * per_block
 
 
-def dlu_flop(config: ExportConfig, box_height: int, box_width: int) -> float:
+def dlu_flop(config: ExportConfig, box_height: int, box_width: int, factored: bool = False) -> float:
     """``box_*`` in tokens (stride 16)."""
     head = config.model.decode_head
     grid = config.target_size // 2**head.num_upsamplers
     widths = [head.embed_dim // 4**i for i in range(head.num_upsamplers + 1)]
     flop = sum(2.0 * grid * grid * c_in * c_out for c_in, c_out in zip(widths[:-1], widths[1:]))  # locator MLP
-    pixels = box_height * box_width
+    pixels = box_height * box_width  # at the stage's input resolution
     for c_in, c_out in zip(widths[:-1], widths[1:]):
+        if factored:
+            flop += 2.0 * pixels * c_in * 9 * c_out  # 1x1 mixing into one map per tap
+            flop += 2.0 * pixels * 6 * c_out * 3 * 5  # row filter: (ky, phase_x) from 3 kx maps, 5 taps
+            flop += 2.0 * pixels * 4 * c_out * 3 * 5  # column filter: 4 phases from 3 ky maps, 5 taps
+        else:
+            flop += 2.0 * 4 * pixels * c_in * 16  # bicubic x2: 4x4 taps per output pixel
+            flop += _conv(c_in, c_out, 3, 4 * pixels)
         pixels *= 4
-        flop += 2.0 * pixels * c_in * 16  # bicubic x2: 4x4 taps per output pixel
-        flop += _conv(c_in, c_out, 3, pixels)
     return flop
 
 
-def decoder_gflop(config: ExportConfig, num_routed: int, dpe_box: list[int], dlu_box: list[int]) -> float:
-    """GFLOP of one decoder call; boxes are (left, top, right, bottom), DPE in pixels, DLU in tokens."""
-    dpe = dpe_flop(config, dpe_box[3] - dpe_box[1], dpe_box[2] - dpe_box[0])
-    dlu = dlu_flop(config, dlu_box[3] - dlu_box[1], dlu_box[2] - dlu_box[0])
-    return (dpe + neck_flop(config, num_routed) + dlu) / 1e9
+def decoder_work(config: ExportConfig, num_routed: int, dpe_box: list[int], dlu_box: list[int],
+                 factored: bool = False) -> dict[str, float]:
+    """GFLOP of one decoder call per part; boxes are (left, top, right, bottom), DPE in pixels,
+    DLU in tokens; ``factored`` counts the DLU as the exported graphs compute it."""
+    return {
+        "dpe": dpe_flop(config, dpe_box[3] - dpe_box[1], dpe_box[2] - dpe_box[0]) / 1e9,
+        "neck": neck_flop(config, num_routed) / 1e9,
+        "dlu": dlu_flop(config, dlu_box[3] - dlu_box[1], dlu_box[2] - dlu_box[0], factored) / 1e9,
+    }
 
+
+def decoder_gflop(config: ExportConfig, num_routed: int, dpe_box: list[int], dlu_box: list[int],
+                  factored: bool = False) -> float:
+    """GFLOP of one decoder call (see :func:`decoder_work`)."""
+    return sum(decoder_work(config, num_routed, dpe_box, dlu_box, factored).values())

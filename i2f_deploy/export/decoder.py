@@ -20,7 +20,6 @@ from i2f_deploy.custom_ops import DOMAIN, bsq_attention, hybrid_moe, token_routi
 from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.export.dlu import EdgeTerms, FactoredDLU
 from i2f_deploy.export.onnx_files import trace_to_onnx
-from i2f_deploy.export.stable_norm import stabilise_group_norms
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.model.routing import Box, Routing, box_from_tensor, paste
 
@@ -78,9 +77,7 @@ class DecoderGraph(nn.Module):
     def __init__(self, model: Inter2Former) -> None:
         super().__init__()
         self.neck = copy.deepcopy(model.neck)
-        head = copy.deepcopy(model.decode_head)
-        stabilise_group_norms(head)
-        self.head = FactoredDLU(head)
+        self.head = FactoredDLU(copy.deepcopy(model.decode_head))
         self.neck.embed_prompt = functools.partial(_embed_prompt_by_padding, self.neck)
         if model.routing == "dynamic":
             self.neck.router = _RoutingShim(self.neck.stride, model.config.model.neck.uncertainty_kernel_size)

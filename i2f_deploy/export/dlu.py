@@ -16,7 +16,7 @@ into one filter per phase; a pixel shuffle interleaves the four phases once. Sta
 goes from a 4.8 GFLOP convolution at 128x128 to a 1.2 GFLOP mixing at 64x64.
 
 Everything that differs at the crop border lands on the output's border ring, and is subtracted
-there in one pass (:func:`_with_ring_subtracted`): the bicubic clamps its reads to the crop (the
+there alone (:func:`_add_on_ring`): the bicubic clamps its reads to the crop (the
 replicate-padded low-resolution maps get that right), the convolution reads zeros one
 high-resolution pixel beyond the crop (a single phase and tap per side, ``phase 0, shift -1`` at
 the first row or column and ``phase 1, shift +1`` at the last: :func:`_beyond_only`), and the
@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import OUTSIDE_LOGIT, DynamicLocalUpsampling, Upsample2x
 from i2f_deploy.model.routing import Box, crop, paste
 
@@ -122,31 +123,26 @@ def _edge_ring(weight: Tensor, edge_map: Tensor, box: Box, inside: Tensor) -> tu
     below = edge_map.narrow(-2, torch.sym_min(box.bottom, height - 1), 1).narrow(-1, first_col, last_col - first_col)
     above = F.conv2d(F.pad(above, beyond), weight[:, :, :1, :]) * inside[1]
     below = F.conv2d(F.pad(below, beyond), weight[:, :, 2:, :]) * inside[3]
-    rows = edge_map.narrow(-2, box.top, box.bottom - box.top)
-    left = rows.narrow(-1, torch.sym_max(box.left - 1, 0), 1)
-    right = rows.narrow(-1, torch.sym_min(box.right, width - 1), 1)
+    # column first: a row band first would copy every column of the band
+    left = edge_map.narrow(-1, torch.sym_max(box.left - 1, 0), 1).narrow(-2, box.top, box.bottom - box.top)
+    right = edge_map.narrow(-1, torch.sym_min(box.right, width - 1), 1).narrow(-2, box.top, box.bottom - box.top)
     left = F.conv2d(left, weight[:, :, :, :1], padding=(1, 0)) * inside[0]
     right = F.conv2d(right, weight[:, :, :, 2:], padding=(1, 0)) * inside[2]
     return above, below, left, right
 
 
-def _with_ring_subtracted(term: Tensor, box: Box, top: Tensor, bottom: Tensor, left: Tensor, right: Tensor) -> Tensor:
-    """``crop(term, box)`` minus corrections on its border ring, assembled from slices in one
-    pass (no full-size correction tensor). Rows [1, C, 1, W]; columns [1, C, H, 1] over all rows.
-    The crop is at least 2 x 2 (a stage's output)."""
-    height, width = box.bottom - box.top, box.right - box.left
-    crop_rows = term.narrow(-1, box.left, width)
-    first = crop_rows.narrow(-2, box.top, 1) - top
-    last = crop_rows.narrow(-2, box.bottom - 1, 1) - bottom
-    first = first - F.pad(left.narrow(-2, 0, 1), (0, width - 1)) - F.pad(right.narrow(-2, 0, 1), (width - 1, 0))
-    last = last - F.pad(left.narrow(-2, height - 1, 1), (0, width - 1)) - F.pad(right.narrow(-2, height - 1, 1), (width - 1, 0))
-    middle = crop_rows.narrow(-2, box.top + 1, height - 2)
-    middle = torch.cat([
-        middle.narrow(-1, 0, 1) - left.narrow(-2, 1, height - 2),
-        middle.narrow(-1, 1, width - 2),
-        middle.narrow(-1, width - 1, 1) - right.narrow(-2, 1, height - 2),
-    ], dim=-1)
-    return torch.cat([first, middle, last], dim=-2)
+def _add_on_ring(x: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
+    """``x`` [1, C, H, W] plus ``rows`` [1, C, 2, W] on its first and last rows and ``columns``
+    [1, C, H, 2] on its first and last columns (two scatter-adds: no full-size correction tensor
+    is built). H and W are at least 2 (a stage's output)."""
+    channels, height, width = x.shape[1:]
+    batch = torch.zeros(1, dtype=torch.long)
+    channel = torch.arange(channels)
+    ends_of_height = torch.arange(2) * (height - 1)
+    ends_of_width = torch.arange(2) * (width - 1)
+    x = x.index_put((batch, channel[:, None], ends_of_height[None, :]), rows[0], accumulate=True)
+    every_row = torch.arange(height)
+    return x.index_put((batch, channel[:, None, None], every_row[None, :, None], ends_of_width[None, None, :]), columns[0], accumulate=True)
 
 
 class FactoredStage(nn.Module):
@@ -154,14 +150,19 @@ class FactoredStage(nn.Module):
 
     def __init__(self, stage: Upsample2x) -> None:
         super().__init__()
-        self.norm = stage.norm
+        if stage.norm.num_groups != 1:
+            raise ValueError("the DLU normalises with GroupNorm(1, C)")
+        self.eps = stage.norm.eps
         self.silu = stage.silu
         weight = stage.conv.weight.detach()  # [out, in, 3, 3]
         self.channels = weight.shape[0]
         self.register_buffer("edge_weight", weight.clone())
+        # the GroupNorm's affine folded into the mixing: W (gamma * x + beta) = (W gamma) x + W beta
+        mix = weight.double().permute(0, 2, 3, 1).reshape(self.channels * 9, -1)
+        self.register_buffer("mix_bias", (mix @ stage.norm.bias.detach().double()).float())
         filters = phase_filters()
         kernels = {
-            "mix": weight.double().permute(0, 2, 3, 1).reshape(self.channels * 9, -1, 1, 1),
+            "mix": (mix * stage.norm.weight.detach().double()).view(self.channels * 9, -1, 1, 1),
             "rows": _row_kernel(filters, self.channels),
             "rows_first": _row_kernel(_beyond_only(filters, "first"), self.channels),
             "rows_last": _row_kernel(_beyond_only(filters, "last"), self.channels),
@@ -191,7 +192,8 @@ class FactoredStage(nn.Module):
         height, width = x.shape[-2:]
         torch._check(height + 2 * HALF_WINDOW >= 1)  # the replicate pad's own size check, stated
         torch._check(width + 2 * HALF_WINDOW >= 1)  # for crops sized at run time
-        mixed = F.pad(F.conv2d(self.norm(x), self.mix), (HALF_WINDOW,) * 4, mode="replicate")
+        mixed = F.conv2d(standardise(x, self.eps), self.mix, self.mix_bias)
+        mixed = F.pad(mixed, (HALF_WINDOW,) * 4, mode="replicate")
         by_rows = self._rows(mixed, self.rows)
         phases = self._columns(by_rows, self.columns)
         # the reads one high-resolution pixel beyond the crop, as ring strips: rows (phase_y 0 of
@@ -203,8 +205,10 @@ class FactoredStage(nn.Module):
         left = F.pixel_shuffle(left, 2).narrow(-1, 0, 1)
         right = F.pixel_shuffle(right, 2).narrow(-1, 1, 1)
         above, below, edge_left, edge_right = _edge_ring(self.edge_weight, edge_map, box, inside)
-        edge = _with_ring_subtracted(term, box, top + above, bottom + below, left + edge_left, right + edge_right)
-        x = F.pixel_shuffle(phases, 2) + edge
+        x = F.pixel_shuffle(phases, 2) + crop(term, box)
+        rows = torch.cat([top + above, bottom + below], dim=-2)
+        columns = torch.cat([left + edge_left, right + edge_right], dim=-1)
+        x = _add_on_ring(x, -rows, -columns)
         return F.silu(x) if self.silu else x
 
 

@@ -31,9 +31,9 @@ def io_contract(size: int, embed_dim: int, head_dim: int) -> dict[str, dict[str,
     for level in range(NUM_EDGE_MAPS):
         side = size // 2 ** (NUM_EDGE_MAPS - 1 - level)
         features[f"edge_map_{level}"] = _tensor("float32", 1, 256 // 4**level, side, side)
-    for level in range(NUM_EDGE_MAPS):
+    for level in range(NUM_EDGE_MAPS):  # DLU stage ``level``'s conv of its edge map, as 2x2-block phases
         side = size // 2 ** (NUM_EDGE_MAPS - 1 - level)
-        features[f"edge_conv_{level}"] = _tensor("float32", 1, head_dim // 4 ** (level + 1), side, side)
+        features[f"edge_conv_{level}"] = _tensor("float32", 1, 4 * (head_dim // 4 ** (level + 1)), side // 2, side // 2)
     return {
         "encoder": {"inputs": {"image": _tensor("float32", 1, 3, size, size)}, "outputs": features},
         "decoder": {

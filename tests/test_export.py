@@ -203,13 +203,15 @@ def test_commands_refuse_an_artifact_of_the_previous_contract_in_one_line(tiny_a
 
 
 def test_encoder_edge_convs_are_the_decoders_per_image_inputs(tiny_artifacts, golden, tiny_model):
-    """The encoder's edge_conv_i is DLU stage i's convolution (bias included) of edge_map_i, and
-    the decoder given them computes what it computes from the five official features alone."""
+    """The encoder's edge_conv_i is DLU stage i's convolution (bias included) of edge_map_i, as the
+    phases of 2x2 pixel blocks, and the decoder given them computes what it computes from the
+    five official features alone."""
     encoder = runtime.load(tiny_artifacts, "encoder")
     decoder = runtime.load(tiny_artifacts, "decoder")
     features = encoder.run({"image": golden["input"]})
     for index, stage in enumerate(tiny_model.decode_head.upsamplers):
-        expected = stage.conv(torch.from_numpy(features[f"edge_map_{index}"])).numpy()
+        convolved = stage.conv(torch.from_numpy(features[f"edge_map_{index}"]))
+        expected = torch.nn.functional.pixel_unshuffle(convolved, 2).numpy()
         assert np.abs(features[f"edge_conv_{index}"] - expected).max() <= 1e-4
     five = {name: features[name] for name in FEATURES}
     ref_label = golden["state_border/ref_label"]

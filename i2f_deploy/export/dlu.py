@@ -100,14 +100,16 @@ def _column_kernel(filters: Tensor, channels: int) -> Tensor:
 
 
 class EdgeTerms(nn.Module):
-    """Per image: every stage's ``conv3x3(e) + b`` over its whole edge map (``edge_conv_*``)."""
+    """Per image: every stage's ``conv3x3(e) + b`` over its whole edge map (``edge_conv_*``),
+    stored as the four phases of its 2x2 pixel blocks (pixel-unshuffled: [4 out, H/2, W/2]), the
+    layout the stage adds it in before interleaving its own phases."""
 
     def __init__(self, head: DynamicLocalUpsampling) -> None:
         super().__init__()
         self.convs = nn.ModuleList(stage.conv for stage in head.upsamplers)
 
     def forward(self, edge_maps: list[Tensor]) -> list[Tensor]:
-        return [conv(edge_map) for conv, edge_map in zip(self.convs, edge_maps)]
+        return [F.pixel_unshuffle(conv(edge_map), 2) for conv, edge_map in zip(self.convs, edge_maps)]
 
 
 def _edge_ring(weight: Tensor, edge_map: Tensor, box: Box, inside: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -187,8 +189,8 @@ class FactoredStage(nn.Module):
         return self._columns(x, self.columns) - F.pad(head, (0, 0, 0, height - 1)) - F.pad(tail, (0, 0, height - 1, 0))
 
     def forward(self, x: Tensor, edge_map: Tensor, term: Tensor, box: Box, inside: Tensor) -> Tensor:
-        """``x`` the crop [1, in, h, w]; ``edge_map``/``term`` whole; ``box`` the crop at 2x;
-        ``inside`` as in :func:`_edge_ring`."""
+        """``x`` the crop [1, in, h, w] of ``box``; ``edge_map`` and ``term`` (pixel-unshuffled,
+        see :class:`EdgeTerms`) whole; ``inside`` as in :func:`_edge_ring`."""
         height, width = x.shape[-2:]
         torch._check(height + 2 * HALF_WINDOW >= 1)  # the replicate pad's own size check, stated
         torch._check(width + 2 * HALF_WINDOW >= 1)  # for crops sized at run time
@@ -204,8 +206,8 @@ class FactoredStage(nn.Module):
         right = self._columns_within_crop(self._rows(mixed.narrow(-1, width - 1, WINDOW), self.rows_last))
         left = F.pixel_shuffle(left, 2).narrow(-1, 0, 1)
         right = F.pixel_shuffle(right, 2).narrow(-1, 1, 1)
-        above, below, edge_left, edge_right = _edge_ring(self.edge_weight, edge_map, box, inside)
-        x = F.pixel_shuffle(phases, 2) + crop(term, box)
+        above, below, edge_left, edge_right = _edge_ring(self.edge_weight, edge_map, box.scaled(2), inside)
+        x = F.pixel_shuffle(phases + crop(term, box), 2)
         rows = torch.cat([top + above, bottom + below], dim=-2)
         columns = torch.cat([left + edge_left, right + edge_right], dim=-1)
         x = _add_on_ring(x, -rows, -columns)
@@ -227,6 +229,6 @@ class FactoredDLU(nn.Module):
         inside = torch.stack([values[0] > 0, values[1] > 0, values[2] < grid_w, values[3] < grid_h]).float()
         x = crop(features, box)
         for level, (stage, edge_map, term) in enumerate(zip(self.stages, edge_maps, edge_terms)):
-            x = stage(x, edge_map, term, box.scaled(2 ** (level + 1)), inside)
+            x = stage(x, edge_map, term, box.scaled(2**level), inside)
         scale = self.head.scale
         return paste(x, box.scaled(scale), grid_h * scale, grid_w * scale, OUTSIDE_LOGIT), values

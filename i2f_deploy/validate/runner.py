@@ -18,6 +18,7 @@ from i2f_deploy import runtime
 from i2f_deploy.config import config_from_dict
 from i2f_deploy.contract import ENCODER_OUTPUTS
 from i2f_deploy.errors import I2FError
+from i2f_deploy.export.dlu import EdgeTerms
 from i2f_deploy.export.manifest import sha256
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 from i2f_deploy.preprocess import preprocess
@@ -128,6 +129,7 @@ class Validation:
             backend: {part: runtime.load(artifact_dir, part, backend) for part in ("encoder", "decoder")}
             for backend in backends
         }
+        self.edge_terms = EdgeTerms(model.decode_head)
         self.reports: list[CaseReport] = []
         self.reference_logits: dict[tuple[str, str], np.ndarray] = {}  # (image, state) -> logits
         self.loops: list = []  # LoopReport per backend and sample
@@ -142,7 +144,7 @@ class Validation:
         """The encoder's outputs by PyTorch: the official five and each DLU stage's edge term."""
         embeddings, edge_maps = self.model.encode(torch.from_numpy(image))
         with torch.no_grad():
-            edge_convs = [stage.conv(e) for stage, e in zip(self.model.decode_head.upsamplers, edge_maps)]
+            edge_convs = self.edge_terms(edge_maps)
         return dict(zip(ENCODER_OUTPUTS, (t.numpy() for t in (embeddings, *edge_maps, *edge_convs))))
 
     def reference_decode(self, features: dict[str, np.ndarray], ref_label: np.ndarray):

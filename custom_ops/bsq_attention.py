@@ -49,8 +49,11 @@ def function_proto(domain: str, scale: float, code_size: int) -> onnx.FunctionPr
     counts = b.op("ReduceSum", one_hot, b.const([0]), keepdims=0)
 
     scores = b.op("MatMul", b.op("Mul", "query", b.const(scale, np.float32)), b.op("Transpose", "code_keys", perm=[1, 0]))
+    # unused codes masked by adding a [codes] row of 0 / -inf: a broadcast Add is fast where a
+    # broadcast Where over [M, codes] took 1.2 ms a block on ONNX Runtime at 1024
     used = b.op("Greater", counts, b.const(0.0, np.float32))
-    scores = b.op("Where", used, scores, b.const(-np.inf, np.float32))
+    mask = b.op("Where", used, b.const(0.0, np.float32), b.const(-np.inf, np.float32))
+    scores = b.op("Add", scores, mask)
     attn = b.op("Softmax", scores, axis=-1)
     numerator = b.op("MatMul", attn, value_sums)
     denominator = b.op("MatMul", attn, b.op("Unsqueeze", counts, b.const([1])))

@@ -125,9 +125,11 @@ def _edge_ring(weight: Tensor, edge_map: Tensor, box: Box, inside: Tensor) -> tu
     below = edge_map.narrow(-2, torch.sym_min(box.bottom, height - 1), 1).narrow(-1, first_col, last_col - first_col)
     above = F.conv2d(F.pad(above, beyond), weight[:, :, :1, :]) * inside[1]
     below = F.conv2d(F.pad(below, beyond), weight[:, :, 2:, :]) * inside[3]
-    # column first: a row band first would copy every column of the band
-    left = edge_map.narrow(-1, torch.sym_max(box.left - 1, 0), 1).narrow(-2, box.top, box.bottom - box.top)
-    right = edge_map.narrow(-1, torch.sym_min(box.right, width - 1), 1).narrow(-2, box.top, box.bottom - box.top)
+    # both columns in one gather, then the crop's rows (a row band first would copy every column)
+    first, last = torch.sym_max(box.left - 1, 0), torch.sym_min(box.right, width - 1)
+    columns = torch.arange(2) * (last - first) + first
+    sides = edge_map.index_select(-1, columns).narrow(-2, box.top, box.bottom - box.top)
+    left, right = sides.narrow(-1, 0, 1), sides.narrow(-1, 1, 1)
     left = F.conv2d(left, weight[:, :, :, :1], padding=(1, 0)) * inside[0]
     right = F.conv2d(right, weight[:, :, :, 2:], padding=(1, 0)) * inside[2]
     return above, below, left, right
@@ -194,8 +196,9 @@ class FactoredStage(nn.Module):
         height, width = x.shape[-2:]
         torch._check(height + 2 * HALF_WINDOW >= 1)  # the replicate pad's own size check, stated
         torch._check(width + 2 * HALF_WINDOW >= 1)  # for crops sized at run time
-        mixed = F.conv2d(standardise(x, self.eps), self.mix, self.mix_bias)
-        mixed = F.pad(mixed, (HALF_WINDOW,) * 4, mode="replicate")
+        # replicate padding commutes with the 1x1 mixing: pad the narrower of the two
+        padded = F.pad(standardise(x, self.eps), (HALF_WINDOW,) * 4, mode="replicate")
+        mixed = F.conv2d(padded, self.mix, self.mix_bias)
         by_rows = self._rows(mixed, self.rows)
         phases = self._columns(by_rows, self.columns)
         # the reads one high-resolution pixel beyond the crop, as ring strips: rows (phase_y 0 of

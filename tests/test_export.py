@@ -217,3 +217,17 @@ def test_encoder_edge_convs_are_the_decoders_per_image_inputs(tiny_artifacts, go
     ref_label = golden["state_border/ref_label"]
     np.testing.assert_allclose(decoder.run({**features, "ref_label": ref_label})["logits"],
                                decoder.run({**five, "ref_label": ref_label})["logits"], atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [1024, 2048])
+def test_cached_features_grow_by_less_than_a_quarter(size):
+    """What a session caches per image: the five official features plus edge_conv_*."""
+    from i2f_deploy.contract import EDGE_CONVS, IMAGE_FEATURES, io_contract
+
+    outputs = io_contract(size, 256, 256)["encoder"]["outputs"]
+    mib = {name: 4 * np.prod(spec["shape"]) / 2**20 for name, spec in outputs.items()}
+    official = sum(mib[name] for name in IMAGE_FEATURES)
+    derived = sum(mib[name] for name in EDGE_CONVS)
+    assert official == {1024: 68, 2048: 272}[size]
+    assert derived == {1024: 16, 2048: 64}[size]
+    assert derived / official < 0.25  # +23.5 %

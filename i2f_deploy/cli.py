@@ -157,6 +157,7 @@ def bench(
     sizes: Annotated[Optional[str], typer.Option(help="Only the artifact directories of these target sizes, e.g. 1024,2048.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per row.")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each row.")] = 2,
+    settle_ms: Annotated[int, typer.Option(min=0, help="Untimed pause after each timed run, so the next contender does not share the cores with this one's spin-waiting threads.")] = 50,
     ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = True,
     openvino_hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
     openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = None,
@@ -175,8 +176,8 @@ def bench(
     from i2f_deploy.bench.cli_support import run as run_bench
     from i2f_deploy.bench.runner import Settings
 
-    settings = Settings(threads=0, repeat=repeat, warmup=warmup, ort_spinning=ort_spinning, openvino_hint=openvino_hint,
-                        openvino_streams=openvino_streams)
+    settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort_spinning=ort_spinning,
+                        openvino_hint=openvino_hint, openvino_streams=openvino_streams)
     run_bench(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings, json_path, csv_path,
               plot_path, profile_path, Console(width=200))
 

@@ -44,6 +44,7 @@ class Settings:
     threads: int
     repeat: int = 10
     warmup: int = 2
+    settle_ms: int = 50  # pause after each timed run (see _round_robin)
     ort_spinning: bool = True
     openvino_hint: str = "latency"
     openvino_streams: int | None = None
@@ -76,10 +77,13 @@ class Row:
 
 def _round_robin(calls: list[Callable[[], object]], settings: Settings) -> tuple[list[list[float]], float, list[object]]:
     """Time ``calls`` in turns (one run of each per round), so that a machine slowing down or
-    speeding up mid-run affects every contender alike and their ratios stay fair."""
+    speeding up mid-run affects every contender alike and their ratios stay fair. Each timed run
+    is followed by an untimed pause: thread pools spin-wait after a run (ONNX Runtime's intra-op
+    threads, PyTorch's OpenMP ones), and on two cores the next contender would share them."""
     for call in calls:
         for _ in range(settings.warmup):
             call()
+    time.sleep(settings.settle_ms / 1000)
     timings: list[list[float]] = [[] for _ in calls]
     results: list[object] = [None] * len(calls)
     with PeakSampler() as peak:
@@ -88,6 +92,7 @@ def _round_robin(calls: list[Callable[[], object]], settings: Settings) -> tuple
                 start = time.perf_counter()
                 results[index] = call()
                 timings[index].append((time.perf_counter() - start) * 1000)
+                time.sleep(settings.settle_ms / 1000)
     return timings, peak.mb, results
 
 

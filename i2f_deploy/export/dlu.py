@@ -7,7 +7,7 @@ convolution taps, so the stage equals
 
 on the crop. ``conv3x3(e) + b`` depends on the image only: the encoder computes it once over the
 whole edge map (:class:`EdgeTerms`), and per click only the crop's border ring differs from it
-(the crop pads with zeros where the image has pixels; :func:`edge_term_on_crop`).
+(the crop pads with zeros where the image has pixels; :func:`_edge_ring`).
 
 The first sum is computed at the low resolution (:class:`FactoredStage`): one 1x1 convolution
 mixes ``g`` into 9 maps per output channel (one per tap); then, separably, each output phase of
@@ -126,8 +126,8 @@ def _edge_ring(weight: Tensor, edge_map: Tensor, box: Box, inside: Tensor) -> tu
     above = F.conv2d(F.pad(above, beyond), weight[:, :, :1, :]) * inside[1]
     below = F.conv2d(F.pad(below, beyond), weight[:, :, 2:, :]) * inside[3]
     # both columns in one gather, then the crop's rows (a row band first would copy every column)
-    first, last = torch.sym_max(box.left - 1, 0), torch.sym_min(box.right, width - 1)
-    columns = torch.arange(2) * (last - first) + first
+    right_col = torch.sym_min(box.right, width - 1)
+    columns = torch.arange(2) * (right_col - first_col) + first_col
     sides = edge_map.index_select(-1, columns).narrow(-2, box.top, box.bottom - box.top)
     left, right = sides.narrow(-1, 0, 1), sides.narrow(-1, 1, 1)
     left = F.conv2d(left, weight[:, :, :, :1], padding=(1, 0)) * inside[0]

@@ -51,11 +51,11 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
     import numpy as np
     import torch
 
-    from i2f_deploy.bench.profile import profile_onnxruntime, profile_openvino
     from i2f_deploy import runtime
+    from i2f_deploy.bench.profile import profile_onnxruntime, profile_openvino
     from i2f_deploy.bench.runner import bench_image
-    from i2f_deploy.contract import IMAGE_FEATURES
     from i2f_deploy.bench.scenarios import scenario_prompt_map
+    from i2f_deploy.contract import IMAGE_FEATURES
 
     profiles = []
     for target in targets:

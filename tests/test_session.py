@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import assert_runs_without_torch
+from i2f_deploy import runtime
 from i2f_deploy.bench.memory import resident_mb
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.predict import predict
@@ -507,3 +508,27 @@ def test_base_1024_session_peak_memory_and_no_growth(base_1024_export, backend):
     print(f"\n{backend}: peak RSS with one click {peak:.0f} MB; RSS after 10 clicks {after_10:.1f} MB, "
           f"after 200 {after_200:.1f} MB; peak over 200 clicks {peak_200:.0f} MB")
     assert after_200 - after_10 < 20
+
+
+@pytest.mark.parametrize("threads", [0, -3, 999, True, 1.5])
+def test_thread_counts_outside_the_available_cpus_are_refused(tiny_artifacts, threads):
+    from i2f_deploy.runtime import available_cpus
+
+    for part in ("encoder", "decoder"):
+        with pytest.raises(I2FError, match=rf"threads must be an integer from 1 to {available_cpus()} \(the CPUs available\)"):
+            runtime.load(tiny_artifacts, part, "openvino", threads=threads)
+
+
+@pytest.mark.parametrize("command", ["predict", "bench"])
+def test_commands_refuse_too_many_threads_in_one_line(tiny_artifacts, tmp_path, golden_image_path, command):
+    from typer.testing import CliRunner
+
+    from i2f_deploy.cli import app
+
+    extra = (["--image", str(golden_image_path), "--click", "5,5,positive", "--out", str(tmp_path / "m.png")]
+             if command == "predict" else [])
+    result = CliRunner().invoke(app, [command, str(tiny_artifacts), *extra, "--threads", "999"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "from 1 to" in lines[0], result.output
+    assert not (tmp_path / "m.png").exists()

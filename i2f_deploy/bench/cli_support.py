@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from i2f_deploy import runtime
 from i2f_deploy.bench.report import print_table, write_csv, write_json, write_plot
 from i2f_deploy.bench.runner import Settings, Target, check_backends, run_bench
 from i2f_deploy.bench.scenarios import parse_scenarios
@@ -51,7 +52,6 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
     import numpy as np
     import torch
 
-    from i2f_deploy import runtime
     from i2f_deploy.bench.profile import profile_onnxruntime, profile_openvino
     from i2f_deploy.bench.runner import bench_image
     from i2f_deploy.bench.scenarios import scenario_prompt_map
@@ -86,6 +86,8 @@ def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threa
     chosen_backends = check_backends(parse_list(backends, "--backends"))
     chosen_scenarios = parse_scenarios(parse_list(scenarios, "--scenarios"))
     thread_counts = parse_ints(threads, "--threads")
+    for count in thread_counts:
+        runtime.check_threads(count, "--threads")
     chosen_precisions = parse_list(precisions, "--precision")
     unknown = [p for p in chosen_precisions if p not in OPENVINO_PRECISIONS]
     if unknown:

@@ -7,6 +7,7 @@ Runtime (they carry ONNX functions); on OpenVINO they are registered from those 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +31,21 @@ def check_inputs(expected: tuple[str, ...], inputs: dict[str, np.ndarray]) -> No
     missing = sorted(set(expected) - set(inputs))
     if missing:
         raise I2FError(f"missing inputs: {', '.join(missing)}")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_threads(threads: int | None, option: str = "threads") -> None:
+    """Thread counts run from 1 to the available CPUs; ``None`` leaves the choice to the backend.
+    More threads than CPUs only contend (ONNX Runtime would start them all)."""
+    if threads is None:
+        return
+    limit = available_cpus()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= limit:
+        raise I2FError(f"{option} must be an integer from 1 to {limit} (the CPUs available), got {threads!r}")
 
 
 def read_manifest(artifact_dir: str | Path) -> dict:
@@ -81,6 +97,7 @@ def load(
         raise I2FError(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
     if backend not in BACKENDS:
         raise I2FError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    check_threads(threads)
     manifest = read_manifest(artifact_dir)
     files = manifest["files"][part]
     options = (backend, threads, precision, spinning, performance_hint, streams)

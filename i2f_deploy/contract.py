@@ -6,6 +6,7 @@ artifact of the previous version can no longer be run as it is; the runtime refu
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from i2f_deploy.errors import I2FError
@@ -56,3 +57,31 @@ def check_contract_version(manifest: dict, artifact_dir: str | Path) -> None:
             f"{artifact_dir} was exported for artifact contract {version}, this i2f-deploy runs contract "
             f"{CONTRACT_VERSION}: re-export it with 'i2f-deploy export ... --out {artifact_dir} --force'"
         )
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def part_files(manifest: dict, part: str) -> list[str]:
+    """Every file ``part`` ("encoder" or "decoder") is loaded from, relative to the artifact."""
+    entry = manifest["files"][part]
+    return [entry["onnx"], *(entry[key] for key in ("external_data", "edge_conv") if key in entry)]
+
+
+def verify_files(artifact_dir: str | Path, manifest: dict, names: list[str]) -> None:
+    """Refuse a missing, truncated or altered file: sizes first (instant), then SHA-256."""
+    for name in names:
+        path = Path(artifact_dir) / name
+        if not path.is_file():
+            raise I2FError(f"{path} is missing: re-export the artifact or copy it again")
+        expected_size = manifest["sizes"][name]
+        size = path.stat().st_size
+        if size != expected_size:
+            raise I2FError(f"{path} is truncated or altered: {size} bytes, the manifest says {expected_size}")
+        if sha256(path) != manifest["checksums"][name]:
+            raise I2FError(f"{path} is altered: its SHA-256 differs from manifest.json's")

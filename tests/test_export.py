@@ -112,7 +112,7 @@ def test_openvino_ir_runs_without_extensions(tiny_artifacts, golden):
 
 
 def test_manifest_describes_the_artifacts(tiny_artifacts, tiny_checkpoint):
-    from i2f_deploy.export.manifest import sha256
+    from i2f_deploy.contract import sha256
 
     manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
     assert manifest["weights"] == {"source": "checkpoint", "file": tiny_checkpoint.name, "sha256": sha256(tiny_checkpoint)}
@@ -231,3 +231,58 @@ def test_cached_features_grow_by_less_than_a_quarter(size):
     assert official == {1024: 68, 2048: 272}[size]
     assert derived == {1024: 16, 2048: 64}[size]
     assert derived / official < 0.25  # +23.5 %
+
+
+def tampered_copy(tiny_artifacts, tmp_path, how: str):
+    """The tiny export with decoder.onnx (or its manifest entry) damaged in one way."""
+    import shutil
+
+    copy = tmp_path / how
+    shutil.copytree(tiny_artifacts, copy)
+    decoder = copy / "decoder.onnx"
+    if how == "missing":
+        decoder.unlink()
+    elif how == "truncated":
+        decoder.write_bytes(decoder.read_bytes()[:-100])
+    elif how == "altered":
+        data = bytearray(decoder.read_bytes())
+        data[-10] ^= 0xFF  # inside the last initializer: the graph still loads
+        decoder.write_bytes(bytes(data))
+    elif how == "manifest-checksum":
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["checksums"]["decoder.onnx"] = "0" * 64
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+DAMAGE = {"missing": "is missing", "truncated": "is truncated or altered", "altered": "is altered",
+          "manifest-checksum": "is altered"}
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_runtime_refuses_a_damaged_file_naming_it(tiny_artifacts, tmp_path, how):
+    from i2f_deploy.errors import I2FError
+
+    damaged = tampered_copy(tiny_artifacts, tmp_path, how)
+    with pytest.raises(I2FError, match=rf"decoder\.onnx {DAMAGE[how]}"):
+        runtime.load(damaged, "decoder")
+    runtime.load(damaged, "encoder")  # the other part's files are intact
+
+
+def test_verification_can_be_skipped_once_a_product_has_verified(tiny_artifacts, tmp_path, golden):
+    damaged = tampered_copy(tiny_artifacts, tmp_path, "manifest-checksum")
+    decoder = runtime.load(damaged, "decoder", verify=False)
+    out = decoder.run({**{name: golden[name] for name in FEATURES}, "ref_label": golden["state_small/ref_label"]})
+    assert np.abs(out["logits"] - golden["state_small/logits"]).max() <= 1e-3
+
+
+@pytest.mark.parametrize("command", ["predict", "bench", "validate"])
+def test_commands_refuse_an_altered_decoder_in_one_line(tiny_artifacts, tmp_path, golden_image_path, tiny_checkpoint, command):
+    damaged = tampered_copy(tiny_artifacts, tmp_path, "altered")
+    extra = {"predict": ["--image", str(golden_image_path), "--click", "5,5,positive", "--out", str(tmp_path / "m.png")],
+             "bench": ["--checkpoint", str(tiny_checkpoint)], "validate": ["--checkpoint", str(tiny_checkpoint)]}[command]
+    result = CliRunner().invoke(app, [command, str(damaged), *extra])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "decoder.onnx is altered" in lines[0], result.output
+    assert not (tmp_path / "m.png").exists()

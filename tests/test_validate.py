@@ -36,12 +36,21 @@ def test_faithful_export_passes_on_both_backends(tiny_artifacts, tiny_checkpoint
 
 
 def scaled_copy(artifacts, tmp_path, part: str, initializer_hint: str, factor: float):
+    """An unfaithful export: one weight scaled, the manifest describing the file as written (so the
+    integrity check passes and validate's numerical checks must catch it)."""
+    from i2f_deploy.contract import sha256
+
     copy = tmp_path / f"perturbed-{part}"
     shutil.copytree(artifacts, copy)
-    model = onnx.load(str(copy / f"{part}.onnx"))
+    graph = copy / f"{part}.onnx"
+    model = onnx.load(str(graph))
     target = next(t for t in model.graph.initializer if initializer_hint in t.name)
     target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(target) * np.float32(factor), target.name))
-    onnx.save(model, str(copy / f"{part}.onnx"))
+    onnx.save(model, str(graph))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["checksums"][graph.name] = sha256(graph)
+    manifest["sizes"][graph.name] = graph.stat().st_size
+    (copy / "manifest.json").write_text(json.dumps(manifest))
     return copy, target.name
 
 

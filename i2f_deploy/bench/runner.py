@@ -26,7 +26,7 @@ from i2f_deploy.bench.memory import PeakSampler
 from i2f_deploy.bench.scenarios import scenario_prompt_map
 from i2f_deploy.bench.work import decoder_work
 from i2f_deploy.config import ExportConfig, config_from_dict
-from i2f_deploy.contract import IMAGE_FEATURES
+from i2f_deploy.contract import IMAGE_FEATURES, part_files, verify_files
 from i2f_deploy.errors import I2FError
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.preprocess import preprocess
@@ -107,6 +107,8 @@ class Target:
     def __init__(self, artifact_dir: Path, checkpoint: Path | None) -> None:
         self.artifact_dir = artifact_dir
         self.manifest = runtime.read_manifest(artifact_dir)
+        # every graph file checked once, before any work; the loads below skip it
+        verify_files(artifact_dir, self.manifest, part_files(self.manifest, "encoder") + part_files(self.manifest, "decoder"))
         self.config: ExportConfig = config_from_dict(self.manifest["config"])
         self.size = int(self.manifest["target_size"])
         self.routing = self.manifest.get("routing", "dynamic")
@@ -204,6 +206,7 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
         "spinning": settings.ort_spinning,
         "performance_hint": settings.openvino_hint,
         "streams": settings.openvino_streams,
+        "verify": False,  # done by Target
     }
     decoder = runtime.load(target.artifact_dir, "decoder", backend, **load_options)
     features = decoder.with_derived(features)  # per image, as a session gets them from its encoder

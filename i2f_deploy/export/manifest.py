@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 from pathlib import Path
 
 from i2f_deploy import __version__
 from i2f_deploy.config import ExportConfig
-from i2f_deploy.contract import CONTRACT_VERSION, io_contract
+from i2f_deploy.contract import CONTRACT_VERSION, io_contract, sha256
 from i2f_deploy.custom_ops import DOMAIN, OP_TYPES, VERSION
 from i2f_deploy.export.encoder import NUMERICS as ENCODER_NUMERICS
 from i2f_deploy.preprocess import MEAN_BGR, SIZE_DIVISOR, STD_BGR
 
 TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "openvino", "numpy")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tool_versions() -> dict[str, str]:
@@ -68,6 +59,7 @@ def write_manifest(
         "io": io_contract(config.target_size, config.model.neck.embed_dim, config.model.decode_head.embed_dim),
         "files": files,
         "checksums": {str(p.relative_to(out_dir)): sha256(p) for p in all_files},
+        "sizes": {str(p.relative_to(out_dir)): p.stat().st_size for p in all_files},
         "backends": {
             "onnxruntime": "stock onnxruntime: the custom ops carry ONNX functions that it inlines",
             "openvino": (

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from i2f_deploy.contract import check_contract_version
+from i2f_deploy.contract import check_contract_version, part_files, verify_files
 from i2f_deploy.errors import I2FError
 
 PARTS = ("encoder", "decoder")
@@ -82,6 +82,7 @@ def load(
     spinning: bool = True,
     performance_hint: str = "latency",
     streams: int | None = None,
+    verify: bool = True,
 ) -> GraphRunner:
     """Load ``part`` ("encoder" or "decoder") of an export on ``backend``.
 
@@ -90,7 +91,9 @@ def load(
 
     ``threads=None`` lets the backend choose. ``precision`` applies to OpenVINO only ("f32" for
     parity; "bf16" or "default" for its reduced-precision speed). ``spinning`` is ONNX Runtime's
-    intra-op thread spin-wait (lower latency, busier cores); ``performance_hint`` ("latency" or
+    intra-op thread spin-wait (lower latency, busier cores); ``verify`` checks the part's files
+    against the manifest's sizes and SHA-256 first (a second or less; pass False once a product
+    has verified its copy); ``performance_hint`` ("latency" or
     "throughput") and ``streams`` are OpenVINO's.
     """
     if part not in PARTS:
@@ -99,6 +102,8 @@ def load(
         raise I2FError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     check_threads(threads)
     manifest = read_manifest(artifact_dir)
+    if verify:
+        verify_files(artifact_dir, manifest, part_files(manifest, part))
     files = manifest["files"][part]
     options = (backend, threads, precision, spinning, performance_hint, streams)
     graph = _load_graph(Path(artifact_dir) / files["onnx"], *options)

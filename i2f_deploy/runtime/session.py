@@ -101,6 +101,7 @@ class InteractiveSession:
         backend: str = "onnxruntime",
         threads: int | None = None,
         cache_size: int = 2,
+        verify: bool = True,
     ) -> None:
         if not _is_int(cache_size) or cache_size < 0:
             raise InputError(f"cache_size must be a non-negative integer, got {cache_size!r}")
@@ -109,8 +110,8 @@ class InteractiveSession:
         self.backend = backend
         self.target_size = int(manifest["target_size"])
         self.cache_size = int(cache_size)
-        self._encoder = runtime.load(artifact_dir, "encoder", backend, threads)
-        self._decoder = runtime.load(artifact_dir, "decoder", backend, threads)
+        self._encoder = runtime.load(artifact_dir, "encoder", backend, threads, verify=verify)
+        self._decoder = runtime.load(artifact_dir, "decoder", backend, threads, verify=verify)
         self._cache: OrderedDict[bytes, _Encoded] = OrderedDict()
         self._busy = threading.Lock()
         self.encoder_runs = 0

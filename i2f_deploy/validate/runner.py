@@ -19,7 +19,7 @@ from i2f_deploy.config import config_from_dict
 from i2f_deploy.contract import ENCODER_OUTPUTS
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.dlu import EdgeTerms
-from i2f_deploy.export.manifest import sha256
+from i2f_deploy.contract import sha256
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.validate.compare import Comparison, Tolerance, compare, mask_iou

@@ -14,7 +14,8 @@ from i2f_deploy.errors import I2FError
 # 1: the five official per-image tensors; 2: plus the DLU's per-image edge terms (edge_conv_*)
 CONTRACT_VERSION = 2
 NUM_EDGE_MAPS = 4
-IMAGE_FEATURES = ("image_embeddings", *(f"edge_map_{i}" for i in range(NUM_EDGE_MAPS)))  # the official ones
+EDGE_MAPS = tuple(f"edge_map_{i}" for i in range(NUM_EDGE_MAPS))
+IMAGE_FEATURES = ("image_embeddings", *EDGE_MAPS)  # the official ones
 EDGE_CONVS = tuple(f"edge_conv_{i}" for i in range(NUM_EDGE_MAPS))  # derived from the edge maps
 ENCODER_OUTPUTS = (*IMAGE_FEATURES, *EDGE_CONVS)
 DECODER_INPUTS = (*ENCODER_OUTPUTS, "ref_label")

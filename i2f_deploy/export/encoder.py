@@ -9,7 +9,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from i2f_deploy.contract import EDGE_CONVS, ENCODER_OUTPUTS, IMAGE_FEATURES
+from i2f_deploy.contract import EDGE_CONVS, EDGE_MAPS, ENCODER_OUTPUTS
 from i2f_deploy.export.dlu import EdgeTerms
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.export.stable_norm import stabilise_group_norms
@@ -69,4 +69,4 @@ def export_encoder(model: Inter2Former, opset: int) -> onnx.ModelProto:
 
 
 def export_edge_terms(model: Inter2Former, edge_maps: list[Tensor], opset: int) -> onnx.ModelProto:
-    return trace_to_onnx(EdgeTermGraph(model), tuple(edge_maps), IMAGE_FEATURES[1:], EDGE_CONVS, opset)
+    return trace_to_onnx(EdgeTermGraph(model), tuple(edge_maps), EDGE_MAPS, EDGE_CONVS, opset)

@@ -21,12 +21,11 @@ import onnx.inliner
 import torch
 
 from i2f_deploy.config import ExportConfig
+from i2f_deploy.contract import DECODER_INPUTS, NUM_EDGE_MAPS, sha256
 from i2f_deploy.errors import I2FError
-from i2f_deploy.contract import DECODER_INPUTS, NUM_EDGE_MAPS
 from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import export_decoder
 from i2f_deploy.export.encoder import export_edge_terms, export_encoder
-from i2f_deploy.contract import sha256
 from i2f_deploy.export.manifest import write_manifest
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model

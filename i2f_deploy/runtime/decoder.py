@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from i2f_deploy.contract import EDGE_CONVS, IMAGE_FEATURES
+from i2f_deploy.contract import EDGE_CONVS, EDGE_MAPS
 from i2f_deploy.runtime import GraphRunner, check_inputs
 
 
@@ -29,10 +29,10 @@ class DecoderRunner:
         Call it once per image to decode many prompt maps at full speed."""
         if all(name in features for name in EDGE_CONVS):
             return features
-        check_inputs(IMAGE_FEATURES[1:], features)
+        check_inputs(EDGE_MAPS, features)
         if self._edge_conv is None:
             self._edge_conv = self._load_edge_conv()
-        return {**features, **self._edge_conv.run({name: features[name] for name in IMAGE_FEATURES[1:]})}
+        return {**features, **self._edge_conv.run({name: features[name] for name in EDGE_MAPS})}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.graph.run(self.with_derived(inputs))

@@ -16,10 +16,9 @@ import torch
 
 from i2f_deploy import runtime
 from i2f_deploy.config import config_from_dict
-from i2f_deploy.contract import ENCODER_OUTPUTS
+from i2f_deploy.contract import ENCODER_OUTPUTS, part_files, sha256, verify_files
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.dlu import EdgeTerms
-from i2f_deploy.contract import sha256
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.validate.compare import Comparison, Tolerance, compare, mask_iou
@@ -125,8 +124,10 @@ class Validation:
         self.tolerances = tolerances
         self.epsilon = epsilon
         self.backends = backends
+        # every graph file checked once against the manifest; the loads below skip it
+        verify_files(artifact_dir, manifest, part_files(manifest, "encoder") + part_files(manifest, "decoder"))
         self.runners = {
-            backend: {part: runtime.load(artifact_dir, part, backend) for part in ("encoder", "decoder")}
+            backend: {part: runtime.load(artifact_dir, part, backend, verify=False) for part in ("encoder", "decoder")}
             for backend in backends
         }
         self.edge_terms = EdgeTerms(model.decode_head)

@@ -249,18 +249,8 @@ class HRSAMBackbone(nn.Module):
 
     def __init__(self, config: BackboneConfig, image_size: int) -> None:
         super().__init__()
-        p = config.patch_size
+        p = config.patch_size  # sizes and head widths checked by the config (i2f_deploy.config)
         sizes = [image_size, *config.downsample_sizes]
-        bad = [s for s in sizes if s <= 0 or s % p]
-        if bad:
-            raise ValueError(f"scale sizes {bad} are not positive multiples of the patch size {p}")
-        if config.embed_dim % config.num_heads or (config.embed_dim // config.num_heads) % 4:
-            raise ValueError("head dim (embed_dim / num_heads) must be a multiple of 4 for 2-D RoPE")
-        if not config.out_indices or not all(0 <= i < config.depth for i in config.out_indices):
-            raise ValueError(
-                f"out_indices {config.out_indices} must be non-empty and within depth {config.depth}"
-            )
-
         self.config = config
         self.image_size = image_size
         dim = config.embed_dim

@@ -39,9 +39,6 @@ class NeckBlock(nn.Module):
         super().__init__()
         dim = config.embed_dim
         attn_dim = dim // config.downscale
-        head_dim = attn_dim // (config.num_heads // config.downscale)
-        if head_dim != attn_dim:
-            raise ValueError("the neck supports one attention head (num_heads == downscale)")
         self.norm1 = nn.LayerNorm(dim)
         self.qkv_proj = nn.Linear(dim, 3 * attn_dim)
         self.o_proj = nn.Linear(attn_dim, dim)

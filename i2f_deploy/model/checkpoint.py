@@ -8,7 +8,6 @@ bfloat16 tensors become float32. Any missing, unexpected or mis-shaped key is on
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -17,6 +16,8 @@ from torch import Tensor, nn
 from i2f_deploy.errors import CheckpointError
 
 IGNORED_KEYS = frozenset({"step"})
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format
+PICKLE_PROTOCOL = b"\x80"  # the legacy format: a pickle, protocol 2 or later
 UNSAFE_FLAG = "--allow-unsafe-pickle"
 _LISTED = 8
 
@@ -30,20 +31,42 @@ def read_state_dict(path: str | Path, allow_unsafe_pickle: bool = False) -> dict
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with path.open("rb") as handle:
+        head = handle.read(len(ZIP_MAGIC))
+    if not (head == ZIP_MAGIC or head[:1] == PICKLE_PROTOCOL):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
     except pickle.UnpicklingError as exc:
         if allow_unsafe_pickle:
-            raise CheckpointError(f"cannot unpickle checkpoint {path}: {exc}") from None
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+            raise CheckpointError(f"cannot unpickle checkpoint {path}: {_first_line(exc)}") from None
         raise CheckpointError(
-            f"checkpoint {path} needs full unpickling ({first_line}); "
+            f"checkpoint {path} needs full unpickling ({_first_line(exc) or 'unsupported object'}); "
             f"rerun with {UNSAFE_FLAG} only if you trust the file"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
-    return _extract_state_dict(obj, path)
+    except (AttributeError, ImportError) as exc:  # full unpickling: a class this Python does not have
+        raise CheckpointError(f"cannot unpickle checkpoint {path}: it needs code that is not installed here "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+    except Exception as exc:  # any other failure of the deserialiser on a damaged file
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {_first_line(exc)}") from None
+    state = _extract_state_dict(obj, path)
+    _check_finite(state, path)
+    return state
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _check_finite(state: dict[str, Tensor], path: Path) -> None:
+    """NaN or Inf weights would be exported as they are and give NaN masks: refuse them by name."""
+    bad = [
+        f"{key} ({int((~torch.isfinite(value)).sum())} values)"
+        for key, value in state.items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} has NaN or Inf in {len(bad)} tensor(s): {_listing(bad)}")
 
 
 def _extract_state_dict(obj: object, path: Path) -> dict[str, Tensor]:

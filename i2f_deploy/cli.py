@@ -20,6 +20,7 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., object])
 USAGE_ERROR = 2
+INTERNAL_ERROR = 3
 
 ConfigOption = Annotated[
     str, typer.Option("--config", "-c", help="Shipped config name (e.g. inter2former-base-1024) or a TOML file.")
@@ -33,18 +34,44 @@ UnsafePickleOption = Annotated[
 ]
 
 
+class _State:
+    debug = False  # --debug: let tracebacks through
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of any error.")] = False,
+) -> None:
+    _State.debug = debug
+
+
 def one_line_errors(command: F) -> F:
-    """Report user-fixable errors as one line on stderr and exit 2, not as a traceback."""
+    """Exit codes: 0 success, 1 a check that ran and failed, 2 a problem the user must fix (one
+    ``error:`` line), 3 an internal error (one line; ``--debug`` shows its traceback)."""
 
     @functools.wraps(command)
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
             return command(*args, **kwargs)
-        except I2FError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(USAGE_ERROR) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _State.debug:
+                raise
+            code, message = _describe(exc)
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _describe(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, I2FError):
+        return USAGE_ERROR, str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return USAGE_ERROR, f"{exc.filename}: {exc.strerror or exc}"
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return INTERNAL_ERROR, f"internal error ({type(exc).__name__}: {first_line}); rerun with --debug for the traceback"
 
 
 @app.command("inspect-checkpoint")
@@ -78,7 +105,7 @@ def export(
         bool, typer.Option("--random-weights", help="Use seeded random weights instead of a checkpoint (to try the tool).")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of --random-weights.")] = 0,
-    opset: Annotated[int, typer.Option(help="ONNX opset of the graphs.")] = 18,
+    opset: Annotated[int, typer.Option(help="ONNX opset of the graphs (18: the one the custom ops are written at).")] = 18,
     routing: Annotated[
         str, typer.Option(help="dynamic: the model's routing in the graph; dense: every token on full attention (speed baseline).")
     ] = "dynamic",
@@ -196,9 +223,13 @@ def predict(
     threads: Annotated[Optional[int], typer.Option(help="Inference threads (default: the backend's choice).")] = None,
 ) -> None:
     """Segment an image from clicks with the exported graphs (no torch needed)."""
+    from i2f_deploy.outputs import check_output_dir
     from i2f_deploy.predict import predict as run_predict
     from i2f_deploy.prompt_map import Click
 
+    for path, option in ((out, "--out"), (overlay, "--overlay")):
+        if path is not None:
+            check_output_dir(path.parent, option)
     clicks = [Click.parse(text) for text in click]
     result = run_predict(artifact_dir, image, clicks, out, overlay, backend, threads)
     typer.echo(f"wrote {out} ({int(result.mask.sum())} foreground pixels, {result.num_routed} tokens routed at the last click)")

@@ -130,3 +130,17 @@ def assert_runs_without_torch(code: str) -> None:
     script = code + "\nimport sys\nassert 'torch' not in sys.modules, 'torch was imported'\n"
     process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert process.returncode == 0, process.stderr
+
+
+def assert_refused(result, message: str) -> None:
+    """A command's refusal: exit 2, the last stderr line its only ``error:`` line, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == [lines[-1]] and message in lines[-1], result.stderr
+    assert "Traceback" not in result.output
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Hidden scratch entries an interrupted export would leave in ``parent``."""
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import assert_refused, leftovers
+
 from i2f_deploy.cli import app
 from i2f_deploy.config import load_config
 
@@ -15,18 +17,6 @@ TINY = "inter2former-tiny-512"
 
 def run_export(*args: str):
     return CliRunner().invoke(app, ["export", *args])
-
-
-def assert_refused(result, message: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert errors == [lines[-1]] and message in lines[-1], result.stderr
-    assert "Traceback" not in result.output
-
-
-def leftovers(parent: Path) -> list[str]:
-    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
 
 def test_missing_checkpoint(tmp_path):

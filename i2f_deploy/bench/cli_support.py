@@ -16,6 +16,7 @@ from i2f_deploy.bench.report import print_table, write_csv, write_json, write_pl
 from i2f_deploy.bench.runner import Settings, Target, check_backends, run_bench
 from i2f_deploy.bench.scenarios import parse_scenarios
 from i2f_deploy.errors import I2FError
+from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
 
 
@@ -36,6 +37,10 @@ def parse_ints(text: str, option: str) -> list[int]:
 
 
 def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoint: Path | None) -> list[Target]:
+    resolved = [directory.resolve() for directory in artifact_dirs]
+    repeated = sorted({str(d) for d, r in zip(artifact_dirs, resolved) if resolved.count(r) > 1})
+    if repeated:
+        raise I2FError(f"artifact directory given more than once: {', '.join(repeated)}")
     targets = [Target(directory, checkpoint) for directory in artifact_dirs]
     if sizes:
         available = sorted({t.size for t in targets})
@@ -79,9 +84,8 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
 def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threads: str, scenarios: str,
         sizes: str | None, precisions: str, settings: Settings, json_path: Path | None, csv_path: Path | None,
         plot_path: Path | None, profile_path: Path | None, console: Console) -> None:
-    for path in (json_path, csv_path, plot_path, profile_path):
-        if path is not None and not path.parent.exists():
-            raise I2FError(f"cannot write {path}: directory {path.parent} does not exist")
+    for path, option in ((json_path, "--json"), (csv_path, "--csv"), (plot_path, "--plot"), (profile_path, "--profile")):
+        check_output_file(path, option)
     targets = select_targets(artifact_dirs, parse_ints(sizes, "--sizes") if sizes else None, checkpoint)
     chosen_backends = check_backends(parse_list(backends, "--backends"))
     chosen_scenarios = parse_scenarios(parse_list(scenarios, "--scenarios"))

@@ -30,7 +30,7 @@ from i2f_deploy.contract import IMAGE_FEATURES, part_files, verify_files
 from i2f_deploy.errors import I2FError
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.preprocess import preprocess
-from i2f_deploy.validate.runner import reference_model
+from i2f_deploy.validate.runner import check_weights, reference_model
 from i2f_deploy.validate.samples import builtin_samples
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -112,6 +112,7 @@ class Target:
         self.config: ExportConfig = config_from_dict(self.manifest["config"])
         self.size = int(self.manifest["target_size"])
         self.routing = self.manifest.get("routing", "dynamic")
+        check_weights(artifact_dir, self.manifest, checkpoint)
         self.checkpoint = checkpoint
         self._model: Inter2Former | None = None
 

@@ -22,15 +22,18 @@ import torch
 
 from i2f_deploy.config import ExportConfig
 from i2f_deploy.contract import DECODER_INPUTS, NUM_EDGE_MAPS, sha256
+from i2f_deploy.custom_ops._builder import BODY_OPSET
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import export_decoder
 from i2f_deploy.export.encoder import export_edge_terms, export_encoder
 from i2f_deploy.export.manifest import write_manifest
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
+from i2f_deploy.outputs import check_output_dir
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 
-DEFAULT_OPSET = 18
+DEFAULT_OPSET = BODY_OPSET
+SUPPORTED_OPSETS = (BODY_OPSET,)  # the custom ops' function bodies are written at this opset
 Progress = Callable[[str], None]
 
 
@@ -61,6 +64,7 @@ def _quiet_exporter() -> Iterator[None]:
 def prepare_output_dir(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise I2FError(f"--out {out} exists and is not a directory")
+    check_output_dir(out.parent, "--out")
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise I2FError(f"--out {out} is not empty; pass --force to overwrite it")
@@ -106,6 +110,9 @@ def export_artifacts(
     allow_unsafe_pickle: bool = False,
 ) -> Path:
     """Export ``config`` with a checkpoint (or seeded random weights) into ``out``."""
+    if options.opset not in SUPPORTED_OPSETS:
+        raise I2FError(f"--opset {options.opset}: the graphs can be written at opset "
+                       f"{', '.join(map(str, SUPPORTED_OPSETS))} only (the custom ops' bodies use it)")
     prepare_output_dir(out, options.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     progress(f"building {config.name} ({options.routing} routing)")

@@ -23,6 +23,7 @@ BACKENDS = ("onnxruntime", "openvino")
 class GraphRunner(Protocol):
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    input_shapes: dict[str, tuple[int | None, ...]]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
@@ -58,7 +59,20 @@ def read_manifest(artifact_dir: str | Path) -> dict:
     except json.JSONDecodeError as exc:
         raise I2FError(f"manifest.json in {artifact_dir} is not valid JSON: {exc}") from None
     check_contract_version(manifest, artifact_dir)
+    size = manifest.get("target_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise I2FError(f"manifest.json in {artifact_dir}: target_size {size!r} is not a positive integer; re-export the artifact")
     return manifest
+
+
+def _check_target_size(graph: GraphRunner, manifest: dict, path: Path) -> None:
+    """The manifest's target size is the one the graph was traced at (an edited manifest is not)."""
+    size = manifest["target_size"]
+    for name in ("image", "ref_label"):
+        shape = graph.input_shapes.get(name)
+        if shape is not None and tuple(shape[-2:]) != (size, size):
+            raise I2FError(f"manifest.json says target_size {size}, but {path.name} takes {name} of "
+                           f"{shape[-1]}x{shape[-2]}: the manifest was edited; re-export the artifact")
 
 
 def _load_graph(path: Path, backend: str, threads: int | None, precision: str, spinning: bool,
@@ -107,6 +121,7 @@ def load(
     files = manifest["files"][part]
     options = (backend, threads, precision, spinning, performance_hint, streams)
     graph = _load_graph(Path(artifact_dir) / files["onnx"], *options)
+    _check_target_size(graph, manifest, Path(artifact_dir) / files["onnx"])
     if part == "encoder":
         return graph
     from i2f_deploy.runtime.decoder import DecoderRunner

@@ -20,6 +20,7 @@ class DecoderRunner:
     def __init__(self, graph: GraphRunner, load_edge_conv: Callable[[], GraphRunner]) -> None:
         self.graph = graph
         self.input_names = graph.input_names
+        self.input_shapes = graph.input_shapes
         self.output_names = graph.output_names
         self._load_edge_conv = load_edge_conv
         self._edge_conv: GraphRunner | None = None

@@ -39,6 +39,8 @@ class OpenVinoRunner:
         self.request = self.compiled.create_infer_request()
         self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)
         self.output_names = tuple(o.get_any_name() for o in self.compiled.outputs)
+        self.input_shapes = {i.get_any_name(): tuple(d.get_length() if d.is_static else None for d in i.get_partial_shape())
+                             for i in self.compiled.inputs}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_inputs(self.input_names, inputs)

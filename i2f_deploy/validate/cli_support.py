@@ -12,6 +12,7 @@ from rich.console import Console
 
 from i2f_deploy import runtime
 from i2f_deploy.errors import I2FError
+from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime import BACKENDS
 from i2f_deploy.validate.compare import mask_iou
 from i2f_deploy.validate.report import print_table, to_json, write_json
@@ -70,6 +71,7 @@ def run_validation(artifact_dir: Path, checkpoint: Path | None, backends_text: s
     from i2f_deploy.validate.loops import check_loop
     from i2f_deploy.validate.samples import builtin_samples
 
+    check_output_file(report_path, "--report")
     backends = parse_backends(backends_text)
     tolerances = parse_tolerances(overrides)
     if clicks < 1:

@@ -75,19 +75,30 @@ def reference_model(artifact_dir: Path, manifest: dict, checkpoint: Path | None)
     return model
 
 
-def _reference_weights(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> Inter2Former:
-    config = config_from_dict(manifest["config"])
+def check_weights(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> None:
+    """Refuse, before any work, a checkpoint that is not the one the export was made from (or a
+    missing one for a checkpoint export, or one given for a random-weights export)."""
     weights = manifest.get("weights", {})
-    routing = manifest.get("routing", "dynamic")
     if checkpoint is None:
         if weights.get("source") != "random":
             raise I2FError(f"{artifact_dir} was exported from a checkpoint: pass --checkpoint")
-        return random_model(config, int(weights.get("seed", 0)), routing)
+        return
+    if weights.get("source") == "random":
+        raise I2FError(f"{artifact_dir} was exported with random weights (seed {weights.get('seed', 0)}), "
+                       f"not from {checkpoint}: drop --checkpoint")
     if not Path(checkpoint).is_file():
         raise I2FError(f"checkpoint not found: {checkpoint}")
     expected = weights.get("sha256")
     if expected and sha256(Path(checkpoint)) != expected:
         raise I2FError(f"checkpoint {checkpoint} is not the one {artifact_dir} was exported from (sha256 differs)")
+
+
+def _reference_weights(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> Inter2Former:
+    check_weights(artifact_dir, manifest, checkpoint)
+    config = config_from_dict(manifest["config"])
+    routing = manifest.get("routing", "dynamic")
+    if checkpoint is None:
+        return random_model(config, int(manifest["weights"].get("seed", 0)), routing)
     return build_model(config, checkpoint, routing=routing)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.predict import predict
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
-from i2f_deploy.runtime.session import InteractiveSession, Prediction
+from i2f_deploy.runtime.session import DEFAULT_HISTORY, InteractiveSession, Prediction
 from i2f_deploy.validate.clicks import iou as mask_iou
 
 BACKENDS = ("onnxruntime", "openvino")
@@ -177,19 +178,25 @@ def test_session_does_not_import_torch(tiny_artifacts, golden_image_path):
 
 # --------------------------------------------------------------------------- state
 def snapshot(session: InteractiveSession):
-    prediction = session.prediction
+    """Clicks, prompt map, mask, image-size logits, target-size logits and num_routed."""
+    prediction, step = session.prediction, session._step
     return (session.clicks, session.prompt_map.copy(), session.mask.copy(),
-            None if prediction is None else prediction.logits.copy())
+            None if prediction is None else prediction.logits.copy(),
+            None if step is None else step.logits.copy(),
+            None if prediction is None else prediction.num_routed)
 
 
 def assert_same(a, b) -> None:
-    assert a[0] == b[0]
+    """Bit-identical states (float arrays compared by their bytes, not their values)."""
+    assert a[0] == b[0] and a[5] == b[5]
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_array_equal(a[2], b[2])
-    if a[3] is None or b[3] is None:
-        assert a[3] is None and b[3] is None
-    else:
-        np.testing.assert_array_equal(a[3], b[3])
+    for x, y in ((a[3], b[3]), (a[4], b[4])):
+        if x is None or y is None:
+            assert x is None and y is None
+        else:
+            assert x.dtype == y.dtype == np.float32 and x.shape == y.shape
+            assert x.tobytes() == y.tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -217,20 +224,18 @@ def test_undo_redo_and_reset(ort_session, golden_rgb):
         assert_same(snapshot(session), state)
     decoder.calls = 0
 
-    # One undo is free (the previous state is kept); a second one replays the 2 remaining clicks.
+    # Undo and redo within the history bound run no decoder.
     assert isinstance(session.undo(), Prediction)
     assert_same(snapshot(session), states[2])
-    assert decoder.calls == 0
     session.undo()
     assert_same(snapshot(session), states[1])
-    assert decoder.calls == 2
     assert session.can_redo
     session.redo()
     assert_same(snapshot(session), states[2])
     session.redo()
     assert_same(snapshot(session), states[3])
     assert session.redo() is None and not session.can_redo
-    assert decoder.calls == 4
+    assert decoder.calls == 0
 
     # Undo then adding the same click again is also the same state; adding clears the redo.
     session.undo()
@@ -255,6 +260,99 @@ def test_undo_redo_and_reset(ort_session, golden_rgb):
     assert not session.can_redo and session.contours() == []
     session.add_click(CLICKS[0])
     assert_same(snapshot(session), states[0])
+
+
+def random_clicks(count: int, seed: int = 0) -> list[Click]:
+    """Clicks anywhere on the 400x600 golden image, alternately positive and negative."""
+    rng = np.random.default_rng(seed)
+    return [Click(y=int(rng.integers(0, 400)), x=int(rng.integers(0, 600)), positive=i % 2 == 0)
+            for i in range(count)]
+
+
+def test_ten_undos_after_200_clicks_run_no_decoder(tiny_artifacts, golden_rgb):
+    """The acceptance case: states come from the history, bit-identical to the loop's states
+    after the remaining clicks (recorded while clicking, which is a fresh replay of them)."""
+    session = InteractiveSession(tiny_artifacts)
+    assert session.history == DEFAULT_HISTORY >= 10
+    session.set_image(golden_rgb)
+    states = {}
+    for count, click in enumerate(random_clicks(200), 1):
+        session.add_click(click)
+        if count >= 190:
+            states[count] = snapshot(session)
+    runs = session.decoder_runs
+    started = time.perf_counter()
+    for count in range(199, 189, -1):
+        assert isinstance(session.undo(), Prediction)
+        assert_same(snapshot(session), states[count])
+    elapsed = time.perf_counter() - started
+    assert session.decoder_runs == runs
+    print(f"\n10 undos after 200 clicks: {elapsed * 1e3:.0f} ms, history {session.history_bytes / 1e6:.1f} MB")
+    for count in range(191, 201):
+        session.redo()
+        assert_same(snapshot(session), states[count])
+    assert session.decoder_runs == runs and not session.can_redo
+    # Memory is bounded: logits only in the newest ``history`` states, prompt maps in all.
+    assert sum(p.logits is not None for p in session._undo) == session.history
+    assert len(session._undo) == 199
+
+
+def test_undo_and_redo_beyond_the_history_bound_cost_one_decoder_run_each(tiny_artifacts, golden_rgb):
+    session = InteractiveSession(tiny_artifacts, history=2)
+    session.set_image(golden_rgb)
+    states = [snapshot(session)]
+    for click in CLICKS:
+        session.add_click(click)
+        states.append(snapshot(session))
+    costs = []
+    for count in range(5, -1, -1):
+        runs = session.decoder_runs
+        session.undo()
+        costs.append(session.decoder_runs - runs)
+        assert_same(snapshot(session), states[count])
+    # The 2 nearest states are free, older ones cost one run each; no clicks left is free.
+    assert costs == [0, 0, 1, 1, 1, 0]
+    costs = []
+    for count in range(1, 7):
+        runs = session.decoder_runs
+        session.redo()
+        costs.append(session.decoder_runs - runs)
+        assert_same(snapshot(session), states[count])
+    assert costs == [0, 0, 1, 1, 1, 1]
+    # Going back and forth near the current state stays free.
+    runs = session.decoder_runs
+    session.undo(), session.undo(), session.redo(), session.undo(), session.redo(), session.redo()
+    assert session.decoder_runs == runs
+    assert_same(snapshot(session), states[6])
+    # A new click after undos: the redo history goes, the undo history stays exact.
+    session.undo(), session.undo()
+    session.add_click(CLICKS[0])
+    assert not session.can_redo and len(session.clicks) == 5
+    session.undo()
+    assert_same(snapshot(session), states[4])
+
+
+def test_history_zero_keeps_only_prompt_maps(tiny_artifacts, golden_rgb):
+    session = InteractiveSession(tiny_artifacts, history=0)
+    session.set_image(golden_rgb)
+    states = [snapshot(session)]
+    for click in CLICKS[:3]:
+        session.add_click(click)
+        states.append(snapshot(session))
+    assert all(p.logits is None for p in session._undo)
+    assert 0 < session.history_bytes < 2 * 512 * 512 // 10  # runs of the two older prompt maps
+    costs = []
+    for count in (2, 1, 0):
+        runs = session.decoder_runs
+        session.undo()
+        costs.append(session.decoder_runs - runs)
+        assert_same(snapshot(session), states[count])
+    for count in (1, 2, 3):
+        runs = session.decoder_runs
+        session.redo()
+        costs.append(session.decoder_runs - runs)
+        assert_same(snapshot(session), states[count])
+    assert costs == [1, 1, 0, 1, 1, 1]
 
 
 def test_contours_trace_the_mask(ort_session, golden_rgb):
@@ -336,6 +434,9 @@ def test_errors(tiny_artifacts, ort_session, golden_rgb):
     assert session.add_click(10, 10, "negative").mask.shape == (400, 600)
     with pytest.raises(InputError, match="cache_size"):
         InteractiveSession(tiny_artifacts, cache_size=-1)
+    for history in (-1, 1.5, True, "8"):
+        with pytest.raises(InputError, match="history must be a non-negative integer"):
+            InteractiveSession(tiny_artifacts, history=history)
     with pytest.raises(I2FError, match="manifest"):
         InteractiveSession(tiny_artifacts / "nowhere")
     with pytest.raises(I2FError, match="unknown backend"):
@@ -408,17 +509,18 @@ def test_predict_errors(tiny_artifacts, tmp_path):
 # --------------------------------------------------------------------------- resources
 @pytest.mark.slow
 def test_memory_is_flat_over_200_clicks(tiny_artifacts, golden_rgb):
+    """Once the history bound is reached (click 33 by default), only the prompt maps' runs grow."""
     session = InteractiveSession(tiny_artifacts, "onnxruntime")
     session.set_image(golden_rgb)
     rng = np.random.default_rng(0)
     figures = {}
     for index in range(200):
         session.add_click(int(rng.integers(0, 600)), int(rng.integers(0, 400)), index % 2 == 0)
-        if index + 1 in (10, 200):
-            figures[index + 1] = resident_mb()
-    growth = figures[200] - figures[10]
-    print(f"\nRSS after 10 clicks {figures[10]:.1f} MB, after 200 clicks {figures[200]:.1f} MB, "
-          f"growth {growth:.1f} MB")
+        if index + 1 in (50, 200):
+            figures[index + 1] = resident_mb(), session.history_bytes / 2**20
+    growth = figures[200][0] - figures[50][0]
+    print(f"\nRSS (history) after 50 clicks {figures[50][0]:.1f} MB ({figures[50][1]:.1f} MiB), after 200 "
+          f"clicks {figures[200][0]:.1f} MB ({figures[200][1]:.1f} MiB), growth {growth:.1f} MB")
     assert len(session.clicks) == 200
     assert growth < 20, figures
 
@@ -487,9 +589,9 @@ peak_one_click = peak_resident_mb()
 figures = {}
 for index in range(1, 200):
     session.add_click(int(rng.integers(0, 1024)), int(rng.integers(0, 768)), index % 2 == 0)
-    if index + 1 in (10, 200):
+    if index + 1 in (50, 200):
         figures[index + 1] = resident_mb()
-print(peak_one_click, figures[10], figures[200], peak_resident_mb())
+print(peak_one_click, figures[50], figures[200], peak_resident_mb(), session.history_bytes / 2**20)
 """
 
 
@@ -497,17 +599,17 @@ print(peak_one_click, figures[10], figures[200], peak_resident_mb())
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_base_1024_session_peak_memory_and_no_growth(base_1024_export, backend):
     """A product's footprint: a fresh interpreter (no torch) with a base-1024 session, one image
-    and one click; then 200 clicks must not grow it."""
+    and one click; then 200 clicks must not grow it once the undo history is full (click 33)."""
     import subprocess
     import sys
 
     artifacts, _ = base_1024_export
     probe = subprocess.run([sys.executable, "-c", SESSION_MEMORY_PROBE, str(artifacts), backend],
                            capture_output=True, text=True, check=True)
-    peak, after_10, after_200, peak_200 = map(float, probe.stdout.split())
-    print(f"\n{backend}: peak RSS with one click {peak:.0f} MB; RSS after 10 clicks {after_10:.1f} MB, "
-          f"after 200 {after_200:.1f} MB; peak over 200 clicks {peak_200:.0f} MB")
-    assert after_200 - after_10 < 20
+    peak, after_50, after_200, peak_200, history = map(float, probe.stdout.split())
+    print(f"\n{backend}: peak RSS with one click {peak:.0f} MB; RSS after 50 clicks {after_50:.1f} MB, "
+          f"after 200 {after_200:.1f} MB; peak over 200 clicks {peak_200:.0f} MB; undo history {history:.0f} MiB")
+    assert after_200 - after_50 < 20
 
 
 @pytest.mark.parametrize("threads", [0, -3, 999, True, 1.5])

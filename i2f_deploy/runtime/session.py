@@ -23,12 +23,13 @@ remaining click in order produces (same prompt map, same logits, same mask). Und
 therefore consistent: ``undo(); redo()`` (or ``undo(); add_click(same)``) gives the state before
 the undo again. Masks edited by hand are not part of the model; nothing else is remembered.
 
-What undo needs is only the click history: every state can be recomputed by replaying the
-clicks through the decoder. To keep a single undo free, the session also keeps the state one
-click back (prompt map and target-size logits); a deeper undo replays the remaining clicks
-(one decoder run each) and refreshes that one-step snapshot on the way. Memory per session is
-therefore flat: the encoder outputs of at most ``cache_size`` images (plus the current one), two
-target-size states, the current image-size prediction and the list of clicks.
+History: every click keeps the prompt map after it (zlib'ed runs: kB), and the ``history``
+states nearest the current one (default ``DEFAULT_HISTORY`` = 32; undone states waiting for a
+redo count too) also keep their ``num_routed`` and target-size logits, compressed losslessly
+(float32 byte planes, the two high ones zlib'ed: ~0.67x raw). Undo and redo within that bound run
+no decoder; beyond it each step costs one decoder run (from the kept prompt map before that
+click), never a replay. Memory per session: the encoder outputs of at most ``cache_size`` images
+(plus the current one), the current state and the history (``history_bytes``; README has figures).
 
 Threads: a session owns its runners and mutable state; use one session per thread (two sessions
 in two threads give the same results as run one after the other). Do not share one session
@@ -39,10 +40,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,9 @@ from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess, to_target_click, validate_image
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 
-__all__ = ["Prediction", "InteractiveSession"]
+__all__ = ["DEFAULT_HISTORY", "Prediction", "InteractiveSession"]
+
+DEFAULT_HISTORY = 32  # states that keep their logits for undo/redo (see the module docstring)
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +77,52 @@ class _Step:
     ref_label: np.ndarray  # uint8 [1, 1, S, S], after the prediction was folded in
     logits: np.ndarray  # float32 [1, 1, S, S], decoder output
     num_routed: int
+
+
+@dataclass(frozen=True, eq=False)
+class _Packed:
+    """A state kept in the history, losslessly: the prompt map as runs and, while within the
+    history bound, the logits' byte planes and ``num_routed``."""
+
+    runs: bytes  # zlib of the run lengths' 4 byte planes (uint32) and the runs' values (uint8)
+    logits: tuple[bytes, bytes] | None  # the 2 low byte planes as they are, zlib of the 2 high
+    num_routed: int
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.runs) + sum(map(len, self.logits or ()))
+
+
+def _pack_map(ref_label: np.ndarray) -> bytes:
+    flat = ref_label.reshape(-1)
+    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    lengths = np.diff(starts, prepend=0, append=flat.size).astype("<u4")
+    planes = lengths.view(np.uint8).reshape(-1, 4).T
+    return zlib.compress(planes.tobytes() + flat[np.r_[0, starts]].tobytes(), 1)
+
+
+def _unpack_map(packed: _Packed, size: int) -> np.ndarray:
+    data = np.frombuffer(zlib.decompress(packed.runs), np.uint8)
+    count = data.size // 5
+    lengths = np.ascontiguousarray(data[:4 * count].reshape(4, count).T).view("<u4").reshape(-1)
+    ref_label = np.repeat(data[4 * count:], lengths).reshape(1, 1, size, size)
+    ref_label.flags.writeable = False
+    return ref_label
+
+
+def _pack_logits(logits: np.ndarray) -> tuple[bytes, bytes]:
+    planes = np.ascontiguousarray(logits.astype("<f4", copy=False).reshape(-1).view(np.uint8).reshape(-1, 4).T)
+    return planes[:2].tobytes(), zlib.compress(planes[2:], 1)  # the low planes hardly compress
+
+
+def _unpack_logits(packed: tuple[bytes, bytes], size: int) -> np.ndarray:
+    planes = np.empty((4, size * size), np.uint8)
+    planes[:2] = np.frombuffer(packed[0], np.uint8).reshape(2, -1)
+    planes[2:] = np.frombuffer(zlib.decompress(packed[1]), np.uint8).reshape(2, -1)
+    logits = np.ascontiguousarray(planes.T).view("<f4").astype(np.float32, copy=False)
+    logits = logits.reshape(1, 1, size, size)
+    logits.flags.writeable = False
+    return logits
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,14 +152,18 @@ class InteractiveSession:
         threads: int | None = None,
         cache_size: int = 2,
         verify: bool = True,
+        history: int = DEFAULT_HISTORY,
     ) -> None:
         if not _is_int(cache_size) or cache_size < 0:
             raise InputError(f"cache_size must be a non-negative integer, got {cache_size!r}")
+        if not _is_int(history) or history < 0:
+            raise InputError(f"history must be a non-negative integer, got {history!r}")
         manifest = runtime.read_manifest(artifact_dir)
         self.artifact_dir = Path(artifact_dir)
         self.backend = backend
         self.target_size = int(manifest["target_size"])
         self.cache_size = int(cache_size)
+        self.history = int(history)
         self._encoder = runtime.load(artifact_dir, "encoder", backend, threads, verify=verify)
         self._decoder = runtime.load(artifact_dir, "decoder", backend, threads, verify=verify)
         self._cache: OrderedDict[bytes, _Encoded] = OrderedDict()
@@ -126,9 +180,10 @@ class InteractiveSession:
     # ------------------------------------------------------------------ state
     def _reset_state(self) -> None:
         self._clicks: list[Click] = []  # image coordinates
-        self._redo: list[Click] = []
         self._step: _Step | None = None  # state after all clicks
-        self._previous: _Step | None = None  # state after all clicks but the last, if known
+        self._packed: _Packed | None = None  # the current state packed, if it came from the history
+        self._undo: list[_Packed] = []  # states after clicks[:1] .. clicks[:-1]
+        self._redo: list[tuple[Click, _Packed]] = []  # undone clicks and their states, last on top
         self._prediction: Prediction | None = None
 
     @contextmanager
@@ -228,60 +283,97 @@ class InteractiveSession:
         mask.flags.writeable = False
         return Prediction(mask, logits, step.num_routed)
 
-    def _push(self, click: Click) -> Prediction:
-        start = self._initial if self._step is None else self._step.ref_label
-        step = self._advance(start, click)
-        self._previous, self._step = self._step, step
-        self._clicks.append(click)
+    def _pack_current(self) -> _Packed:
+        """The current state for the history (with logits unless ``history`` is 0)."""
+        step = self._step
+        assert step is not None
+        packed = self._packed
+        if packed is None or (packed.logits is None and self.history):
+            packed = _Packed(_pack_map(step.ref_label),
+                             _pack_logits(step.logits) if self.history else None, step.num_routed)
+        elif packed.logits is not None and not self.history:
+            packed = replace(packed, logits=None)
+        return packed
+
+    def _unpack(self, packed: _Packed) -> _Step:
+        assert packed.logits is not None
+        size = self.target_size
+        return _Step(_unpack_map(packed, size), _unpack_logits(packed.logits, size), packed.num_routed)
+
+    def _set_current(self, step: _Step | None, packed: _Packed | None) -> Prediction | None:
         self._prediction = self._to_prediction(step)
-        return self._prediction  # type: ignore[return-value]
+        self._step, self._packed = step, packed
+        self._bound_history()
+        return self._prediction
+
+    def _bound_history(self) -> None:
+        """Keep logits in at most ``history`` packed states, dropping them from the states
+        farthest from the current one first (they form one run of states around it)."""
+        undo = [i for i, p in enumerate(self._undo) if p.logits is not None]
+        redo = [j for j, (_, p) in enumerate(self._redo) if p.logits is not None]
+        for _ in range(len(undo) + len(redo) - self.history):
+            behind = len(self._undo) - undo[0] if undo else -1  # clicks back from the current state
+            ahead = len(self._redo) - redo[0] if redo else -1
+            if behind > ahead:  # ties keep the undo side
+                index = undo.pop(0)
+                self._undo[index] = replace(self._undo[index], logits=None)
+            else:
+                index = redo.pop(0)
+                click, packed = self._redo[index]
+                self._redo[index] = (click, replace(packed, logits=None))
 
     def add_click(self, x: int | Click, y: int | None = None, positive: bool | str | None = None) -> Prediction:
         """Add a click at image pixel (x, y) (``positive`` True/False or "positive"/"negative"),
         or a ``Click``, and return the new prediction. Clears the redo history."""
         with self._exclusive():
             click = self._as_click(x, y, positive)
-            prediction = self._push(click)
+            step = self._advance(self._initial if self._step is None else self._step.ref_label, click)
+            if self._step is not None:
+                self._undo.append(self._pack_current())
+            self._clicks.append(click)  # nothing changed until here
             self._redo.clear()
-            return prediction
+            return self._set_current(step, None)  # type: ignore[return-value]
 
     def undo(self) -> Prediction | None:
         """Remove the last click; returns the prediction of the remaining clicks (None when no
-        click remains, or when there was nothing to undo). See the module docstring for the rule."""
+        click remains, or when there was nothing to undo). See the module docstring for the rule.
+        Runs no decoder within the history bound, one decoder run beyond it."""
         with self._exclusive():
             self._require_image()
             if not self._clicks:
                 return None
-            remaining = self._clicks[:-1]
-            if not remaining:
-                step, previous = None, None
-            elif self._previous is not None:
-                step, previous = self._previous, None
-            else:
-                step, previous = self._replay(remaining)  # may raise: nothing changed yet
-            self._redo.append(self._clicks.pop())
-            self._step, self._previous = step, previous
-            self._prediction = self._to_prediction(step)
-            return self._prediction
-
-    def _replay(self, clicks: list[Click]) -> tuple[_Step, _Step | None]:
-        """The loop's states after ``clicks`` and after ``clicks[:-1]`` (None if that is empty)."""
-        previous: _Step | None = None
-        step: _Step | None = None
-        for click in clicks:
-            previous, step = step, self._advance(self._initial if step is None else step.ref_label, click)
-        assert step is not None
-        return step, previous
+            step: _Step | None = None
+            packed: _Packed | None = None
+            if len(self._clicks) > 1:
+                packed = self._undo[-1]
+                if packed.logits is not None:
+                    step = self._unpack(packed)
+                else:  # beyond the bound: one decoder run from the prompt map before that click
+                    start = _unpack_map(self._undo[-2], self.target_size) if len(self._undo) > 1 else self._initial
+                    step, packed = self._advance(start, self._clicks[-2]), None
+            undone = (self._clicks[-1], self._pack_current())
+            del self._undo[-1:], self._clicks[-1]  # nothing changed until here
+            self._redo.append(undone)
+            return self._set_current(step, packed)
 
     def redo(self) -> Prediction | None:
-        """Re-add the click removed by the last ``undo`` (None if there is nothing to redo)."""
+        """Re-add the click removed by the last ``undo`` (None if there is nothing to redo).
+        Runs no decoder within the history bound, one decoder run beyond it."""
         with self._exclusive():
             self._require_image()
             if not self._redo:
                 return None
-            prediction = self._push(self._redo[-1])
+            click, packed = self._redo[-1]
+            if packed.logits is not None:
+                step: _Step = self._unpack(packed)
+            else:
+                step = self._advance(self._initial if self._step is None else self._step.ref_label, click)
+                packed = None
+            if self._step is not None:
+                self._undo.append(self._pack_current())  # nothing changed until here
             self._redo.pop()
-            return prediction
+            self._clicks.append(click)
+            return self._set_current(step, packed)
 
     def reset(self) -> None:
         """Forget all clicks (and the redo history) of the current image; keeps the image."""
@@ -298,6 +390,12 @@ class InteractiveSession:
     @property
     def can_redo(self) -> bool:
         return bool(self._redo)
+
+    @property
+    def history_bytes(self) -> int:
+        """Bytes held by the undo/redo history (packed prompt maps and logits; the current
+        state and the encoder outputs are not counted)."""
+        return sum(p.nbytes for p in self._undo) + sum(p.nbytes for _, p in self._redo)
 
     @property
     def prediction(self) -> Prediction | None:

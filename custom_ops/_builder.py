@@ -9,14 +9,15 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from i2f_deploy.custom_ops import DOMAIN
+
 BODY_OPSET = 18
 
 
 class FunctionBuilder:
     """Accumulates the nodes of one ``FunctionProto``; every call returns its output name(s)."""
 
-    def __init__(self, domain: str, name: str, inputs: Sequence[str], doc: str = "") -> None:
-        self.domain = domain
+    def __init__(self, name: str, inputs: Sequence[str], doc: str = "") -> None:
         self.name = name
         self.inputs = list(inputs)
         self.doc = doc
@@ -40,7 +41,7 @@ class FunctionBuilder:
         for declared, value in outputs.items():
             self.nodes.append(helper.make_node("Identity", [value], [declared]))
         return helper.make_function(
-            self.domain,
+            DOMAIN,
             self.name,
             self.inputs,
             list(outputs),

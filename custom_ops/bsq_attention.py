@@ -26,6 +26,7 @@ import onnx
 import torch
 from torch import Tensor
 
+from i2f_deploy.custom_ops import DOMAIN, VERSION
 from i2f_deploy.custom_ops._builder import FunctionBuilder
 
 OP_TYPE = "BSQAttention"
@@ -33,8 +34,8 @@ INPUTS = ("query", "key", "value", "code_weight", "code_bias", "code_keys")
 OUTPUTS = ("output",)
 
 
-def function_proto(domain: str, scale: float, code_size: int) -> onnx.FunctionProto:
-    b = FunctionBuilder(domain, OP_TYPE, INPUTS, __doc__ or "")
+def function_proto(scale: float, code_size: int) -> onnx.FunctionProto:
+    b = FunctionBuilder(OP_TYPE, INPUTS, __doc__ or "")
     projected = b.op("Add", b.op("MatMul", "key", b.op("Transpose", "code_weight", perm=[1, 0])), "code_bias")
     bits = b.op("Cast", b.op("GreaterOrEqual", projected, b.const(0.0, np.float32)), to=onnx.TensorProto.INT64)
     place_values = b.const(2 ** np.arange(code_size - 1, -1, -1))
@@ -60,11 +61,11 @@ def function_proto(domain: str, scale: float, code_size: int) -> onnx.FunctionPr
     return b.build({"output": b.op("Div", numerator, denominator)})
 
 
-def torch_op(domain: str, query: Tensor, key: Tensor, value: Tensor, module: torch.nn.Module) -> Tensor:
+def torch_op(query: Tensor, key: Tensor, value: Tensor, module: torch.nn.Module) -> Tensor:
     """Eager: the model's BSQ attention; under ONNX export: one ``BSQAttention`` node."""
     if not torch.onnx.is_in_onnx_export():
         return module(query, key, value)
     inputs = (query, key, value, module.code_proj.weight, module.code_proj.bias, module.code_keys)
     return torch.onnx.ops.symbolic(
-        f"{domain}::{OP_TYPE}", inputs, {"scale": float(module.scale), "code_size": module.code_size}, dtype=query.dtype, shape=query.shape, version=1
+        f"{DOMAIN}::{OP_TYPE}", inputs, {"scale": float(module.scale), "code_size": module.code_size}, dtype=query.dtype, shape=query.shape, version=VERSION
     )

@@ -31,6 +31,7 @@ import onnx
 import torch
 from torch import Tensor
 
+from i2f_deploy.custom_ops import DOMAIN, VERSION
 from i2f_deploy.custom_ops._builder import FunctionBuilder
 
 OP_TYPE = "HybridMoE"
@@ -45,8 +46,8 @@ INPUTS = ("x", "routed", *WEIGHTS)
 OUTPUTS = ("y",)
 
 
-def function_proto(domain: str, num_experts: int, epsilon: float) -> onnx.FunctionProto:
-    b = FunctionBuilder(domain, OP_TYPE, INPUTS, __doc__ or "")
+def function_proto(num_experts: int, epsilon: float) -> onnx.FunctionProto:
+    b = FunctionBuilder(OP_TYPE, INPUTS, __doc__ or "")
 
     def linear(x: str, weight: str, bias: str) -> str:
         return b.op("Add", b.op("MatMul", x, b.op("Transpose", weight, perm=[1, 0])), bias)
@@ -95,11 +96,11 @@ def weight_inputs(m: torch.nn.Module) -> tuple[Tensor, ...]:
     )  # fmt: skip
 
 
-def torch_op(domain: str, x: Tensor, routed: Tensor, module: torch.nn.Module) -> Tensor:
+def torch_op(x: Tensor, routed: Tensor, module: torch.nn.Module) -> Tensor:
     """Eager: the model's HMoE; under ONNX export: one ``HybridMoE`` node."""
     if not torch.onnx.is_in_onnx_export():
         return module(x, routed)
     m = module
     weights = weight_inputs(m)
     attributes = {"num_experts": m.num_experts, "epsilon": float(m.shared_ln.eps)}
-    return torch.onnx.ops.symbolic(f"{domain}::{OP_TYPE}", (x, routed, *weights), attributes, dtype=x.dtype, shape=x.shape, version=1)
+    return torch.onnx.ops.symbolic(f"{DOMAIN}::{OP_TYPE}", (x, routed, *weights), attributes, dtype=x.dtype, shape=x.shape, version=VERSION)

@@ -9,11 +9,9 @@ from onnx import helper
 
 from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
 
-FUNCTION_FACTORIES: dict[str, Callable[..., onnx.FunctionProto]] = {
-    token_routing.OP_TYPE: lambda a: token_routing.function_proto(DOMAIN, a["stride"], a["kernel_size"]),
-    bsq_attention.OP_TYPE: lambda a: bsq_attention.function_proto(DOMAIN, a["scale"], a["code_size"]),
-    hybrid_moe.OP_TYPE: lambda a: hybrid_moe.function_proto(DOMAIN, a["num_experts"], a["epsilon"]),
-}
+OPS = (token_routing, bsq_attention, hybrid_moe)
+OP_TYPES = tuple(op.OP_TYPE for op in OPS)
+FUNCTIONS: dict[str, Callable[..., onnx.FunctionProto]] = {op.OP_TYPE: op.function_proto for op in OPS}
 
 
 def node_attributes(node: onnx.NodeProto) -> dict[str, object]:
@@ -30,7 +28,7 @@ def attach_functions(model: onnx.ModelProto) -> list[str]:
     for node in model.graph.node:
         if node.domain != DOMAIN:
             continue
-        if node.op_type not in FUNCTION_FACTORIES:
+        if node.op_type not in FUNCTIONS:
             raise ValueError(f"unknown op {DOMAIN}::{node.op_type}")
         attributes = node_attributes(node)
         if seen.setdefault(node.op_type, attributes) != attributes:
@@ -38,7 +36,7 @@ def attach_functions(model: onnx.ModelProto) -> list[str]:
     existing = {(f.domain, f.name) for f in model.functions}
     for op_type, attributes in seen.items():
         if (DOMAIN, op_type) not in existing:
-            model.functions.append(FUNCTION_FACTORIES[op_type](attributes))
+            model.functions.append(FUNCTIONS[op_type](**attributes))
     if seen and not any(o.domain == DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, VERSION))
     return sorted(seen)

@@ -27,6 +27,7 @@ import onnx
 import torch
 from torch import Tensor
 
+from i2f_deploy.custom_ops import DOMAIN, VERSION
 from i2f_deploy.custom_ops._builder import FunctionBuilder
 
 OP_TYPE = "TokenRouting"
@@ -34,12 +35,12 @@ INPUTS = ("ref_label",)
 OUTPUTS = ("token_order", "num_routed", "dpe_box")
 
 
-def function_proto(domain: str, stride: int, kernel_size: int) -> onnx.FunctionProto:
+def function_proto(stride: int, kernel_size: int) -> onnx.FunctionProto:
     """Standard-op definition; the body is generated for the attribute values it serves.
 
     Full-resolution work is on the uint8 map only: equality tests and block maxima per token.
     """
-    b = FunctionBuilder(domain, OP_TYPE, INPUTS, __doc__ or "")
+    b = FunctionBuilder(OP_TYPE, INPUTS, __doc__ or "")
     reach = kernel_size // 2
     shape = b.op("Shape", "ref_label")
     height = b.op("Gather", shape, b.const(2))
@@ -124,17 +125,17 @@ def reference(ref_label: Tensor, stride: int, kernel_size: int) -> tuple[Tensor,
     return order, torch.tensor(routing.routed.numel()), routing.box_values
 
 
-def torch_op(domain: str, ref_label: Tensor, stride: int, kernel_size: int) -> tuple[Tensor, Tensor, Tensor]:
+def torch_op(ref_label: Tensor, stride: int, kernel_size: int) -> tuple[Tensor, Tensor, Tensor]:
     """Eager: the reference; under ONNX export: one ``TokenRouting`` node."""
     if not torch.onnx.is_in_onnx_export():
         return reference(ref_label, stride, kernel_size)
     num_tokens = (ref_label.shape[-2] // stride) * (ref_label.shape[-1] // stride)
     order, count, box = torch.onnx.ops.symbolic_multi_out(
-        f"{domain}::{OP_TYPE}",
+        f"{DOMAIN}::{OP_TYPE}",
         (ref_label,),
         {"stride": stride, "kernel_size": kernel_size},
         dtypes=(torch.int64, torch.int64, torch.int64),
         shapes=((num_tokens,), (), (4,)),
-        version=1,
+        version=VERSION,
     )
     return order, count, box

@@ -39,7 +39,7 @@ def test_bsq_function_is_deterministic_with_crowded_codes(num_tokens):
     reference = attention(q, k, v).detach().numpy()
     attributes = {"scale": float(attention.scale), "code_size": 8}
     feeds = dict(zip(bsq_attention.INPUTS, [t.detach().numpy() for t in (q, k, v, attention.code_proj.weight, attention.code_proj.bias, attention.code_keys)]))
-    function = bsq_attention.function_proto(DOMAIN, **attributes)
+    function = bsq_attention.function_proto(**attributes)
     session = single_node_session(bsq_attention, attributes, function, feeds, [TensorProto.FLOAT])
     for _ in range(3):
         assert np.abs(session.run(None, feeds)[0] - reference).max() <= 1e-5
@@ -55,7 +55,7 @@ def test_hybrid_moe_function_matches_the_model(routed_share):
     attributes = {"num_experts": 8, "epsilon": 1e-5}
     weights = hybrid_moe.weight_inputs(moe)
     feeds = dict(zip(hybrid_moe.INPUTS, [x.numpy(), routed.numpy(), *[w.detach().numpy() for w in weights]]))
-    session = single_node_session(hybrid_moe, attributes, hybrid_moe.function_proto(DOMAIN, **attributes), feeds, [TensorProto.FLOAT])
+    session = single_node_session(hybrid_moe, attributes, hybrid_moe.function_proto(**attributes), feeds, [TensorProto.FLOAT])
     assert np.abs(session.run(None, feeds)[0] - reference).max() <= 1e-4
 
 
@@ -66,7 +66,7 @@ def test_token_routing_function_matches_the_router():
     rng = np.random.default_rng(3)
     maps = [make_map(rng) for make_map in (random_prompt_map, scattered_prompt_map) for _ in range(20)]
     maps += [torch.full((1, 1, 512, 512), v, dtype=torch.uint8) for v in range(5)]
-    function = token_routing.function_proto(DOMAIN, **attributes)
+    function = token_routing.function_proto(**attributes)
     session = single_node_session(token_routing, attributes, function, {"ref_label": maps[0].numpy()}, [TensorProto.INT64] * 3)
     for ref_label in maps:
         outputs = session.run(None, {"ref_label": ref_label.numpy()})

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from conftest import DECODER_CASES, assert_runs_without_torch
 from i2f_deploy import runtime
 from i2f_deploy.cli import app
-from i2f_deploy.custom_ops import DOMAIN, OP_TYPES
+from i2f_deploy.custom_ops import DOMAIN
+from i2f_deploy.custom_ops.registry import OP_TYPES
 from i2f_deploy.validate.compare import mask_iou
 
 BACKENDS = ("onnxruntime", "openvino")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy
 import functools
+from types import ModuleType
 
 import onnx
 import torch
 from torch import Tensor, nn
 
 from i2f_deploy.contract import DECODER_INPUTS, DECODER_OUTPUTS, NUM_EDGE_MAPS
-from i2f_deploy.custom_ops import DOMAIN, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops import bsq_attention, hybrid_moe, token_routing
 from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.export.dlu import EdgeTerms, FactoredDLU
 from i2f_deploy.export.onnx_files import trace_to_onnx
@@ -34,7 +35,7 @@ class _RoutingShim(nn.Module):
 
     def forward(self, ref_label: Tensor) -> Routing:
         height, width = ref_label.shape[-2:]
-        order, count, box = token_routing.torch_op(DOMAIN, ref_label, self.stride, self.kernel_size)
+        order, count, box = token_routing.torch_op(ref_label, self.stride, self.kernel_size)
         num_tokens = order.shape[0]
         num_routed = count.item()
         torch._check(num_routed >= 0)
@@ -44,22 +45,16 @@ class _RoutingShim(nn.Module):
         return Routing(routed, others, box, box_from_tensor(box, height, width), None)
 
 
-class _BSQShim(nn.Module):
-    def __init__(self, module: nn.Module) -> None:
+class _OpShim(nn.Module):
+    """A model part behind its custom op: ``op.torch_op(*inputs, part)``."""
+
+    def __init__(self, op: ModuleType, part: nn.Module) -> None:
         super().__init__()
-        self.module = module
+        self.op = op
+        self.part = part
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        return bsq_attention.torch_op(DOMAIN, query, key, value, self.module)
-
-
-class _MoEShim(nn.Module):
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: Tensor, routed: Tensor) -> Tensor:
-        return hybrid_moe.torch_op(DOMAIN, x, routed, self.module)
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.op.torch_op(*inputs, self.part)
 
 
 def _embed_prompt_by_padding(neck: nn.Module, ref_label: Tensor, box: Box) -> Tensor:
@@ -81,8 +76,8 @@ class DecoderGraph(nn.Module):
         if model.routing == "dynamic":
             self.neck.router = _RoutingShim(self.neck.stride, model.config.model.neck.uncertainty_kernel_size)
         for block in self.neck.blocks:
-            block.bsq_attn = _BSQShim(block.bsq_attn)
-            block.ffn = _MoEShim(block.ffn)
+            block.bsq_attn = _OpShim(bsq_attention, block.bsq_attn)
+            block.ffn = _OpShim(hybrid_moe, block.ffn)
 
     def forward(self, image_embeddings: Tensor, *edges_and_prompt: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Inputs in ``DECODER_INPUTS`` order: embeddings, edge maps, edge terms, prompt map."""

@@ -9,7 +9,8 @@ from pathlib import Path
 from i2f_deploy import __version__
 from i2f_deploy.config import ExportConfig
 from i2f_deploy.contract import CONTRACT_VERSION, io_contract, sha256
-from i2f_deploy.custom_ops import DOMAIN, OP_TYPES, VERSION
+from i2f_deploy.custom_ops import DOMAIN, VERSION
+from i2f_deploy.custom_ops.registry import OP_TYPES
 from i2f_deploy.export.encoder import NUMERICS as ENCODER_NUMERICS
 from i2f_deploy.preprocess import MEAN_BGR, SIZE_DIVISOR, STD_BGR
 

@@ -98,7 +98,7 @@ def predict(
         if not (click.x < width and click.y < height):
             raise InputError(f"click (x={click.x}, y={click.y}) lies outside the {width}x{height} "
                              f"image {image_path}")
-    session = InteractiveSession(artifact_dir, backend=backend, threads=threads, cache_size=0)
+    session = InteractiveSession(artifact_dir, backend=backend, threads=threads, cache_size=0, history=0)
     session.set_image(image)
     prediction: Prediction | None = None
     for click in clicks:

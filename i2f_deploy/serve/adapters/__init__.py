@@ -1,0 +1,1 @@
+"""Thin faces of the serving core for annotation tools, each at the paths its tool calls."""

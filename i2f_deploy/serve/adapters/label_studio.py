@@ -1,0 +1,137 @@
+"""Label Studio ML backend: ``POST /predict``, ``POST /setup`` (``GET /health`` is the server's).
+
+Request and answer shapes from HumanSignal/label-studio-ml-backend: ``label_studio_ml/api.py``
+(``/predict`` takes ``{tasks, label_config, project, params: {login, password, context}}`` and
+answers ``{"results": [...]}``; ``/setup`` takes ``{project, schema, extra_params}`` and answers
+``{"model_version"}``; ``/health`` answers ``{"status": "UP", "model_class"}``) and
+``label_studio_ml/examples/segment_anything_model/model.py`` (the interactive context: smart
+``keypointlabels`` results with ``value.x``/``value.y`` in percent of ``original_width``/
+``original_height`` and ``is_positive``; the answer: a ``brushlabels`` result with
+``value: {format: "rle", rle, brushlabels: [label]}``).
+
+Each request carries every keypoint of the object so far, in order; the click states make the
+request after a new keypoint one decoder run. The answer holds a ``brushlabels`` result (if the
+labeling config has a BrushLabels tag) and a ``polygonlabels`` one per outer contour (if it has a
+PolygonLabels tag), points in percent. A keypoint without ``is_positive`` counts as positive (Label
+Studio sets it false for negative keypoints).
+"""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ElementTree
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from i2f_deploy.errors import InputError
+from i2f_deploy.serve import masks
+from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
+from i2f_deploy.serve.adapters.common import to_click
+from i2f_deploy.serve.core import Engine
+from i2f_deploy.serve.images import decode_base64, decode_image, fetch_bytes
+
+OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
+
+
+def _tags(label_config: Any) -> tuple[dict[str, str], str | None]:
+    """({"BrushLabels": from_name, "PolygonLabels": ...}, the Image tag's data key)."""
+    if not isinstance(label_config, str) or not label_config.strip():
+        raise InputError("label_config is missing: Label Studio sends the project's labeling config with /predict")
+    try:
+        root = ElementTree.fromstring(label_config)
+    except ElementTree.ParseError as exc:
+        raise InputError(f"label_config is not valid XML: {exc}") from None
+    outputs = {}
+    for tag in OUTPUT_TAGS:
+        found = next(iter(root.iter(tag)), None)
+        if found is not None and found.get("name") and found.get("toName"):
+            outputs[tag] = found.get("name"), found.get("toName")
+    if not outputs:
+        raise InputError("the labeling config has no BrushLabels or PolygonLabels tag to put the mask in")
+    image = next(iter(root.iter("Image")), None)
+    key = (image.get("value") or "").lstrip("$") if image is not None else None
+    return outputs, key or None
+
+
+def _image_ref(task: Any, key: str | None) -> str:
+    data = task.get("data") if isinstance(task, dict) else None
+    if not isinstance(data, dict) or not data:
+        raise InputError("the task has no data")
+    ref = data.get(key) if key else next(iter(data.values()))
+    if not isinstance(ref, str) or not ref:
+        raise InputError(f"the task's data has no image under {key!r}")
+    return ref
+
+
+def _load(engine: Engine, ref: str) -> str:
+    config = engine.config
+    if ref.startswith("data:"):
+        rgb = decode_base64(ref, config.max_pixels)
+    else:
+        data = fetch_bytes(ref, config.fetch_timeout_s, config.fetch_max_mb << 20,
+                           config.label_studio_url, config.label_studio_api_key)
+        rgb = decode_image(data, config.max_pixels)
+    return engine.add_image(rgb).image_id
+
+
+def predict(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+    """One Label Studio /predict request -> its ``{"results": [...]}``."""
+    params = body.get("params") or {}
+    context = (params.get("context") if isinstance(params, dict) else None) or body.get("context") or {}
+    points = [r for r in (context.get("result") or []) if isinstance(r, dict) and r.get("type") == "keypointlabels"]
+    tasks = body.get("tasks") or []
+    if not points or not tasks:
+        return {"results": []}  # no interaction yet (e.g. pre-annotation when a task opens)
+    outputs, key = _tags(body.get("label_config"))
+    image_id = _load(engine, _image_ref(tasks[0], key))
+    geometry = engine.image(image_id).geometry
+    width, height = geometry.width, geometry.height
+    clicks, label = [], None
+    for point in points:
+        value = point.get("value") or {}
+        try:
+            x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"keypoint {point.get('id')!r} has no numeric value.x and value.y (percent)") from None
+        x, y = (min(x, width - 1) if x <= width else x), (min(y, height - 1) if y <= height else y)  # 100 % is the edge
+        clicks.append(to_click(x, y, bool(point.get("is_positive", True)), width, height))
+        label = (value.get("keypointlabels") or [label])[0]
+    result = engine.segment(image_id, clicks)
+    assert result.mask is not None
+    common = {"original_width": width, "original_height": height, "image_rotation": 0, "readonly": False}
+    labels = [label] if label else []
+    results = []
+    if "BrushLabels" in outputs:
+        from_name, to_name = outputs["BrushLabels"]
+        results.append({**common, "id": uuid.uuid4().hex[:10], "from_name": from_name, "to_name": to_name,
+                        "type": "brushlabels", "value": {"format": "rle", "rle": mask_to_rle(result.mask),
+                                                         "brushlabels": labels}})
+    if "PolygonLabels" in outputs:
+        from_name, to_name = outputs["PolygonLabels"]
+        for polygon in masks.polygons(result.mask):
+            percent = [[100 * x / width, 100 * y / height] for x, y in polygon]
+            results.append({**common, "id": uuid.uuid4().hex[:10], "from_name": from_name, "to_name": to_name,
+                            "type": "polygonlabels", "value": {"points": percent, "closed": True,
+                                                               "polygonlabels": labels}})
+    return {"results": [{"result": results, "score": 1.0, "model_version": model_version(engine)}]}
+
+
+def model_version(engine: Engine) -> str:
+    return f"i2f-deploy-{engine.model_name}"
+
+
+def router(engine: Engine) -> APIRouter:
+    routes = APIRouter(tags=["Label Studio"])
+
+    @routes.post("/predict")
+    def predict_route(body: dict[str, Any] = Body(description="Label Studio's /predict request: tasks, label_config, params.context.")) -> dict[str, Any]:
+        """Label Studio ML backend prediction for the interactive (smart keypoint) context."""
+        return predict(engine, body)
+
+    @routes.post("/setup")
+    def setup(body: dict[str, Any] = Body(default={}, description="Label Studio's /setup request: project, schema.")) -> dict[str, str]:
+        """Label Studio's connection check: the model version."""
+        return {"model_version": model_version(engine)}
+
+    return routes

@@ -1,0 +1,195 @@
+"""The FastAPI application: the native API under ``/api``, ``/health``, the web page at ``/`` and
+the annotation tools' adapters at the paths those tools call.
+
+Native flow: post an image once (``POST /api/images`` as a file, or ``/api/images/base64``); it
+is encoded in the background. Open a session on it, then click, undo, redo, reset: each answer
+carries the mask (1-bit PNG as a data URI, or COCO RLE) and its polygons at the image's own
+resolution, with timings. Route handlers are plain functions: FastAPI runs them in its thread
+pool, so graph runs never block the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import FastAPI, File, Query, UploadFile
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from i2f_deploy.prompt_map import Click
+from i2f_deploy.serve import errors, masks
+from i2f_deploy.serve.adapters import anylabeling, cvat, label_studio
+from i2f_deploy.serve.config import MB
+from i2f_deploy.serve.core import Engine, ImageInfo, Segmentation
+from i2f_deploy.serve.images import decode_base64, decode_image
+from i2f_deploy.serve.sessions import Session, Sessions
+
+STATIC = Path(__file__).parent / "static"
+
+MaskFormat = Annotated[Literal["png", "rle", "none"], Query(description="Mask encoding in the answer: a 1-bit PNG data URI, COCO RLE, or none.")]
+WithPolygons = Annotated[bool, Query(description="Include the mask's outer polygons ([x, y] pixels).")]
+
+
+class ImageOut(BaseModel):
+    image_id: str = Field(description="Content hash of the pixels: the same image always gets the same id.")
+    width: int
+    height: int
+    encoded: bool = Field(description="The encoder has run (clicks are then decoder runs only).")
+    queued: bool = Field(description="This request queued the image for the background encoder.")
+
+
+class Base64Image(BaseModel):
+    image: str = Field(description="The image file as base64, bare or as a data URI (data:image/png;base64,...).")
+
+
+class SessionIn(BaseModel):
+    image_id: str
+
+
+class ClickIn(BaseModel):
+    x: int = Field(description="Column in image pixels (0 = left).")
+    y: int = Field(description="Row in image pixels (0 = top).")
+    positive: bool = Field(True, description="True: the pixel belongs to the object; False: it does not.")
+
+
+class ClickOut(BaseModel):
+    x: int
+    y: int
+    positive: bool
+
+
+class MaskOut(BaseModel):
+    format: Literal["png", "rle"]
+    data: str | dict = Field(description="png: data:image/png;base64,...; rle: {size: [h, w], counts: [...]} (column-major, background first).")
+
+
+class Result(BaseModel):
+    session_id: str
+    image_id: str
+    width: int
+    height: int
+    clicks: list[ClickOut]
+    can_undo: bool
+    can_redo: bool
+    mask: MaskOut | None = Field(description="None before the first click or with mask=none.")
+    polygons: list[list[list[int]]] | None
+    num_routed: int | None = Field(description="Decoder tokens on full attention at the last decoder run (a diagnostic).")
+    timings: dict[str, float | int] = Field(description="Milliseconds: encode_wait (this request waited for the encoder), decode, total; decoder_runs is a count.")
+
+
+def image_out(info: ImageInfo) -> ImageOut:
+    return ImageOut(image_id=info.image_id, width=info.width, height=info.height, encoded=info.encoded, queued=info.queued)
+
+
+def result_out(session: Session, result: Segmentation, engine: Engine, mask_format: str, with_polygons: bool) -> Result:
+    geometry = engine.image(session.image_id).geometry
+    mask = None
+    if result.mask is not None and mask_format == "png":
+        mask = MaskOut(format="png", data="data:image/png;base64," + base64.b64encode(masks.to_png(result.mask)).decode())
+    elif result.mask is not None and mask_format == "rle":
+        mask = MaskOut(format="rle", data=masks.to_coco_rle(result.mask))
+    shapes = None
+    if with_polygons:
+        shapes = masks.polygons(result.mask) if result.mask is not None else []
+    return Result(session_id=session.session_id, image_id=session.image_id, width=geometry.width,
+                  height=geometry.height, clicks=[ClickOut(x=c.x, y=c.y, positive=c.positive) for c in result.clicks],
+                  can_undo=bool(result.clicks), can_redo=bool(session.redo), mask=mask, polygons=shapes,
+                  num_routed=result.num_routed, timings=result.timings)
+
+
+def create_app(engine: Engine) -> FastAPI:
+    """The whole server on one engine."""
+    config = engine.config
+    app = FastAPI(title="i2f-deploy serve",
+                  description="Click-to-segment with Inter2Former on CPUs: native API, web page, and the "
+                              "Label Studio, X-AnyLabeling and CVAT adapters.",
+                  version="1", max_body_size=config.max_upload_mb * MB)
+    errors.install(app)
+    sessions = Sessions(engine, config.max_sessions)
+    app.state.engine, app.state.sessions = engine, sessions
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict:
+        """Liveness and load: Label Studio reads ``status: UP``; counts of encoder and decoder
+        runs, the feature cache and the encoder queue."""
+        return {"status": "UP", "model_class": "Inter2Former", "model": engine.model_name,
+                "backend": config.backend, "target_size": engine.target_size, "models_loaded": 1,
+                "sessions": len(sessions), "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
+                **engine.stats()}
+
+    @app.post("/api/images", tags=["native"])
+    def post_image(file: Annotated[UploadFile, File(description="An image file (PNG, JPEG, BMP, WebP, TIFF).")]) -> ImageOut:
+        """Upload an image; it is encoded in the background (known images cost nothing)."""
+        return image_out(engine.add_image(decode_image(file.file.read(), config.max_pixels)))
+
+    @app.post("/api/images/base64", tags=["native"])
+    def post_image_base64(body: Base64Image) -> ImageOut:
+        """The same as ``POST /api/images`` with the file as base64 in JSON."""
+        return image_out(engine.add_image(decode_base64(body.image, config.max_pixels)))
+
+    @app.get("/api/images/{image_id}", tags=["native"])
+    def get_image(image_id: str) -> ImageOut:
+        """Whether an image is known and encoded."""
+        entry = engine.image(image_id)
+        return ImageOut(image_id=image_id, width=entry.geometry.width, height=entry.geometry.height,
+                        encoded=entry.features is not None, queued=False)
+
+    @app.post("/api/sessions", tags=["native"])
+    def create_session(body: SessionIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
+        """Start clicking on a posted image."""
+        session = sessions.create(body.image_id)
+        return result_out(*sessions.current(session.session_id), engine, mask, polygons)
+
+    @app.get("/api/sessions/{session_id}", tags=["native"])
+    def get_session(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
+        """The session's clicks and current mask."""
+        return result_out(*sessions.current(session_id), engine, mask, polygons)
+
+    @app.delete("/api/sessions/{session_id}", tags=["native"], status_code=204)
+    def delete_session(session_id: str) -> Response:
+        sessions.delete(session_id)
+        return Response(status_code=204)
+
+    @app.post("/api/sessions/{session_id}/clicks", tags=["native"])
+    def click(session_id: str, body: ClickIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
+        """Add a click (422 outside the image); clears the redo stack."""
+        result = sessions.click(session_id, Click(y=body.y, x=body.x, positive=body.positive))
+        return result_out(sessions.get(session_id), result, engine, mask, polygons)
+
+    def history_route(operation):  # undo, redo, reset: the same shape
+        def route(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
+            result = operation(session_id)
+            return result_out(sessions.get(session_id), result, engine, mask, polygons)
+
+        route.__doc__ = operation.__doc__
+        app.post(f"/api/sessions/{{session_id}}/{operation.__name__}", tags=["native"], name=operation.__name__)(route)
+
+    for operation in (sessions.undo, sessions.redo, sessions.reset):
+        history_route(operation)
+
+    @app.get("/api/sessions/{session_id}/mask.png", tags=["native"], response_class=Response,
+             responses={200: {"content": {"image/png": {}}}})
+    def mask_png(session_id: str) -> Response:
+        """The current mask as a PNG download (0 background, 255 object; empty before any click)."""
+        _, result = sessions.current(session_id)
+        entry = engine.image(result.image_id)
+        mask = result.mask if result.mask is not None else np.zeros((entry.geometry.height, entry.geometry.width), bool)
+        return Response(masks.to_png(mask), media_type="image/png",
+                        headers={"Content-Disposition": f'attachment; filename="mask-{result.image_id[:8]}.png"'})
+
+    app.include_router(label_studio.router(engine))
+    app.include_router(anylabeling.router(engine))
+    app.include_router(cvat.router(engine))
+    return app
+

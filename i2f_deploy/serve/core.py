@@ -1,0 +1,201 @@
+"""The serving core every face (native API, web page, tool adapters) calls: encode once, decode per click.
+
+``Engine`` loads the encoder and decoder once and shares them between all users:
+
+* ``add_image(rgb)``: the image gets its content id; unknown images are queued for the background
+  encoder (a bounded queue: a full one is refused with ``Busy``), known ones cost nothing;
+* ``segment(image_id, clicks)``: the mask after that click sequence, at the image's own
+  resolution. It waits for the image's encoding if needed, continues from the longest click
+  prefix already decoded (``states.ClickStates``) and runs the decoder once per remaining click,
+  each run holding a slot of the ``GraphGate`` (clicks before encodings).
+
+Each decoder step is one iteration of the official interactive loop, as in
+``runtime.session.InteractiveSession._advance``: the click scaled to the target size is added
+to the prompt map, the decoder runs, the prediction ``logits > 0`` is folded into the map; the
+result is the logits resized to the padded square, cropped, ``> 0``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from i2f_deploy import runtime
+from i2f_deploy.errors import I2FError, InputError
+from i2f_deploy.preprocess import geometry_for, logits_to_image, preprocess, to_target_click
+from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
+from i2f_deploy.serve.config import MB, ServeConfig
+from i2f_deploy.serve.gate import GraphGate
+from i2f_deploy.serve.images import image_id
+from i2f_deploy.serve.states import ClickStates
+from i2f_deploy.serve.store import Entry, ImageStore
+
+log = logging.getLogger("i2f_deploy.serve")
+
+ENCODE_WAIT_S = 300.0  # a click waits this long at most for its image's encoding
+
+
+class NotFound(I2FError):
+    """An unknown (or evicted) image or session id: HTTP 404."""
+
+
+class Busy(I2FError):
+    """The encoder queue is full: HTTP 503, try again later."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    image_id: str
+    width: int
+    height: int
+    encoded: bool
+    queued: bool  # this call queued it for the encoder
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """The result of a click sequence: ``mask`` bool [H, W] on the image (None before any click)."""
+
+    image_id: str
+    clicks: tuple[Click, ...]
+    mask: np.ndarray | None
+    num_routed: int | None
+    timings: dict[str, float]  # milliseconds: encode_wait, decode, decoder_runs (a count), total
+
+
+class Engine:
+    """The graphs, the image store, the click states and the background encoder."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        manifest = runtime.read_manifest(config.artifact_dir)
+        self.manifest = manifest
+        self.target_size = int(manifest["target_size"])
+        self.model_name = str(manifest.get("config", {}).get("name", "inter2former"))
+        load = dict(backend=config.backend, threads=config.threads)
+        self._encoder = runtime.load(config.artifact_dir, "encoder", **load)
+        self._decoder = runtime.load(config.artifact_dir, "decoder", **load)
+        # ONNX Runtime sessions take concurrent runs; an OpenVINO runner holds one infer request.
+        shared = config.backend == "onnxruntime"
+        self._encoder_lock = contextlib.nullcontext() if shared else threading.Lock()
+        self._decoder_lock = contextlib.nullcontext() if shared else threading.Lock()
+        self.gate = GraphGate(config.graph_runs)
+        self.store = ImageStore(config.cache_mb * MB)
+        self.states = ClickStates(config.click_states, self.target_size)
+        self._initial = initial_prompt_map(self.target_size)
+        self._queue: queue.Queue[Entry | None] = queue.Queue(config.encoder_queue)
+        self._counts_lock = threading.Lock()
+        self.encoder_runs = 0
+        self.decoder_runs = 0
+        self._worker = threading.Thread(target=self._encode_loop, name="i2f-encoder", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ images
+    def add_image(self, rgb: np.ndarray) -> ImageInfo:
+        """Register an RGB uint8 image; queue it for the encoder unless it is known."""
+        key = image_id(rgb)
+        height, width = rgb.shape[:2]
+        entry = Entry(key, geometry_for(height, width, self.target_size), rgb)
+        stored, new = self.store.add(entry)
+        if new:
+            try:
+                self._queue.put_nowait(stored)
+            except queue.Full:
+                self.store.remove(key)
+                raise Busy(f"the encoder queue is full ({self.config.encoder_queue} images waiting); "
+                           "try again shortly") from None
+        return ImageInfo(key, width, height, stored.features is not None, new)
+
+    def image(self, key: str) -> Entry:
+        entry = self.store.get(key)
+        if entry is None:
+            raise NotFound(f"unknown image id {key!r} (never posted, or dropped from the feature cache: post it again)")
+        return entry
+
+    def _encode_loop(self) -> None:
+        while True:
+            entry = self._queue.get()
+            if entry is None:
+                return
+            try:
+                tensor, _ = preprocess(entry.pixels, self.target_size)
+                with self.gate.encode(), self._encoder_lock:
+                    start = time.perf_counter()
+                    features = self._encoder.run({"image": tensor})
+                    elapsed = (time.perf_counter() - start) * 1e3
+                with self._counts_lock:
+                    self.encoder_runs += 1
+                self.store.encoded(entry, features, elapsed)
+            except Exception as exc:  # a bad image must not stop the worker
+                log.exception("encoder failed on image %s", entry.image_id)
+                self.store.failed(entry, f"the encoder failed on this image: {exc}")
+
+    def _features(self, key: str) -> tuple[Entry, float]:
+        """The encoded entry (waiting for the encoder if needed) and the milliseconds waited."""
+        entry = self.image(key)
+        start = time.perf_counter()
+        if not entry.ready.wait(ENCODE_WAIT_S):
+            raise Busy(f"image {key} is still waiting for the encoder after {ENCODE_WAIT_S:.0f} s")
+        if entry.error is not None:
+            raise InputError(entry.error)
+        return entry, (time.perf_counter() - start) * 1e3
+
+    # ------------------------------------------------------------------ clicks
+    def check_clicks(self, key: str, clicks: Sequence[Click]) -> None:
+        """Refuse clicks outside the image or too many of them (before any work)."""
+        geometry = self.image(key).geometry
+        if len(clicks) > self.config.max_clicks:
+            raise InputError(f"{len(clicks)} clicks: more than the limit of {self.config.max_clicks}")
+        for click in clicks:
+            to_target_click(click, geometry)
+
+    def segment(self, key: str, clicks: Sequence[Click]) -> Segmentation:
+        """The prediction after ``clicks`` (image pixels, in order) on image ``key``."""
+        start = time.perf_counter()
+        clicks = tuple(clicks)
+        self.check_clicks(key, clicks)
+        entry, waited = self._features(key)
+        if not clicks:
+            return Segmentation(key, clicks, None, None, _timings(start, waited, 0.0, 0))
+        known, ref_label = self.states.longest_prefix(key, clicks, len(clicks) - 1)
+        ref_label = self._initial if ref_label is None else ref_label
+        features = entry.features
+        assert features is not None
+        decode_ms = 0.0
+        for index in range(known, len(clicks)):
+            ref_label = add_clicks(ref_label, [to_target_click(clicks[index], entry.geometry)])
+            with self.gate.click(), self._decoder_lock:
+                run_start = time.perf_counter()
+                out = self._decoder.run({**features, "ref_label": ref_label})
+                decode_ms += (time.perf_counter() - run_start) * 1e3
+            logits = out["logits"]
+            ref_label = apply_prediction(ref_label, logits.reshape(logits.shape[-2:]) > 0)
+            self.states.put(key, clicks[:index + 1], ref_label)
+        runs = len(clicks) - known
+        with self._counts_lock:
+            self.decoder_runs += runs
+        mask = logits_to_image(logits, entry.geometry) > 0
+        return Segmentation(key, clicks, mask, int(out["num_routed"]), _timings(start, waited, decode_ms, runs))
+
+    # ------------------------------------------------------------------ state
+    def stats(self) -> dict[str, object]:
+        return {"encoder_runs": self.encoder_runs, "decoder_runs": self.decoder_runs,
+                "encoder_queue": self._queue.qsize(), "cache": self.store.stats(),
+                "click_states": len(self.states)}
+
+    def close(self) -> None:
+        """Stop the encoder worker (after the images already queued)."""
+        self._queue.put(None)
+        self._worker.join(timeout=ENCODE_WAIT_S)
+
+
+def _timings(start: float, waited: float, decode_ms: float, runs: int) -> dict[str, float]:
+    return {"encode_wait_ms": round(waited, 2), "decode_ms": round(decode_ms, 2), "decoder_runs": runs,
+            "total_ms": round((time.perf_counter() - start) * 1e3, 2)}

@@ -1,0 +1,48 @@
+"""CVAT interactor as a nuclio function: ``init_context`` loads the engine once, ``handler`` answers
+each call like ``POST /cvat/interactor`` of ``i2f-deploy serve``.
+
+Follows cvat-ai/cvat ``serverless/pytorch/saic-vul/hrnet/nuclio/main.py`` (``init_context(context)``
+keeps the model in ``context.user_data``; ``handler(context, event)`` reads ``event.body`` and
+answers ``context.Response(body=json, content_type="application/json", status_code=...)``).
+Settings come from the environment: ``I2F_ARTIFACTS`` (the export directory), ``I2F_BACKEND``,
+``I2F_THREADS``, ``I2F_CACHE_MB``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from i2f_deploy.errors import I2FError
+from i2f_deploy.serve.adapters.cvat import ClickOrder, InteractorRequest, interact
+from i2f_deploy.serve.config import ServeConfig
+from i2f_deploy.serve.core import Engine
+from i2f_deploy.serve.errors import status_of
+
+
+def init_context(context: Any) -> None:
+    """Load the graphs once per nuclio worker."""
+    threads = os.environ.get("I2F_THREADS")
+    config = ServeConfig(Path(os.environ.get("I2F_ARTIFACTS", "/opt/nuclio/artifacts")),
+                         backend=os.environ.get("I2F_BACKEND", "onnxruntime"),
+                         threads=int(threads) if threads else None,
+                         cache_mb=int(os.environ.get("I2F_CACHE_MB", "1024")))
+    context.user_data.engine = Engine(config)
+    context.user_data.order = ClickOrder()
+
+
+def handler(context: Any, event: Any) -> Any:
+    """One interactor call: ``{image, pos_points, neg_points}`` -> ``{points, mask}`` (4xx with a reason)."""
+    body = event.body
+    try:
+        if isinstance(body, (bytes, str)):
+            body = json.loads(body)
+        request = InteractorRequest.model_validate(body)
+        answer, status = interact(context.user_data.engine, context.user_data.order, request), 200
+    except I2FError as exc:
+        answer, status = {"error": str(exc)}, status_of(exc)
+    except ValueError as exc:  # invalid JSON or fields (pydantic's ValidationError is a ValueError)
+        answer, status = {"error": f"invalid request: {exc}"}, 422
+    return context.Response(body=json.dumps(answer), headers={}, content_type="application/json", status_code=status)

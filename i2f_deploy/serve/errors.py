@@ -1,0 +1,32 @@
+"""HTTP faces of the core's errors: every refusal a 4xx with its reason."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from i2f_deploy.errors import I2FError
+from i2f_deploy.serve.core import Busy, NotFound
+from i2f_deploy.serve.images import ImageError
+
+
+def status_of(exc: I2FError) -> int:
+    """404 unknown ids, 503 a full encoder queue, an image error's own status, else 422."""
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Busy):
+        return 503
+    if isinstance(exc, ImageError):
+        return exc.status
+    return 422
+
+
+def install(app: FastAPI) -> None:
+    """Map the core's errors to ``{"detail": reason}`` responses (bodies over the limit get
+    FastAPI's own 413 "Content Too Large")."""
+
+    @app.exception_handler(I2FError)
+    async def _i2f_error(request: Request, exc: I2FError) -> JSONResponse:
+        status = status_of(exc)
+        headers = {"Retry-After": "2"} if status == 503 else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)

@@ -1,0 +1,43 @@
+"""A mask as clients take it: a PNG, COCO run lengths, or polygons, at the image's own resolution."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from i2f_deploy.errors import I2FError
+
+
+def to_png(mask: np.ndarray) -> bytes:
+    """1-bit PNG: 0 background, 255 foreground once decoded."""
+    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_BILEVEL, 1])
+    if not ok:
+        raise I2FError("could not encode the mask as PNG")
+    return data.tobytes()
+
+
+def to_coco_rle(mask: np.ndarray) -> dict[str, object]:
+    """COCO's uncompressed RLE: ``{"size": [h, w], "counts": [...]}``, column-major runs that start
+    with background (``pycocotools.mask.frPyObjects`` reads it)."""
+    flat = np.asarray(mask, bool).reshape(-1, order="F")
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def polygons(mask: np.ndarray, epsilon_factor: float = 0.0) -> list[list[list[int]]]:
+    """Outer boundaries as lists of [x, y] pixels (OpenCV external contours). A positive
+    ``epsilon_factor`` simplifies each with Douglas-Peucker at that fraction of its perimeter,
+    as X-AnyLabeling's SAM models do; polygons of fewer than 3 points are dropped."""
+    found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    result = []
+    for contour in found:
+        if epsilon_factor > 0:
+            contour = cv2.approxPolyDP(contour, epsilon_factor * cv2.arcLength(contour, True), True)
+        points = contour.reshape(-1, 2)
+        if len(points) >= 3:
+            result.append(points.astype(int).tolist())
+    return result

@@ -235,6 +235,36 @@ def predict(
     typer.echo(f"wrote {out} ({int(result.mask.sum())} foreground pixels, {result.num_routed} tokens routed at the last click)")
 
 
+@app.command("serve")
+@one_line_errors
+def serve(
+    artifact_dir: Annotated[Path, typer.Argument(help="Directory written by i2f-deploy export.", show_default=False)],
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default: only this machine can connect).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    backend: Annotated[str, typer.Option(help="onnxruntime or openvino.")] = "onnxruntime",
+    threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the backend's choice).")] = None,
+    cache_mb: Annotated[int, typer.Option(help="Feature cache size in MiB (encoder outputs of recent images, least recently used dropped).")] = 1024,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest request body in MiB (uploads, base64 images); larger ones get 413.")] = 32,
+    max_pixels: Annotated[int, typer.Option(help="Largest image in pixels (width x height); larger ones get 413.")] = 40_000_000,
+    graph_runs: Annotated[int, typer.Option(help="Graph runs at once; encodings may use all but one, clicks go first.")] = 2,
+    encoder_queue: Annotated[int, typer.Option(help="Images waiting for the encoder; more get 503.")] = 16,
+    max_sessions: Annotated[int, typer.Option(help="Interactive sessions kept (least recently used dropped first).")] = 256,
+    max_clicks: Annotated[int, typer.Option(help="Clicks per session or request; more get 422.")] = 200,
+    fetch_timeout: Annotated[float, typer.Option(help="Seconds to wait on an image URL (Label Studio tasks).")] = 10.0,
+    label_studio_url: Annotated[Optional[str], typer.Option(envvar="LABEL_STUDIO_URL", help="Label Studio's address, to fetch task images given as relative URLs.")] = None,
+    label_studio_api_key: Annotated[Optional[str], typer.Option(envvar="LABEL_STUDIO_API_KEY", help="Label Studio API token sent with those fetches.", show_default=False)] = None,
+) -> None:
+    """Serve click-to-segment over HTTP: the native API and web page, and the Label Studio,
+    X-AnyLabeling and CVAT adapters (no torch needed)."""
+    from i2f_deploy.serve.config import ServeConfig
+    from i2f_deploy.serve.server import run
+
+    config = ServeConfig(artifact_dir, backend, threads, cache_mb, max_upload_mb, max_pixels, graph_runs, encoder_queue,
+                         max_sessions, max_clicks, fetch_timeout_s=fetch_timeout, label_studio_url=label_studio_url,
+                         label_studio_api_key=label_studio_api_key)
+    run(config, host, port)
+
+
 @app.command("configs")
 def list_configs() -> None:
     """List the shipped export configurations."""

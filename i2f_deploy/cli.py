@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, Optional, TypeVar
+from typing import Annotated, Callable, Literal, Optional, TypeVar
 
 import typer
 
+from i2f_deploy import __version__
 from i2f_deploy.errors import I2FError
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -28,6 +30,10 @@ ConfigOption = Annotated[
 CheckpointOption = Annotated[
     Path, typer.Option("--checkpoint", help="Official Inter2Former checkpoint (.pth).", show_default=False)
 ]
+ArtifactDirArgument = Annotated[
+    Path, typer.Argument(metavar="ARTIFACT_DIR", help="Directory written by i2f-deploy export.", show_default=False)
+]
+Backend = Literal["onnxruntime", "openvino"]
 UnsafePickleOption = Annotated[
     bool,
     typer.Option("--allow-unsafe-pickle", help="Load checkpoints that need full unpickling (runs code: trusted files only)."),
@@ -38,9 +44,18 @@ class _State:
     debug = False  # --debug: let tracebacks through
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"i2f-deploy {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of any error.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _State.debug = debug
 
@@ -77,7 +92,7 @@ def _describe(exc: Exception) -> tuple[int, str]:
 @app.command("inspect-checkpoint")
 @one_line_errors
 def inspect_checkpoint(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file to check.", show_default=False)],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file to check.", show_default=False)],
     config: ConfigOption = "inter2former-base-1024",
     allow_unsafe_pickle: UnsafePickleOption = False,
 ) -> None:
@@ -107,7 +122,8 @@ def export(
     seed: Annotated[int, typer.Option(help="Seed of --random-weights.")] = 0,
     opset: Annotated[int, typer.Option(help="ONNX opset of the graphs (18: the one the custom ops are written at).")] = 18,
     routing: Annotated[
-        str, typer.Option(help="dynamic: the model's routing in the graph; dense: every token on full attention (speed baseline).")
+        Literal["dynamic", "dense"],
+        typer.Option(help="dynamic: the model's routing in the graph; dense: every token on full attention (speed baseline)."),
     ] = "dynamic",
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim (kept only if outputs are unchanged).")] = True,
     openvino: Annotated[bool, typer.Option("--openvino", help="Also write OpenVINO IR of both graphs.")] = False,
@@ -122,8 +138,6 @@ def export(
 
     if (checkpoint is None) == (not random_weights):
         raise I2FError("give exactly one of --checkpoint PATH or --random-weights")
-    if routing not in ("dynamic", "dense"):
-        raise I2FError(f"--routing must be 'dynamic' or 'dense', got {routing!r}")
     export_config = load_config(config)
     start = time.perf_counter()
 
@@ -138,11 +152,11 @@ def export(
 @app.command("validate")
 @one_line_errors
 def validate(
-    artifact_dir: Annotated[Path, typer.Argument(help="Directory written by i2f-deploy export.", show_default=False)],
+    artifact_dir: ArtifactDirArgument,
     checkpoint: Annotated[
         Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
     ] = None,
-    backends: Annotated[str, typer.Option(help="Comma-separated: onnxruntime,openvino.")] = "onnxruntime,openvino",
+    backends: Annotated[str, typer.Option(help="Comma-separated, from: onnxruntime,openvino.")] = "onnxruntime,openvino",
     images: Annotated[Optional[list[Path]], typer.Option("--images", help="Images to validate on (default: built-in samples).")] = None,
     tolerance: Annotated[
         Optional[list[str]], typer.Option("--tolerance", help="Override a tolerance, e.g. logits=2e-3 or image_embeddings=1e-3.")
@@ -159,12 +173,10 @@ def validate(
     """Check the exported graphs against the PyTorch model on every backend; exit 1 on failure."""
     from rich.console import Console
 
-    from i2f_deploy.validate.cli_support import run_validation
+    from i2f_deploy.validate.cli_support import ValidateRequest, run_validation
 
-    console = Console(width=160)
-    passed = run_validation(
-        artifact_dir, checkpoint, backends, images or [], tolerance or [], report, console, clicks, seed, samples
-    )
+    request = ValidateRequest(artifact_dir, checkpoint, backends, images or [], tolerance or [], report, clicks, seed, samples)
+    passed = run_validation(request, Console(width=160))
     if not passed:
         raise typer.Exit(1)
 
@@ -173,22 +185,23 @@ def validate(
 @one_line_errors
 def bench(
     artifact_dirs: Annotated[
-        list[Path], typer.Argument(help="Directories written by i2f-deploy export (several sizes or routings may be given).", show_default=False)
+        list[Path],
+        typer.Argument(metavar="ARTIFACT_DIR...", help="Directories written by i2f-deploy export (several sizes or routings may be given).", show_default=False),
     ],
     checkpoint: Annotated[
         Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
     ] = None,
-    backends: Annotated[str, typer.Option(help="Comma-separated: torch,onnxruntime,openvino (torch also times its dense twin).")] = "torch,onnxruntime,openvino",
+    backends: Annotated[str, typer.Option(help="Comma-separated, from: torch,onnxruntime,openvino (torch also times its dense twin).")] = "torch,onnxruntime,openvino",
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts, e.g. 1,2.")] = "2",
-    scenarios: Annotated[str, typer.Option(help="Comma-separated: first-click,small,medium,large.")] = "first-click,small,medium,large",
+    scenarios: Annotated[str, typer.Option(help="Comma-separated, from: first-click,small,medium,large.")] = "first-click,small,medium,large",
     sizes: Annotated[Optional[str], typer.Option(help="Only the artifact directories of these target sizes, e.g. 1024,2048.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per row.")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each row.")] = 2,
     settle_ms: Annotated[int, typer.Option(min=0, help="Untimed pause after each timed run, so the next contender does not share the cores with this one's spin-waiting threads.")] = 50,
     ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = True,
-    openvino_hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
+    openvino_hint: Annotated[Literal["latency", "throughput"], typer.Option(help="OpenVINO performance hint.")] = "latency",
     openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = None,
-    precision: Annotated[str, typer.Option(help="Comma-separated OpenVINO inference precisions: f32, bf16, default; each is a contender (non-f32 ones are named openvino-<precision>).")] = "f32",
+    precision: Annotated[str, typer.Option(help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is a contender (non-f32 ones are named openvino-<precision>).")] = "f32",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every row and the speed-ups as JSON.")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV.")] = None,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of decoder latency vs routed tokens.")] = None,
@@ -200,26 +213,28 @@ def bench(
     and dense routing as baselines in the same run."""
     from rich.console import Console
 
+    from i2f_deploy.bench.cli_support import BenchRequest
     from i2f_deploy.bench.cli_support import run as run_bench
     from i2f_deploy.bench.runner import Settings
 
     settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort_spinning=ort_spinning,
                         openvino_hint=openvino_hint, openvino_streams=openvino_streams)
-    run_bench(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings, json_path, csv_path,
-              plot_path, profile_path, Console(width=200))
+    request = BenchRequest(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings,
+                           json_path, csv_path, plot_path, profile_path)
+    run_bench(request, Console(width=200))
 
 
 @app.command("predict")
 @one_line_errors
 def predict(
-    artifact_dir: Annotated[Path, typer.Argument(help="Directory written by i2f-deploy export.", show_default=False)],
+    artifact_dir: ArtifactDirArgument,
     image: Annotated[Path, typer.Option("--image", help="Image file to segment.", show_default=False)],
     click: Annotated[
         list[str], typer.Option("--click", help="X,Y,positive|negative in image pixels; repeat in click order.", show_default=False)
     ],
     out: Annotated[Path, typer.Option("--out", help="Mask PNG to write (0/255, the image's size).", show_default=False)],
     overlay: Annotated[Optional[Path], typer.Option("--overlay", help="Also write the mask drawn over the image (PNG).")] = None,
-    backend: Annotated[str, typer.Option(help="onnxruntime or openvino.")] = "onnxruntime",
+    backend: Annotated[Backend, typer.Option(help="Inference backend.")] = "onnxruntime",
     threads: Annotated[Optional[int], typer.Option(help="Inference threads (default: the backend's choice).")] = None,
 ) -> None:
     """Segment an image from clicks with the exported graphs (no torch needed)."""
@@ -238,10 +253,10 @@ def predict(
 @app.command("serve")
 @one_line_errors
 def serve(
-    artifact_dir: Annotated[Path, typer.Argument(help="Directory written by i2f-deploy export.", show_default=False)],
+    artifact_dir: ArtifactDirArgument,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default: only this machine can connect).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
-    backend: Annotated[str, typer.Option(help="onnxruntime or openvino.")] = "onnxruntime",
+    backend: Annotated[Backend, typer.Option(help="Inference backend.")] = "onnxruntime",
     threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the backend's choice).")] = None,
     cache_mb: Annotated[int, typer.Option(help="Feature cache size in MiB (encoder outputs of recent images, least recently used dropped).")] = 1024,
     max_upload_mb: Annotated[int, typer.Option(help="Largest request body in MiB (uploads, base64 images); larger ones get 413.")] = 32,

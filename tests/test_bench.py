@@ -80,8 +80,8 @@ def test_work_grows_with_routed_tokens_by_the_attention_cost(tiny_config):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["{art}", "--backends", "tensorrt"], "unknown backend(s) tensorrt"),
-        (["{art}", "--scenarios", "huge"], "unknown scenario(s) huge"),
+        (["{art}", "--backends", "tensorrt"], "--backends: unknown tensorrt"),
+        (["{art}", "--scenarios", "huge"], "--scenarios: unknown huge"),
         (["{art}", "--threads", "two"], "not a positive integer"),
         (["{art}", "--sizes", "2048"], "no artifact directory of that target size"),
         (["{art}", "--precision", "f16"], "--precision: unknown f16"),

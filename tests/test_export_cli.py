@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -54,11 +53,24 @@ def test_force_replaces_only_artifact_directories(tmp_path, tiny_checkpoint):
     [
         (["-c", TINY], "exactly one of --checkpoint PATH or --random-weights"),
         (["-c", "no-such-config", "--random-weights"], "unknown config 'no-such-config'"),
-        (["-c", TINY, "--random-weights", "--routing", "sparse"], "--routing must be 'dynamic' or 'dense'"),
     ],
 )
 def test_bad_arguments(tmp_path, args, message):
     assert_refused(run_export(*args, "--out", str(tmp_path / "art")), message)
+
+
+def test_choices_are_listed_and_enforced_by_the_parser(tmp_path):
+    assert "--routing <dynamic|dense>" in CliRunner().invoke(app, ["export", "--help"]).output
+    result = run_export("-c", TINY, "--random-weights", "--routing", "sparse", "--out", str(tmp_path / "art"))
+    assert result.exit_code == 2 and "Invalid value for '--routing'" in result.stderr
+    assert not (tmp_path / "art").exists()
+
+
+def test_version():
+    from i2f_deploy import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"i2f-deploy {__version__}\n"
 
 
 def test_failure_midway_leaves_nothing(tmp_path, tiny_checkpoint, monkeypatch):

@@ -6,34 +6,19 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
 
 from i2f_deploy import runtime
 from i2f_deploy.bench.report import print_table, write_csv, write_json, write_plot
-from i2f_deploy.bench.runner import Settings, Target, check_backends, run_bench
-from i2f_deploy.bench.scenarios import parse_scenarios
+from i2f_deploy.bench.runner import BACKENDS, Settings, Target, run_bench
+from i2f_deploy.bench.scenarios import SCENARIOS
 from i2f_deploy.errors import I2FError
+from i2f_deploy.options import comma_list, positive_ints
 from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
-
-
-def parse_list(text: str, option: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise I2FError(f"{option}: give at least one value")
-    return items
-
-
-def parse_ints(text: str, option: str) -> list[int]:
-    values = []
-    for item in parse_list(text, option):
-        if not item.isdigit() or int(item) <= 0:
-            raise I2FError(f"{option}: {item!r} is not a positive integer")
-        values.append(int(item))
-    return values
 
 
 def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoint: Path | None) -> list[Target]:
@@ -81,22 +66,37 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
     console.print(f"wrote {path}")
 
 
-def run(artifact_dirs: list[Path], checkpoint: Path | None, backends: str, threads: str, scenarios: str,
-        sizes: str | None, precisions: str, settings: Settings, json_path: Path | None, csv_path: Path | None,
-        plot_path: Path | None, profile_path: Path | None, console: Console) -> None:
+@dataclass(frozen=True)
+class BenchRequest:
+    """``i2f-deploy bench`` as given on the command line (lists still comma-separated text)."""
+
+    artifact_dirs: list[Path]
+    checkpoint: Path | None
+    backends: str
+    threads: str
+    scenarios: str
+    sizes: str | None
+    precisions: str
+    settings: Settings
+    json_path: Path | None = None
+    csv_path: Path | None = None
+    plot_path: Path | None = None
+    profile_path: Path | None = None
+
+
+def run(request: BenchRequest, console: Console) -> None:
+    json_path, csv_path, plot_path, profile_path = request.json_path, request.csv_path, request.plot_path, request.profile_path
     for path, option in ((json_path, "--json"), (csv_path, "--csv"), (plot_path, "--plot"), (profile_path, "--profile")):
         check_output_file(path, option)
-    targets = select_targets(artifact_dirs, parse_ints(sizes, "--sizes") if sizes else None, checkpoint)
-    chosen_backends = check_backends(parse_list(backends, "--backends"))
-    chosen_scenarios = parse_scenarios(parse_list(scenarios, "--scenarios"))
-    thread_counts = parse_ints(threads, "--threads")
+    sizes = positive_ints(request.sizes, "--sizes") if request.sizes else None
+    targets = select_targets(request.artifact_dirs, sizes, request.checkpoint)
+    chosen_backends = comma_list(request.backends, "--backends", BACKENDS)
+    chosen_scenarios = comma_list(request.scenarios, "--scenarios", SCENARIOS)
+    thread_counts = positive_ints(request.threads, "--threads")
     for count in thread_counts:
         runtime.check_threads(count, "--threads")
-    chosen_precisions = parse_list(precisions, "--precision")
-    unknown = [p for p in chosen_precisions if p not in OPENVINO_PRECISIONS]
-    if unknown:
-        raise I2FError(f"--precision: unknown {', '.join(unknown)}; choose from {', '.join(OPENVINO_PRECISIONS)}")
-    settings = replace(settings, openvino_precisions=tuple(dict.fromkeys(chosen_precisions)))
+    precisions = tuple(comma_list(request.precisions, "--precision", tuple(OPENVINO_PRECISIONS)))
+    settings = replace(request.settings, openvino_precisions=precisions)
     start = time.perf_counter()
 
     def progress(message: str) -> None:

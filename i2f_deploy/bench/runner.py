@@ -27,7 +27,6 @@ from i2f_deploy.bench.scenarios import scenario_prompt_map
 from i2f_deploy.bench.work import decoder_work
 from i2f_deploy.config import ExportConfig, config_from_dict
 from i2f_deploy.contract import IMAGE_FEATURES, part_files, verify_files
-from i2f_deploy.errors import I2FError
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.validate.runner import check_weights, reference_model
@@ -267,13 +266,6 @@ def bench_round(target: Target, contenders: list[Contender], scenarios: list[str
             row = _row(target, contender, "decoder", scenario, settings, measured, peak)
             rows.append(_with_work(row, target.config, decision.num_routed, decision.dpe_box, decision.dlu_box))
     return rows
-
-
-def check_backends(names: list[str]) -> list[str]:
-    unknown = [name for name in names if name not in BACKENDS]
-    if unknown:
-        raise I2FError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
-    return list(dict.fromkeys(names))
 
 
 def run_bench(targets: list[Target], backends: list[str], scenarios: list[str], threads: list[int],

@@ -10,18 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from i2f_deploy.errors import I2FError
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 
 SCENARIOS = ("first-click", "small", "medium", "large")
 OBJECT_RADIUS_AT_1024 = {"small": 50, "medium": 200, "large": 400}
-
-
-def parse_scenarios(names: list[str]) -> list[str]:
-    unknown = [name for name in names if name not in SCENARIOS]
-    if unknown:
-        raise I2FError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    return list(dict.fromkeys(names))
 
 
 def scenario_prompt_map(name: str, size: int) -> np.ndarray:

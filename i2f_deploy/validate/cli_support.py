@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 import random
 from pathlib import Path
 
@@ -12,20 +13,13 @@ from rich.console import Console
 
 from i2f_deploy import runtime
 from i2f_deploy.errors import I2FError
+from i2f_deploy.options import comma_list
 from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime import BACKENDS
 from i2f_deploy.validate.compare import mask_iou
 from i2f_deploy.validate.report import print_table, to_json, write_json
 from i2f_deploy.validate.runner import DEFAULT_TOLERANCES, Validation, reference_model
 from i2f_deploy.validate.states import edge_case_states
-
-
-def parse_backends(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BACKENDS]
-    if unknown or not names:
-        raise I2FError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(BACKENDS)}")
-    return names
 
 
 def parse_tolerances(overrides: list[str]) -> dict:
@@ -63,25 +57,39 @@ def bf16_report(validation: Validation, features: dict[str, dict[str, np.ndarray
     return rows
 
 
-def run_validation(artifact_dir: Path, checkpoint: Path | None, backends_text: str, image_paths: list[Path],
-                   overrides: list[str], report_path: Path | None, console: Console, clicks: int = 20,
-                   seed: int | None = None, samples: list[str] | None = None) -> bool:
+@dataclass(frozen=True)
+class ValidateRequest:
+    """``i2f-deploy validate`` as given on the command line."""
+
+    artifact_dir: Path
+    checkpoint: Path | None = None
+    backends: str = ",".join(BACKENDS)
+    images: list[Path] = field(default_factory=list)
+    tolerances: list[str] = field(default_factory=list)
+    report: Path | None = None
+    clicks: int = 20
+    seed: int | None = None
+    samples: list[str] | None = None
+
+
+def run_validation(request: ValidateRequest, console: Console) -> bool:
     """Edge-case prompt states on every image; official click loops on the built-in samples
     (their masks are the ground truth), unless images are given."""
     from i2f_deploy.validate.loops import check_loop
     from i2f_deploy.validate.samples import builtin_samples
 
+    artifact_dir, checkpoint, report_path, clicks = request.artifact_dir, request.checkpoint, request.report, request.clicks
     check_output_file(report_path, "--report")
-    backends = parse_backends(backends_text)
-    tolerances = parse_tolerances(overrides)
+    backends = comma_list(request.backends, "--backends", BACKENDS)
+    tolerances = parse_tolerances(request.tolerances)
     if clicks < 1:
         raise I2FError(f"--clicks must be at least 1, got {clicks}")
     manifest = runtime.read_manifest(artifact_dir)
     model = reference_model(artifact_dir, manifest, checkpoint)
-    loop_samples = [] if image_paths else builtin_samples(samples)
-    images = read_images(image_paths) or [(sample.name, sample.image) for sample in loop_samples]
+    loop_samples = [] if request.images else builtin_samples(request.samples)
+    images = read_images(request.images) or [(sample.name, sample.image) for sample in loop_samples]
     validation = Validation(artifact_dir, model, manifest, backends, tolerances)
-    rng = random.Random(seed) if seed is not None else None
+    rng = random.Random(request.seed) if request.seed is not None else None
     features = {}
     for name, image in images:
         console.log(f"edge cases on {name}")

@@ -1,0 +1,82 @@
+"""Helpers shared by the server tests: images as clients send them, a real server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+
+# Runs the CLI with torch unimportable and records every attempt to import it; prints the
+# attempts when the server stops, so a test can check the server process never tried.
+NO_TORCH_SERVER = """
+import atexit, sys
+attempts = []
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            attempts.append(name)
+            raise ImportError("torch is blocked in this server process")
+sys.meta_path.insert(0, BlockTorch())
+atexit.register(lambda: print("TORCH-IMPORT-ATTEMPTS", attempts, "torch" in sys.modules, flush=True))
+from i2f_deploy.cli import main
+sys.argv = ["i2f-deploy", *sys.argv[1:]]
+main()
+"""
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def b64(rgb: np.ndarray) -> str:
+    return base64.b64encode(png_bytes(rgb)).decode()
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(artifact_dir: Path, log: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``i2f-deploy serve`` in a subprocess on 127.0.0.1 (a free port) with torch blocked; yields
+    (base URL, process) once ``/health`` answers, and stops it afterwards."""
+    port = free_port()
+    command = [sys.executable, "-c", NO_TORCH_SERVER, "serve", str(artifact_dir), "--host", "127.0.0.1",
+               "--port", str(port), *options]
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not start:\n" + log.read_text()
+                time.sleep(0.2)
+            yield url, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)

@@ -15,18 +15,17 @@ import cv2
 import httpx
 import numpy as np
 
-# Runs the CLI with torch unimportable and records every attempt to import it; prints the
-# attempts when the server stops, so a test can check the server process never tried.
+# Runs the CLI with torch unimportable; every attempt to import it is printed at once (the
+# process may end by a signal, so nothing is left to print at exit).
 NO_TORCH_SERVER = """
-import atexit, sys
-attempts = []
+import sys
 class BlockTorch:
     def find_spec(self, name, path=None, target=None):
         if name == "torch" or name.startswith("torch."):
-            attempts.append(name)
+            print("TORCH-IMPORT-ATTEMPT", name, flush=True)
             raise ImportError("torch is blocked in this server process")
 sys.meta_path.insert(0, BlockTorch())
-atexit.register(lambda: print("TORCH-IMPORT-ATTEMPTS", attempts, "torch" in sys.modules, flush=True))
+print("TORCH-BLOCKER-ACTIVE", "torch" in sys.modules, flush=True)
 from i2f_deploy.cli import main
 sys.argv = ["i2f-deploy", *sys.argv[1:]]
 main()

@@ -95,8 +95,8 @@ class ImageStore:
             total -= entry.nbytes
             del self._entries[image_id]
             self.evictions += 1
-            log.info("feature cache: evicted image %s (%.1f MiB over budget)", image_id,
-                     max(total - self.budget_bytes, 0) / (1 << 20))
+            log.info("feature cache: dropped image %s (%.1f MiB) to stay within %.0f MiB", image_id,
+                     entry.nbytes / (1 << 20), self.budget_bytes / (1 << 20))
 
     def stats(self) -> dict[str, int]:
         with self._lock:

@@ -27,12 +27,14 @@ import onnx
 import torch
 from torch import Tensor
 
+from i2f_deploy.contract import DPE_BOX, NUM_ROUTED, REF_LABEL
 from i2f_deploy.custom_ops import DOMAIN, VERSION
 from i2f_deploy.custom_ops._builder import FunctionBuilder
+from i2f_deploy.prompt_map import POSSIBLY_BACKGROUND, UNKNOWN
 
 OP_TYPE = "TokenRouting"
-INPUTS = ("ref_label",)
-OUTPUTS = ("token_order", "num_routed", "dpe_box")
+INPUTS = (REF_LABEL,)
+OUTPUTS = ("token_order", NUM_ROUTED, DPE_BOX)
 
 
 def function_proto(stride: int, kernel_size: int) -> onnx.FunctionProto:
@@ -42,16 +44,16 @@ def function_proto(stride: int, kernel_size: int) -> onnx.FunctionProto:
     """
     b = FunctionBuilder(OP_TYPE, INPUTS, __doc__ or "")
     reach = kernel_size // 2
-    shape = b.op("Shape", "ref_label")
+    shape = b.op("Shape", REF_LABEL)
     height = b.op("Gather", shape, b.const(2))
     width = b.op("Gather", shape, b.const(3))
     zero, one, step = b.const(0), b.const(1), b.const(stride)
-    plane = b.op("Reshape", "ref_label", b.op("Concat", b.op("Unsqueeze", height, zero), b.const([-1]), axis=0))
+    plane = b.op("Reshape", REF_LABEL, b.op("Concat", b.op("Unsqueeze", height, zero), b.const([-1]), axis=0))
 
     def any_set(flags: str, axes: list[int]) -> str:
         return b.op("Greater", b.op("ReduceMax", flags, b.const(axes), keepdims=0), b.const(0, np.uint8))
 
-    prompted = b.op("Cast", b.op("Not", b.op("Equal", plane, b.const(1, np.uint8))), to=onnx.TensorProto.UINT8)
+    prompted = b.op("Cast", b.op("Not", b.op("Equal", plane, b.const(POSSIBLY_BACKGROUND, np.uint8))), to=onnx.TensorProto.UINT8)
     rows, cols = any_set(prompted, [1]), any_set(prompted, [0])
 
     def extent(flags: str, size: str) -> tuple[str, str]:
@@ -105,7 +107,7 @@ def function_proto(stride: int, kernel_size: int) -> onnx.FunctionProto:
     near = b.op("Transpose", dilated_cells(b.op("Transpose", near_by_row, perm=[1, 0]), rows_inside), perm=[1, 0])
     box_cells = b.op("Mul", b.op("Unsqueeze", rows_inside, one), b.op("Unsqueeze", cols_inside, zero))
     near = b.op("Mul", near, box_cells)
-    unknown = b.op("Cast", b.op("Equal", plane, b.const(2, np.uint8)), to=onnx.TensorProto.UINT8)
+    unknown = b.op("Cast", b.op("Equal", plane, b.const(UNKNOWN, np.uint8)), to=onnx.TensorProto.UINT8)
     cells = b.op("Concat", b.op("Div", b.op("Unsqueeze", height, zero), step), b.const([stride, -1, stride]), axis=0)
     unknown = b.op("ReduceMax", b.op("Reshape", unknown, cells), b.const([1, 3]), keepdims=0)
     routed = b.op("Greater", b.op("Reshape", b.op("Max", near, unknown), b.const([-1])), b.const(0, np.uint8))
@@ -113,7 +115,7 @@ def function_proto(stride: int, kernel_size: int) -> onnx.FunctionProto:
     other_ids = b.op("Reshape", b.op("NonZero", b.op("Not", routed)), b.const([-1]))
     order = b.op("Concat", routed_ids, other_ids, axis=0)
     count = b.op("Squeeze", b.op("Shape", routed_ids))
-    return b.build({"token_order": order, "num_routed": count, "dpe_box": box})
+    return b.build({"token_order": order, NUM_ROUTED: count, DPE_BOX: box})
 
 
 def reference(ref_label: Tensor, stride: int, kernel_size: int) -> tuple[Tensor, Tensor, Tensor]:

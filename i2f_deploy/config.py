@@ -97,7 +97,7 @@ class ModelConfig:
     decode_head: DecodeHeadConfig
 
 
-PARTS: dict[str, type] = typing.get_type_hints(ModelConfig)
+MODEL_PARTS: dict[str, type] = typing.get_type_hints(ModelConfig)
 
 
 @dataclass(frozen=True)
@@ -227,11 +227,11 @@ def config_from_dict(data: dict[str, Any]) -> ExportConfig:
     model_table = data.pop("model", {})
     if not isinstance(model_table, dict):
         raise ConfigError(f"[model] must be a table, got {model_table!r}")
-    unknown = sorted(set(model_table) - set(PARTS))
+    unknown = sorted(set(model_table) - set(MODEL_PARTS))
     if unknown:
         raise ConfigError(f"unknown table(s) in [model]: {', '.join(unknown)}")
     missing = [key for key in ("name", "target_size") if key not in data]
-    missing += [f"[model.{part}]" for part in PARTS if part not in model_table]
+    missing += [f"[model.{part}]" for part in MODEL_PARTS if part not in model_table]
     if missing:
         raise ConfigError(f"config is missing: {', '.join(missing)}")
     name, target_size = data.pop("name"), data.pop("target_size")
@@ -240,7 +240,7 @@ def config_from_dict(data: dict[str, Any]) -> ExportConfig:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"name must be a non-empty string, got {name!r}")
     model = ModelConfig(**{
-        part: _build(PARTS[part], model_table[part], f"model.{part}") for part in PARTS
+        part: _build(MODEL_PARTS[part], model_table[part], f"model.{part}") for part in MODEL_PARTS
     })
     return ExportConfig(name=name, target_size=int(_number(target_size, int, "target_size")), model=model)
 

@@ -30,6 +30,7 @@ __all__ = [
     "UNKNOWN",
     "POSSIBLY_FOREGROUND",
     "DEFINITELY_FOREGROUND",
+    "NUM_PROMPT_VALUES",
     "INNER_RADIUS",
     "OUTER_RADIUS",
     "Click",
@@ -48,6 +49,7 @@ POSSIBLY_BACKGROUND = 1
 UNKNOWN = 2
 POSSIBLY_FOREGROUND = 3
 DEFINITELY_FOREGROUND = 4
+NUM_PROMPT_VALUES = 5
 _MODES = (DEFINITELY_BACKGROUND, POSSIBLY_BACKGROUND, UNKNOWN, POSSIBLY_FOREGROUND,
           DEFINITELY_FOREGROUND)
 _OPPOSITE = {POSSIBLY_BACKGROUND: POSSIBLY_FOREGROUND, POSSIBLY_FOREGROUND: POSSIBLY_BACKGROUND}
@@ -147,8 +149,9 @@ def initial_prompt_map(size: int) -> np.ndarray:
     return np.full((1, 1, int(size), int(size)), UNKNOWN, dtype=np.uint8)
 
 
-def validate_prompt_map(ref_label: Any) -> np.ndarray:
-    """Check a prompt map is uint8 [1, 1, S, S] with values 0..4; returns it as an ndarray."""
+def validate_prompt_map(ref_label: Any, size: int | None = None) -> np.ndarray:
+    """Check a prompt map is uint8 [1, 1, S, S] with values 0..4 (and S == ``size`` if given);
+    returns it as an ndarray."""
     if not isinstance(ref_label, np.ndarray):
         raise InputError(f"prompt map must be a numpy array, got {type(ref_label).__name__}")
     if ref_label.dtype != np.uint8:
@@ -156,6 +159,8 @@ def validate_prompt_map(ref_label: Any) -> np.ndarray:
     shape = ref_label.shape
     if len(shape) != 4 or shape[0] != 1 or shape[1] != 1 or shape[2] != shape[3] or shape[2] == 0:
         raise InputError(f"prompt map must have shape [1, 1, S, S] with S > 0, got {list(shape)}")
+    if size is not None and shape[2] != size:
+        raise InputError(f"prompt map must be {size}x{size} (the target size), got {shape[2]}x{shape[3]}")
     if ref_label.max() > DEFINITELY_FOREGROUND:
         raise InputError(f"prompt map values must be 0..4, found {int(ref_label.max())}")
     return ref_label

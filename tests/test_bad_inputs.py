@@ -194,7 +194,7 @@ def test_validate_refuses_a_checkpoint_for_a_random_weights_export(tiny_artifact
 
 
 @pytest.mark.parametrize("size, message", [(1024, "manifest.json says target_size 1024, but encoder.onnx takes image of 512x512"),
-                                           ("big", "target_size 'big' is not a positive integer")])
+                                           ("big", "is not valid: target_size: Input should be a valid integer")])
 def test_an_edited_target_size_is_refused(tiny_artifacts, golden_image_path, tmp_path, size, message):
     copy = linked_copy(tiny_artifacts, tmp_path)
     edit_manifest(copy, target_size=size)

@@ -12,6 +12,7 @@ import random
 import numpy as np
 import pytest
 
+from i2f_deploy.compare import mask_iou
 from i2f_deploy.errors import InputError
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.validate import clicks as clicks_module
@@ -19,11 +20,10 @@ from i2f_deploy.validate.clicks import (
     click_loop,
     deepest_pixels,
     error_distance,
-    iou,
     next_click,
     noc,
 )
-from i2f_deploy.validate.samples import MAX_SIDE, builtin_samples, sample_names
+from i2f_deploy.samples import MAX_SIDE, builtin_samples, sample_names
 
 
 def _box(shape, y0, y1, x0, x1):
@@ -177,12 +177,12 @@ def test_next_click_rejects_bad_input():
 def test_iou():
     a = _box((4, 4), 0, 1, 0, 1)  # 4 px
     b = _box((4, 4), 0, 1, 0, 3)  # 8 px, contains a
-    assert iou(a, b) == 0.5
-    assert iou(a, ~a) == 0.0
-    assert iou(np.zeros((3, 3), bool), np.zeros((3, 3), bool)) == 1.0  # both empty: they agree
-    assert iou(np.zeros((3, 3), bool), np.ones((3, 3), bool)) == 0.0
+    assert mask_iou(a, b) == 0.5
+    assert mask_iou(a, ~a) == 0.0
+    assert mask_iou(np.zeros((3, 3), bool), np.zeros((3, 3), bool)) == 1.0  # both empty: they agree
+    assert mask_iou(np.zeros((3, 3), bool), np.ones((3, 3), bool)) == 0.0
     with pytest.raises(InputError):
-        iou(a, np.zeros((4, 5), bool))
+        mask_iou(a, np.zeros((4, 5), bool))
 
 
 def test_noc_known_sequences():
@@ -231,7 +231,7 @@ def test_click_loop_follows_next_click_and_reports_ious():
         replay.append(next_click(prediction, gt, replay))
         prediction = pred
     assert replay == run.clicks
-    assert run.ious == [iou(p, gt) for p in run.predictions]
+    assert run.ious == [mask_iou(p, gt) for p in run.predictions]
 
 
 def test_click_loop_passes_none_once_perfect():

@@ -9,6 +9,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from i2f_deploy.compare import assert_close
 from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
 from i2f_deploy.model.attention import BSQAttention
 from i2f_deploy.model.moe import HybridMoE
@@ -42,7 +43,7 @@ def test_bsq_function_is_deterministic_with_crowded_codes(num_tokens):
     function = bsq_attention.function_proto(**attributes)
     session = single_node_session(bsq_attention, attributes, function, feeds, [TensorProto.FLOAT])
     for _ in range(3):
-        assert np.abs(session.run(None, feeds)[0] - reference).max() <= 1e-5
+        assert_close(session.run(None, feeds)[0], reference, atol=1e-5)
 
 
 @pytest.mark.parametrize("routed_share", [0.0, 0.3, 1.0])
@@ -56,7 +57,7 @@ def test_hybrid_moe_function_matches_the_model(routed_share):
     weights = hybrid_moe.weight_inputs(moe)
     feeds = dict(zip(hybrid_moe.INPUTS, [x.numpy(), routed.numpy(), *[w.detach().numpy() for w in weights]]))
     session = single_node_session(hybrid_moe, attributes, hybrid_moe.function_proto(**attributes), feeds, [TensorProto.FLOAT])
-    assert np.abs(session.run(None, feeds)[0] - reference).max() <= 1e-4
+    assert_close(session.run(None, feeds)[0], reference, atol=1e-4)
 
 
 def test_token_routing_function_matches_the_router():

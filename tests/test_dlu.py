@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from i2f_deploy.compare import assert_close
 from i2f_deploy.export.dlu import FactoredStage, phase_filters
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.model.head import Upsample2x
@@ -116,4 +117,4 @@ def test_exported_factored_stage_equals_the_direct_stage_on_every_crop(exported_
         feeds = {"x": x.numpy(), "edge_map": edge_map.numpy(), "term": term.numpy(), "box": np.array(values, np.int64)}
         out = runner.run(feeds)["y"]
         assert out.shape == direct.shape, name
-        assert np.abs(out - direct).max() <= 1e-4, name
+        assert_close(out, direct, atol=1e-4, what=name)

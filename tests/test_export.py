@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from conftest import DECODER_CASES, assert_runs_without_torch
 from i2f_deploy import runtime
 from i2f_deploy.cli import app
+from i2f_deploy.compare import assert_close, logits_iou
 from i2f_deploy.custom_ops import DOMAIN
 from i2f_deploy.custom_ops.registry import OP_TYPES
-from i2f_deploy.validate.compare import mask_iou
 
 BACKENDS = ("onnxruntime", "openvino")
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
@@ -41,7 +41,7 @@ def test_stock_onnxruntime_runs_the_decoder_file(tiny_artifacts, golden):
     terms = edge_conv.run(None, {name: feeds[name] for name in FEATURES[1:]})
     feeds.update({output.name: term for output, term in zip(edge_conv.get_outputs(), terms)})
     logits, num_routed, _, _ = session.run(None, {**feeds, "ref_label": golden["state_medium/ref_label"]})
-    assert np.abs(logits - golden["state_medium/logits"]).max() <= 1e-3
+    assert_close(logits, golden["state_medium/logits"], atol=1e-3)
     assert int(num_routed) == len(golden["state_medium/full_attention_tokens"])
 
 
@@ -52,7 +52,7 @@ def test_decoder_reproduces_every_golden_case(tiny_artifacts, golden, tiny_model
     for case in DECODER_CASES:
         out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
         reference = tiny_model.decode_detailed(*golden_encoded, torch.from_numpy(golden[f"{case}/ref_label"]))
-        assert np.abs(out["logits"] - golden[f"{case}/logits"]).max() <= 1e-3, case
+        assert_close(out["logits"], golden[f"{case}/logits"], atol=1e-3, what=case)
         assert int(out["num_routed"]) == len(golden[f"{case}/full_attention_tokens"]), case
         np.testing.assert_array_equal(out["dpe_box"], reference.routing.box_values.numpy())
         np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
@@ -66,7 +66,7 @@ def test_decoder_routing_extremes(tiny_artifacts, golden, tiny_model, golden_enc
     out = decoder.run({**{name: golden[name] for name in FEATURES}, "ref_label": ref_label})
     reference = tiny_model.decode_detailed(*golden_encoded, torch.from_numpy(ref_label))
     assert int(out["num_routed"]) == reference.routed_tokens.numel() == (0 if value == 0 else 1024)
-    assert np.abs(out["logits"] - reference.logits.numpy()).max() <= 1e-3
+    assert_close(out["logits"], reference.logits.numpy(), atol=1e-3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -76,12 +76,12 @@ def test_encoder_matches_golden_within_the_readme_tolerances(tiny_artifacts, gol
     encoder = runtime.load(tiny_artifacts, "encoder", backend)
     decoder = runtime.load(tiny_artifacts, "decoder", backend)
     features = encoder.run({"image": golden["input"]})
-    assert np.abs(features["image_embeddings"] - golden["image_embeddings"]).max() <= 1e-3
+    assert_close(features["image_embeddings"], golden["image_embeddings"], atol=1e-3)
     for index in range(4):
         assert np.isfinite(features[f"edge_map_{index}"]).all()
     for case in DECODER_CASES:
         logits = decoder.run({**features, "ref_label": golden[f"{case}/ref_label"]})["logits"]
-        assert mask_iou(logits, golden[f"{case}/logits"]) >= 0.99, case
+        assert logits_iou(logits, golden[f"{case}/logits"]) >= 0.99, case
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -99,7 +99,7 @@ def test_encoder_matches_the_portable_pytorch_numerics(tiny_artifacts, golden, p
     for case in DECODER_CASES:
         ref_label = torch.from_numpy(golden[f"{case}/ref_label"])
         logits = decoder.run({**features, "ref_label": golden[f"{case}/ref_label"]})["logits"]
-        assert mask_iou(logits, portable_model.decode(embeddings, edge_maps, ref_label).numpy()) >= 0.999, case
+        assert logits_iou(logits, portable_model.decode(embeddings, edge_maps, ref_label).numpy()) >= 0.999, case
 
 
 def test_openvino_ir_runs_without_extensions(tiny_artifacts, golden):
@@ -109,7 +109,7 @@ def test_openvino_ir_runs_without_extensions(tiny_artifacts, golden):
     compiled = core.compile_model(str(tiny_artifacts / "openvino" / "decoder.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     feeds = runtime.load(tiny_artifacts, "decoder", "openvino").with_derived({name: golden[name] for name in FEATURES})
     result = compiled({**feeds, "ref_label": golden["state_small/ref_label"]})
-    assert np.abs(result[compiled.output("logits")] - golden["state_small/logits"]).max() <= 1e-3
+    assert_close(result[compiled.output("logits")], golden["state_small/logits"], atol=1e-3)
 
 
 def test_manifest_describes_the_artifacts(tiny_artifacts, tiny_checkpoint):
@@ -142,7 +142,7 @@ def test_dense_routing_export_equals_the_dense_pytorch_model(tmp_path, tiny_chec
                                           [torch.from_numpy(features[n]) for n in FEATURES[1:]],
                                           torch.from_numpy(ref_label))
         assert int(out_graph["num_routed"]) == 1024 == reference.routed_tokens.numel()
-        assert np.abs(out_graph["logits"] - reference.logits.numpy()).max() <= 1e-3
+        assert_close(out_graph["logits"], reference.logits.numpy(), atol=1e-3)
 
 
 def test_runtime_runs_both_backends_without_importing_torch(tiny_artifacts, golden):
@@ -213,7 +213,7 @@ def test_encoder_edge_convs_are_the_decoders_per_image_inputs(tiny_artifacts, go
     for index, stage in enumerate(tiny_model.decode_head.upsamplers):
         convolved = stage.conv(torch.from_numpy(features[f"edge_map_{index}"]))
         expected = torch.nn.functional.pixel_unshuffle(convolved, 2).numpy()
-        assert np.abs(features[f"edge_conv_{index}"] - expected).max() <= 1e-4
+        assert_close(features[f"edge_conv_{index}"], expected, atol=1e-4)
     five = {name: features[name] for name in FEATURES}
     ref_label = golden["state_border/ref_label"]
     np.testing.assert_allclose(decoder.run({**features, "ref_label": ref_label})["logits"],
@@ -274,7 +274,7 @@ def test_verification_can_be_skipped_once_a_product_has_verified(tiny_artifacts,
     damaged = tampered_copy(tiny_artifacts, tmp_path, "manifest-checksum")
     decoder = runtime.load(damaged, "decoder", verify=False)
     out = decoder.run({**{name: golden[name] for name in FEATURES}, "ref_label": golden["state_small/ref_label"]})
-    assert np.abs(out["logits"] - golden["state_small/logits"]).max() <= 1e-3
+    assert_close(out["logits"], golden["state_small/logits"], atol=1e-3)
 
 
 @pytest.mark.parametrize("command", ["predict", "bench", "validate"])

@@ -11,6 +11,7 @@ import torch
 
 from conftest import export_with, save_checkpoint
 from i2f_deploy import runtime
+from i2f_deploy.compare import assert_close
 from i2f_deploy.config import load_config
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.model.random_weights import randomize_weights
@@ -70,7 +71,7 @@ def check_against_pytorch(size: int, tmp_path) -> None:
                 assert int(out["num_routed"]) == EXPECTED_ROUTED[name] * grid * grid
             np.testing.assert_array_equal(out["dpe_box"], reference.routing.box_values.numpy())
             np.testing.assert_array_equal(out["dlu_box"], [0, 0, grid, grid])
-            assert np.abs(out["logits"] - reference.logits.numpy()).max() <= 1e-3, (backend, name)
+            assert_close(out["logits"], reference.logits.numpy(), atol=1e-3, what=(backend, name))
         del decoder
 
 

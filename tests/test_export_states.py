@@ -9,6 +9,7 @@ import torch
 
 from conftest import export_with, save_checkpoint
 from i2f_deploy import runtime
+from i2f_deploy.compare import assert_close
 from i2f_deploy.model.inter2former import build_model
 
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
@@ -37,7 +38,7 @@ def test_crafted_dlu_boxes_match_pytorch(crafted, golden, golden_encoded, backen
         out = decoder.run({**features, "ref_label": ref_label})
         reference = model.decode_detailed(*golden_encoded, torch.from_numpy(ref_label))
         np.testing.assert_array_equal(out["dlu_box"], reference.dlu_box.as_tensor().numpy())
-        assert np.abs(out["logits"] - reference.logits.numpy()).max() <= 1e-3, case
+        assert_close(out["logits"], reference.logits.numpy(), atol=1e-3, what=case)
         boxes.append(out["dlu_box"].tolist())
     if shift == -1000.0:
         assert all(box == [0, 0, 32, 32] for box in boxes)

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from conftest import DECODER_CASES
-from i2f_deploy.validate.compare import mask_iou
+from i2f_deploy.compare import assert_close, logits_iou
 
 
 def test_encoder_matches_golden(tiny_model, golden):
     embeddings, edge_maps = tiny_model.encode(torch.from_numpy(golden["input"]))
-    assert np.abs(embeddings.numpy() - golden["image_embeddings"]).max() <= 1e-4
+    assert_close(embeddings.numpy(), golden["image_embeddings"], atol=1e-4)
     for index, edge_map in enumerate(edge_maps):
         reference = golden[f"edge_map_{index}"]
         assert edge_map.shape == reference.shape
@@ -29,11 +29,11 @@ def test_portable_numerics_stay_close_to_the_official_ones(tiny_config, tiny_che
     model = build_model(tiny_config, tiny_checkpoint)
     model.edge_detector.use_numerics("portable")
     embeddings, edge_maps = model.encode(torch.from_numpy(golden["input"]))
-    assert np.abs(embeddings.numpy() - golden_encoded[0].numpy()).max() <= 1e-4
+    assert_close(embeddings.numpy(), golden_encoded[0].numpy(), atol=1e-4)
     assert any(not np.array_equal(e.numpy(), golden[f"edge_map_{i}"]) for i, e in enumerate(edge_maps))
     for case in DECODER_CASES:
         logits = model.decode(embeddings, edge_maps, torch.from_numpy(golden[f"{case}/ref_label"]))
-        assert mask_iou(logits.numpy(), golden[f"{case}/logits"]) >= 0.99, case
+        assert logits_iou(logits.numpy(), golden[f"{case}/logits"]) >= 0.99, case
 
 
 def test_unknown_numerics_are_refused(tiny_model):
@@ -48,16 +48,16 @@ def test_decoder_case_matches_golden(tiny_model, golden, golden_encoded, case):
     np.testing.assert_array_equal(np.sort(result.routed_tokens.numpy()), golden[f"{case}/full_attention_tokens"])
     np.testing.assert_array_equal(result.routing.core_box.numpy(), golden[f"{case}/dpe_bbox"])
     np.testing.assert_array_equal(result.dlu_box.as_tensor().numpy(), golden[f"{case}/dlu_bbox"])
-    assert np.abs(result.neck_out.numpy() - golden[f"{case}/neck_out"]).max() <= 1e-4
-    assert np.abs(result.coarse_logits.numpy() - golden[f"{case}/coarse_logits"]).max() <= 1e-4
-    assert np.abs(result.logits.numpy() - golden[f"{case}/logits"]).max() <= 1e-3
+    assert_close(result.neck_out.numpy(), golden[f"{case}/neck_out"], atol=1e-4)
+    assert_close(result.coarse_logits.numpy(), golden[f"{case}/coarse_logits"], atol=1e-4)
+    assert_close(result.logits.numpy(), golden[f"{case}/logits"], atol=1e-3)
 
 
 def test_neck_blocks_match_golden(tiny_model, golden, golden_encoded):
     embeddings, _ = golden_encoded
     output = tiny_model.neck(embeddings, torch.from_numpy(golden["state_medium/ref_label"]))
     for index, tokens in enumerate(output.block_outputs):
-        assert np.abs(tokens.numpy() - golden[f"state_medium/block_{index}"]).max() <= 1e-4
+        assert_close(tokens.numpy(), golden[f"state_medium/block_{index}"], atol=1e-4)
 
 
 def test_dlu_crops_to_the_located_box(tiny_model, golden, golden_encoded):
@@ -65,8 +65,8 @@ def test_dlu_crops_to_the_located_box(tiny_model, golden, golden_encoded):
     with torch.no_grad():
         head = tiny_model.decode_head(torch.from_numpy(golden["dlu_crop/neck_out"]), edge_maps)
     np.testing.assert_array_equal(head.box.as_tensor().numpy(), golden["dlu_crop/dlu_bbox"])
-    assert np.abs(head.coarse_logits.numpy() - golden["dlu_crop/coarse_logits"]).max() <= 1e-4
-    assert np.abs(head.logits.numpy() - golden["dlu_crop/logits"]).max() <= 1e-3
+    assert_close(head.coarse_logits.numpy(), golden["dlu_crop/coarse_logits"], atol=1e-4)
+    assert_close(head.logits.numpy(), golden["dlu_crop/logits"], atol=1e-3)
     left, top, right, bottom = (golden["dlu_crop/dlu_bbox"] * 16).tolist()
     outside = np.ones(head.logits.shape[-2:], dtype=bool)
     outside[top:bottom, left:right] = False

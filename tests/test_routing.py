@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from i2f_deploy.compare import assert_close
 from i2f_deploy.model.attention import rope_tables
 from i2f_deploy.model.rope import apply_rope
 from i2f_deploy.model.routing import TokenRouter
@@ -114,5 +115,5 @@ def test_routing_extremes_match_direct_computation(tiny_model, golden_encoded, v
     routed[result.routed_tokens] = True
     with torch.no_grad():
         reference = direct_neck(tiny_model.neck, embeddings, ref_label, routed)
-    assert np.abs(result.neck_out.numpy() - reference.numpy()).max() <= 1e-4
+    assert_close(result.neck_out.numpy(), reference.numpy(), atol=1e-4)
     assert torch.isfinite(result.logits).all()

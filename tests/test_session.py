@@ -19,7 +19,7 @@ from i2f_deploy.predict import predict
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.runtime.session import DEFAULT_HISTORY, InteractiveSession, Prediction
-from i2f_deploy.validate.clicks import iou as mask_iou
+from i2f_deploy.compare import mask_iou
 
 BACKENDS = ("onnxruntime", "openvino")
 # Six clicks on the 400x600 golden image, image pixels (y, x): positive and negative.

@@ -15,6 +15,7 @@ from i2f_deploy import runtime
 from i2f_deploy.bench.report import print_table, write_csv, write_json, write_plot
 from i2f_deploy.bench.runner import BACKENDS, Settings, Target, run_bench
 from i2f_deploy.bench.scenarios import SCENARIOS
+from i2f_deploy.contract import REF_LABEL
 from i2f_deploy.errors import I2FError
 from i2f_deploy.options import comma_list, positive_ints
 from i2f_deploy.outputs import check_output_file
@@ -53,8 +54,8 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
             embeddings, edge_maps = target.model(target.routing).encode(torch.from_numpy(bench_image(target.size)))
         feeds = dict(zip(IMAGE_FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
         feeds = runtime.load(target.artifact_dir, "decoder", "onnxruntime", verify=False).with_derived(feeds)
-        feeds["ref_label"] = scenario_prompt_map(scenario, target.size)
-        onnx_path = target.artifact_dir / target.manifest["files"]["decoder"]["onnx"]
+        feeds[REF_LABEL] = scenario_prompt_map(scenario, target.size)
+        onnx_path = target.artifact_dir / target.manifest.files.decoder.onnx
         for backend, profiler in (("onnxruntime", profile_onnxruntime), ("openvino", profile_openvino)):
             if backend in backends:
                 ops = profiler(onnx_path, {k: np.ascontiguousarray(v) for k, v in feeds.items()}, threads)
@@ -89,13 +90,13 @@ def run(request: BenchRequest, console: Console) -> None:
     for path, option in ((json_path, "--json"), (csv_path, "--csv"), (plot_path, "--plot"), (profile_path, "--profile")):
         check_output_file(path, option)
     sizes = positive_ints(request.sizes, "--sizes") if request.sizes else None
-    targets = select_targets(request.artifact_dirs, sizes, request.checkpoint)
     chosen_backends = comma_list(request.backends, "--backends", BACKENDS)
     chosen_scenarios = comma_list(request.scenarios, "--scenarios", SCENARIOS)
     thread_counts = positive_ints(request.threads, "--threads")
     for count in thread_counts:
         runtime.check_threads(count, "--threads")
     precisions = tuple(comma_list(request.precisions, "--precision", tuple(OPENVINO_PRECISIONS)))
+    targets = select_targets(request.artifact_dirs, sizes, request.checkpoint)  # reads and verifies files
     settings = replace(request.settings, openvino_precisions=precisions)
     start = time.perf_counter()
 

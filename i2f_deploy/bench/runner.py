@@ -26,11 +26,11 @@ from i2f_deploy.bench.memory import PeakSampler
 from i2f_deploy.bench.scenarios import scenario_prompt_map
 from i2f_deploy.bench.work import decoder_work
 from i2f_deploy.config import ExportConfig, config_from_dict
-from i2f_deploy.contract import IMAGE_FEATURES, part_files, verify_files
+from i2f_deploy.contract import DLU_BOX, DPE_BOX, EDGE_MAPS, IMAGE, IMAGE_EMBEDDINGS, IMAGE_FEATURES, NUM_ROUTED, REF_LABEL
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.preprocess import preprocess
-from i2f_deploy.validate.runner import check_weights, reference_model
-from i2f_deploy.validate.samples import builtin_samples
+from i2f_deploy.reference import check_weights, in_routing, reference_model
+from i2f_deploy.samples import builtin_samples
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 BENCH_IMAGE = "coffee-cup"
@@ -107,10 +107,10 @@ class Target:
         self.artifact_dir = artifact_dir
         self.manifest = runtime.read_manifest(artifact_dir)
         # every graph file checked once, before any work; the loads below skip it
-        verify_files(artifact_dir, self.manifest, part_files(self.manifest, "encoder") + part_files(self.manifest, "decoder"))
-        self.config: ExportConfig = config_from_dict(self.manifest["config"])
-        self.size = int(self.manifest["target_size"])
-        self.routing = self.manifest.get("routing", "dynamic")
+        self.manifest.verify(artifact_dir)
+        self.config: ExportConfig = config_from_dict(self.manifest.config)
+        self.size = self.manifest.target_size
+        self.routing = self.manifest.routing
         check_weights(artifact_dir, self.manifest, checkpoint)
         self.checkpoint = checkpoint
         self._model: Inter2Former | None = None
@@ -119,13 +119,7 @@ class Target:
         """The PyTorch model with this export's weights and edge numerics, in either routing."""
         if self._model is None:
             self._model = reference_model(self.artifact_dir, self.manifest, self.checkpoint)
-        if routing == self._model.routing:
-            return self._model
-        twin = Inter2Former(self._model.config, routing)
-        twin.load_state_dict(self._model.state_dict())
-        twin.edge_detector.use_numerics(self._model.edge_detector.numerics)
-        twin.refresh_constants()
-        return twin
+        return in_routing(self._model, routing)
 
 
 def bench_image(size: int) -> np.ndarray:
@@ -183,8 +177,8 @@ class Contender:
 def torch_contender(target: Target, routing: str, features: dict[str, np.ndarray], image: np.ndarray,
                     with_encoder: bool) -> Contender:
     model = target.model(routing)
-    embeddings = torch.from_numpy(features["image_embeddings"])
-    edge_maps = [torch.from_numpy(features[f"edge_map_{i}"]) for i in range(4)]
+    embeddings = torch.from_numpy(features[IMAGE_EMBEDDINGS])
+    edge_maps = [torch.from_numpy(features[name]) for name in EDGE_MAPS]
 
     def encode() -> object:
         with torch.no_grad():
@@ -213,11 +207,11 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
 
     def load_encoder() -> Callable[[], object]:
         encoder = runtime.load(target.artifact_dir, "encoder", backend, **load_options)
-        return lambda: encoder.run({"image": image})
+        return lambda: encoder.run({IMAGE: image})
 
     def decode(ref_label: np.ndarray) -> Decision:
-        out = decoder.run({**features, "ref_label": ref_label})
-        return Decision(int(out["num_routed"]), out["dpe_box"].tolist(), out["dlu_box"].tolist())
+        out = decoder.run({**features, REF_LABEL: ref_label})
+        return Decision(int(out[NUM_ROUTED]), out[DPE_BOX].tolist(), out[DLU_BOX].tolist())
 
     if backend != "openvino":
         return Contender(backend, target.routing, load_encoder, decode)

@@ -9,13 +9,13 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from i2f_deploy.contract import EDGE_CONVS, EDGE_MAPS, ENCODER_OUTPUTS
+from i2f_deploy.contract import EDGE_CONVS, EDGE_MAPS, ENCODER_INPUTS, ENCODER_OUTPUTS
 from i2f_deploy.export.dlu import EdgeTerms
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.export.stable_norm import stabilise_group_norms
 from i2f_deploy.model.inter2former import Inter2Former
 
-INPUT_NAMES = ("image",)
+INPUT_NAMES = ENCODER_INPUTS
 NUMERICS = "portable"  # the edge detector arithmetic the graph implements (recorded in the manifest)
 
 

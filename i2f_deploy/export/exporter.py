@@ -21,7 +21,7 @@ import onnx.inliner
 import torch
 
 from i2f_deploy.config import ExportConfig
-from i2f_deploy.contract import DECODER_INPUTS, NUM_EDGE_MAPS, sha256
+from i2f_deploy.contract import DECODER_INPUTS, IMAGE, NUM_EDGE_MAPS, sha256
 from i2f_deploy.custom_ops._builder import BODY_OPSET
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
@@ -142,7 +142,7 @@ def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions, pro
     if options.simplify:
         progress("simplifying encoder")
         image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-        encoder, note = simplify_checked(encoder, {"image": image.numpy()})
+        encoder, note = simplify_checked(encoder, {IMAGE: image.numpy()})
         notes.append(f"encoder: {note}")
     encoder_files = save_model(encoder, scratch / "encoder.onnx")
     del encoder

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 from pathlib import Path
 
 from i2f_deploy import __version__
 from i2f_deploy.config import ExportConfig
-from i2f_deploy.contract import CONTRACT_VERSION, io_contract, sha256
+from i2f_deploy.contract import CONTRACT_VERSION, Manifest, io_contract, sha256
 from i2f_deploy.custom_ops import DOMAIN, VERSION
 from i2f_deploy.custom_ops.registry import OP_TYPES
 from i2f_deploy.export.encoder import NUMERICS as ENCODER_NUMERICS
@@ -38,7 +37,7 @@ def write_manifest(
     notes: list[str],
 ) -> Path:
     all_files = sorted(p for p in out_dir.rglob("*") if p.is_file())
-    manifest = {
+    manifest = Manifest.model_validate({
         "contract_version": CONTRACT_VERSION,
         "config": config.to_dict(),
         "target_size": config.target_size,
@@ -71,7 +70,5 @@ def write_manifest(
         },
         "tools": tool_versions(),
         "notes": notes,
-    }
-    path = out_dir / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return path
+    })
+    return manifest.write(out_dir)

@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2f_deploy.config import EdgeDetectorConfig
+from i2f_deploy.preprocess import MEAN_BGR, STD_BGR
 
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
 NUMERICS = ("official", "portable")
 # Real edges give gradients >= 1e-4 on the 0..1 scale; backends that sum the Sobel taps in another
 # order leave +-1 ulp (<= 1.5e-7) where PyTorch gets exact zeros, and atan2 of that noise is chaos.
@@ -148,8 +147,8 @@ class CannyNet(nn.Module):
         self.canny = Canny(config.threshold)
         self.numerics = "official"
         self.normalise_maps = normalise_maps
-        self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(MEAN_BGR).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD_BGR).view(1, 3, 1, 1), persistent=False)
         self.conv1 = nn.Conv2d(5, widths[0], 3, padding=1)
         self.block_list = nn.ModuleList(
             nn.Sequential(*[ResnetBlock(width) for _ in range(config.depth)]) for width in widths

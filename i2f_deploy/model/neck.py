@@ -11,9 +11,8 @@ from torch import Tensor, nn
 from i2f_deploy.config import NeckConfig
 from i2f_deploy.model.attention import BSQAttention, FullAttention
 from i2f_deploy.model.moe import HybridMoE
-from i2f_deploy.model.routing import POSSIBLY_BACKGROUND, Box, Routing, TokenRouter, crop, paste
-
-NUM_PROMPT_VALUES = 5
+from i2f_deploy.model.routing import Box, Routing, TokenRouter, crop, paste
+from i2f_deploy.prompt_map import NUM_PROMPT_VALUES, POSSIBLY_BACKGROUND
 
 
 class PromptConv(nn.Module):

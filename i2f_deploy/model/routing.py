@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-POSSIBLY_BACKGROUND = 1
-UNKNOWN = 2
+from i2f_deploy.prompt_map import POSSIBLY_BACKGROUND, UNKNOWN
 
 
 @dataclass(frozen=True)

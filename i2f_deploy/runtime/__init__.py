@@ -6,17 +6,15 @@ Runtime (they carry ONNX functions); on OpenVINO they are registered from those 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from i2f_deploy.contract import check_contract_version, part_files, verify_files
+from i2f_deploy.contract import IMAGE, REF_LABEL, Manifest
 from i2f_deploy.errors import I2FError
 
-PARTS = ("encoder", "decoder")
 BACKENDS = ("onnxruntime", "openvino")
 
 
@@ -49,26 +47,15 @@ def check_threads(threads: int | None, option: str = "threads") -> None:
         raise I2FError(f"{option} must be an integer from 1 to {limit} (the CPUs available), got {threads!r}")
 
 
-def read_manifest(artifact_dir: str | Path) -> dict:
+def read_manifest(artifact_dir: str | Path) -> Manifest:
     """The manifest of an artifact directory of this contract version (others are refused)."""
-    path = Path(artifact_dir) / "manifest.json"
-    if not path.is_file():
-        raise I2FError(f"not an i2f-deploy artifact directory (no manifest.json): {artifact_dir}")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise I2FError(f"manifest.json in {artifact_dir} is not valid JSON: {exc}") from None
-    check_contract_version(manifest, artifact_dir)
-    size = manifest.get("target_size")
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise I2FError(f"manifest.json in {artifact_dir}: target_size {size!r} is not a positive integer; re-export the artifact")
-    return manifest
+    return Manifest.read(artifact_dir)
 
 
-def _check_target_size(graph: GraphRunner, manifest: dict, path: Path) -> None:
+def _check_target_size(graph: GraphRunner, manifest: Manifest, path: Path) -> None:
     """The manifest's target size is the one the graph was traced at (an edited manifest is not)."""
-    size = manifest["target_size"]
-    for name in ("image", "ref_label"):
+    size = manifest.target_size
+    for name in (IMAGE, REF_LABEL):
         shape = graph.input_shapes.get(name)
         if shape is not None and tuple(shape[-2:]) != (size, size):
             raise I2FError(f"manifest.json says target_size {size}, but {path.name} takes {name} of "
@@ -110,20 +97,19 @@ def load(
     has verified its copy); ``performance_hint`` ("latency" or
     "throughput") and ``streams`` are OpenVINO's.
     """
-    if part not in PARTS:
-        raise I2FError(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
     if backend not in BACKENDS:
         raise I2FError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     check_threads(threads)
     manifest = read_manifest(artifact_dir)
+    files = manifest.part(part)
     if verify:
-        verify_files(artifact_dir, manifest, part_files(manifest, part))
-    files = manifest["files"][part]
+        manifest.verify(artifact_dir, (part,))
     options = (backend, threads, precision, spinning, performance_hint, streams)
-    graph = _load_graph(Path(artifact_dir) / files["onnx"], *options)
-    _check_target_size(graph, manifest, Path(artifact_dir) / files["onnx"])
+    graph = _load_graph(Path(artifact_dir) / files.onnx, *options)
+    _check_target_size(graph, manifest, Path(artifact_dir) / files.onnx)
     if part == "encoder":
         return graph
     from i2f_deploy.runtime.decoder import DecoderRunner
 
-    return DecoderRunner(graph, lambda: _load_graph(Path(artifact_dir) / files["edge_conv"], *options))
+    edge_conv = Path(artifact_dir) / str(files.edge_conv)
+    return DecoderRunner(graph, lambda: _load_graph(edge_conv, *options))

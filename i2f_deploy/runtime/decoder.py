@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from i2f_deploy.contract import EDGE_CONVS, EDGE_MAPS
+from i2f_deploy.contract import EDGE_CONVS, EDGE_MAPS, REF_LABEL
+from i2f_deploy.prompt_map import validate_prompt_map
 from i2f_deploy.runtime import GraphRunner, check_inputs
 
 
@@ -36,4 +37,7 @@ class DecoderRunner:
         return {**features, **self._edge_conv.run({name: features[name] for name in EDGE_MAPS})}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if REF_LABEL in inputs:  # a missing one is reported with the other missing inputs
+            # Else the backends fail with their own errors, or OpenVINO runs on values above 4.
+            validate_prompt_map(inputs[REF_LABEL], self.input_shapes[REF_LABEL][-1])
         return self.graph.run(self.with_derived(inputs))

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from i2f_deploy import runtime
+from i2f_deploy.contract import IMAGE, LOGITS, NUM_ROUTED, REF_LABEL
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess, to_target_click, validate_image
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
@@ -161,7 +162,7 @@ class InteractiveSession:
         manifest = runtime.read_manifest(artifact_dir)
         self.artifact_dir = Path(artifact_dir)
         self.backend = backend
-        self.target_size = int(manifest["target_size"])
+        self.target_size = manifest.target_size
         self.cache_size = int(cache_size)
         self.history = int(history)
         self._encoder = runtime.load(artifact_dir, "encoder", backend, threads, verify=verify)
@@ -216,7 +217,7 @@ class InteractiveSession:
                 encoded = self._encoded
             else:
                 tensor, geometry = preprocess(image, self.target_size)
-                features = self._encoder.run({"image": tensor})
+                features = self._encoder.run({IMAGE: tensor})
                 self.encoder_runs += 1
                 encoded = _Encoded(features, geometry)
                 if self.cache_size:
@@ -262,17 +263,17 @@ class InteractiveSession:
         """One iteration of the official loop, from the prompt map before ``click``."""
         geometry = self._encoded.geometry  # type: ignore[union-attr]
         ref_label = add_clicks(ref_label, [to_target_click(click, geometry)])
-        self._feeds["ref_label"] = ref_label
+        self._feeds[REF_LABEL] = ref_label
         try:
             out = self._decoder.run(self._feeds)
         finally:
-            self._feeds.pop("ref_label", None)
+            self._feeds.pop(REF_LABEL, None)
         self.decoder_runs += 1
-        logits = out["logits"]
+        logits = out[LOGITS]
         after = apply_prediction(ref_label, logits.reshape(logits.shape[-2:]) > 0)
         after.flags.writeable = False
         logits.flags.writeable = False
-        return _Step(after, logits, int(out["num_routed"]))
+        return _Step(after, logits, int(out[NUM_ROUTED]))
 
     def _to_prediction(self, step: _Step | None) -> Prediction | None:
         if step is None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from i2f_deploy import runtime
+from i2f_deploy.contract import IMAGE, LOGITS, NUM_ROUTED, REF_LABEL
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import geometry_for, logits_to_image, preprocess, to_target_click
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
@@ -77,8 +78,8 @@ class Engine:
         self.config = config
         manifest = runtime.read_manifest(config.artifact_dir)
         self.manifest = manifest
-        self.target_size = int(manifest["target_size"])
-        self.model_name = str(manifest.get("config", {}).get("name", "inter2former"))
+        self.target_size = manifest.target_size
+        self.model_name = str(manifest.config["name"])
         load = dict(backend=config.backend, threads=config.threads)
         self._encoder = runtime.load(config.artifact_dir, "encoder", **load)
         self._decoder = runtime.load(config.artifact_dir, "decoder", **load)
@@ -128,7 +129,7 @@ class Engine:
                 tensor, _ = preprocess(entry.pixels, self.target_size)
                 with self.gate.encode(), self._encoder_lock:
                     start = time.perf_counter()
-                    features = self._encoder.run({"image": tensor})
+                    features = self._encoder.run({IMAGE: tensor})
                     elapsed = (time.perf_counter() - start) * 1e3
                 with self._counts_lock:
                     self.encoder_runs += 1
@@ -173,16 +174,16 @@ class Engine:
             ref_label = add_clicks(ref_label, [to_target_click(clicks[index], entry.geometry)])
             with self.gate.click(), self._decoder_lock:
                 run_start = time.perf_counter()
-                out = self._decoder.run({**features, "ref_label": ref_label})
+                out = self._decoder.run({**features, REF_LABEL: ref_label})
                 decode_ms += (time.perf_counter() - run_start) * 1e3
-            logits = out["logits"]
+            logits = out[LOGITS]
             ref_label = apply_prediction(ref_label, logits.reshape(logits.shape[-2:]) > 0)
             self.states.put(key, clicks[:index + 1], ref_label)
         runs = len(clicks) - known
         with self._counts_lock:
             self.decoder_runs += runs
         mask = logits_to_image(logits, entry.geometry) > 0
-        return Segmentation(key, clicks, mask, int(out["num_routed"]), _timings(start, waited, decode_ms, runs))
+        return Segmentation(key, clicks, mask, int(out[NUM_ROUTED]), _timings(start, waited, decode_ms, runs))
 
     # ------------------------------------------------------------------ state
     def stats(self) -> dict[str, object]:

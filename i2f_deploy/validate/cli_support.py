@@ -12,24 +12,27 @@ import numpy as np
 from rich.console import Console
 
 from i2f_deploy import runtime
+from i2f_deploy.contract import LOGITS, REF_LABEL
 from i2f_deploy.errors import I2FError
 from i2f_deploy.options import comma_list
 from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime import BACKENDS
-from i2f_deploy.validate.compare import mask_iou
+from i2f_deploy.compare import logits_iou
 from i2f_deploy.validate.report import print_table, to_json, write_json
-from i2f_deploy.validate.runner import DEFAULT_TOLERANCES, Validation, reference_model
+from i2f_deploy.reference import reference_model
+from i2f_deploy.validate.runner import Tolerances, Validation
 from i2f_deploy.validate.states import edge_case_states
 
 
-def parse_tolerances(overrides: list[str]) -> dict:
-    tolerances = dict(DEFAULT_TOLERANCES)
+def parse_tolerances(overrides: list[str]) -> Tolerances:
+    tolerances = Tolerances()
+    names = [f.name for f in dataclasses.fields(Tolerances)]
     for item in overrides:
         name, _, value = item.partition("=")
-        if name not in tolerances or not value:
-            raise I2FError(f"--tolerance {item!r}: expected NAME=VALUE with NAME in {', '.join(tolerances)}")
+        if name not in names or not value:
+            raise I2FError(f"--tolerance {item!r}: expected NAME=VALUE with NAME in {', '.join(names)}")
         try:
-            tolerances[name] = dataclasses.replace(tolerances[name], atol=float(value))
+            tolerances = tolerances.overridden(name, float(value))
         except ValueError:
             raise I2FError(f"--tolerance {item!r}: {value!r} is not a number") from None
     return tolerances
@@ -52,8 +55,8 @@ def bf16_report(validation: Validation, features: dict[str, dict[str, np.ndarray
     for name, image_features in features.items():
         for case, ref_label in edge_case_states(validation.size).items():
             reference = validation.reference_logits[(name, case)]
-            logits = decoder.run({**image_features, "ref_label": ref_label})["logits"]
-            rows.append({"case": f"{name}/{case}", "max_abs": float(np.abs(logits - reference).max()), "iou": mask_iou(logits, reference)})
+            logits = decoder.run({**image_features, REF_LABEL: ref_label})[LOGITS]
+            rows.append({"case": f"{name}/{case}", "max_abs": float(np.abs(logits - reference).max()), "iou": logits_iou(logits, reference)})
     return rows
 
 
@@ -76,7 +79,7 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     """Edge-case prompt states on every image; official click loops on the built-in samples
     (their masks are the ground truth), unless images are given."""
     from i2f_deploy.validate.loops import check_loop
-    from i2f_deploy.validate.samples import builtin_samples
+    from i2f_deploy.samples import builtin_samples
 
     artifact_dir, checkpoint, report_path, clicks = request.artifact_dir, request.checkpoint, request.report, request.clicks
     check_output_file(report_path, "--report")

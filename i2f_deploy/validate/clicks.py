@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from i2f_deploy.compare import mask_iou
 from i2f_deploy.errors import InputError
 from i2f_deploy.prompt_map import Click
 
@@ -55,7 +56,6 @@ __all__ = [
     "error_distance",
     "deepest_pixels",
     "next_click",
-    "iou",
     "noc",
     "click_loop",
 ]
@@ -159,21 +159,6 @@ def next_click(
     return Click(y=int(y), x=int(x), positive=positive)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two bool masks; 1.0 when both are empty (they agree).
-
-    The official metric returns 0.0 for an empty union, but it never meets one: ground truths
-    are never empty. Here masks of two backends are compared too, where empty == empty agrees.
-    """
-    a, b = _as_mask("mask a", a), _as_mask("mask b", b)
-    if a.shape != b.shape:
-        raise InputError(f"masks differ in shape: {list(a.shape)} vs {list(b.shape)}")
-    union = int(np.count_nonzero(a | b))
-    if union == 0:
-        return 1.0
-    return int(np.count_nonzero(a & b)) / union
-
-
 def noc(
     ious: Iterable[float],
     thresholds: Sequence[float] = NOC_THRESHOLDS,
@@ -233,5 +218,5 @@ def click_loop(
             raise InputError(f"step returned a {list(prediction.shape)} mask for a "
                              f"{list(gt.shape)} ground truth")
         predictions.append(prediction)
-        ious.append(iou(prediction, gt))
+        ious.append(mask_iou(prediction, gt))
     return ClickRun(clicks, predictions, ious)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from i2f_deploy.contract import DLU_BOX
+
 DEFAULT_EPSILON = 1e-3
 
 
@@ -53,7 +55,7 @@ def dlu_box_decision(
     and the reference box's own border tokens)."""
     ref, cand = np.asarray(reference_box).tolist(), np.asarray(candidate_box).tolist()
     if ref == cand:
-        return Decision("dlu_box", ref, cand, "agree")
+        return Decision(DLU_BOX, ref, cand, "agree")
     coarse = np.asarray(reference_coarse, dtype=np.float64).reshape(reference_coarse.shape[-2:])
     inside_ref, inside_cand = box_region(ref, coarse.shape), box_region(cand, coarse.shape)
     left, top, right, bottom = ref
@@ -61,4 +63,4 @@ def dlu_box_decision(
     border[top + 1 : bottom - 1, left + 1 : right - 1] = False
     deciding = (inside_ref ^ inside_cand) | border
     margin = float(np.abs(coarse[deciding] - threshold).min()) if deciding.any() else float("inf")
-    return Decision("dlu_box", ref, cand, "flip" if margin <= epsilon else "fail", margin)
+    return Decision(DLU_BOX, ref, cand, "flip" if margin <= epsilon else "fail", margin)

@@ -10,9 +10,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from i2f_deploy.contract import IMAGE, LOGITS, REF_LABEL
 from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess, to_target_click
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
-from i2f_deploy.validate.clicks import click_loop, iou, noc
+from i2f_deploy.compare import mask_iou
+from i2f_deploy.validate.clicks import click_loop, noc
 
 
 @dataclass
@@ -50,8 +52,8 @@ class ReferenceLoop:
 
 def backend_masks(validation, backend: str, image: np.ndarray, geometry: Geometry, prompt_maps: list[np.ndarray]) -> list[np.ndarray]:
     runners = validation.runners[backend]
-    features = runners["encoder"].run({"image": image})
-    return [logits_to_image(runners["decoder"].run({**features, "ref_label": m})["logits"], geometry) > 0 for m in prompt_maps]
+    features = runners["encoder"].run({IMAGE: image})
+    return [logits_to_image(runners["decoder"].run({**features, REF_LABEL: m})[LOGITS], geometry) > 0 for m in prompt_maps]
 
 
 def check_loop(validation, name: str, image_rgb: np.ndarray, ground_truth: np.ndarray, num_clicks: int,
@@ -60,12 +62,12 @@ def check_loop(validation, name: str, image_rgb: np.ndarray, ground_truth: np.nd
     with torch.no_grad():
         run = click_loop(reference.step, ground_truth, num_clicks, rng)
     reference_noc = {str(k): v for k, v in run.noc().items()}
-    bar = validation.tolerances["edge_maps_mask_iou"].atol
+    bar = validation.tolerances.edge_maps_mask_iou
     reports = []
     for backend in validation.backends:
         masks = backend_masks(validation, backend, reference.image, reference.geometry, reference.prompt_maps)
-        agreement = [iou(a, b) for a, b in zip(masks, run.predictions)]
-        backend_noc = {str(k): v for k, v in noc([iou(m, ground_truth) for m in masks], max_clicks=num_clicks).items()}
+        agreement = [mask_iou(a, b) for a, b in zip(masks, run.predictions)]
+        backend_noc = {str(k): v for k, v in noc([mask_iou(m, ground_truth) for m in masks], max_clicks=num_clicks).items()}
         failures = [f"click {i + 1}: mask IoU vs reference {v:.4f} < {bar}" for i, v in enumerate(agreement) if v < bar]
         if backend_noc != reference_noc:
             failures.append(f"NoC {backend_noc} != reference {reference_noc}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from i2f_deploy.contract import IMAGE_EMBEDDINGS, LOGITS, NUM_ROUTED
 from i2f_deploy.validate.runner import Validation
 
 
@@ -16,7 +19,7 @@ def to_json(validation: Validation, extra: dict) -> dict:
         "artifact_dir": str(validation.artifact_dir),
         "target_size": validation.size,
         "backends": validation.backends,
-        "tolerances": {name: vars(t) for name, t in validation.tolerances.items()},
+        "tolerances": dataclasses.asdict(validation.tolerances),
         "passed": validation.passed,
         "failures": validation.failures,
         "flips": [r.to_dict() for r in validation.reports if r.verdict == "flip"],
@@ -35,8 +38,8 @@ def print_table(validation: Validation, console: Console) -> None:
     for column in ("backend", "part", "case", "max abs", "mismatch", "IoU", "routed", "verdict"):
         table.add_column(column)
     for report in validation.reports:
-        main = report.outputs.get("logits") or report.outputs.get("image_embeddings")
-        routed = next((d for d in report.decisions if d.name == "num_routed"), None)
+        main = report.outputs.get(LOGITS) or report.outputs.get(IMAGE_EMBEDDINGS)
+        routed = next((d for d in report.decisions if d.name == NUM_ROUTED), None)
         colour = {"pass": "green", "flip": "yellow", "fail": "red"}[report.verdict]
         table.add_row(
             report.backend,

@@ -8,34 +8,39 @@ of the encoder is judged separately (decoder on the backend's features vs the re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from i2f_deploy import runtime
-from i2f_deploy.config import config_from_dict
-from i2f_deploy.contract import ENCODER_OUTPUTS, part_files, sha256, verify_files
-from i2f_deploy.errors import I2FError
+from i2f_deploy.contract import DLU_BOX, DPE_BOX, EDGE_MAPS, ENCODER_OUTPUTS, IMAGE, IMAGE_EMBEDDINGS, LOGITS, NUM_ROUTED, PARTS, REF_LABEL, GraphIO, Manifest
 from i2f_deploy.export.dlu import EdgeTerms
-from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
+from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.preprocess import preprocess
-from i2f_deploy.validate.compare import Comparison, Tolerance, compare, mask_iou
+from i2f_deploy.compare import Comparison, Tolerance, compare, logits_iou
 from i2f_deploy.validate.decisions import DEFAULT_EPSILON, Decision, dlu_box_decision, exact_decision
 from i2f_deploy.validate.states import edge_case_states
 
-DEFAULT_TOLERANCES = {
-    "image_embeddings": Tolerance(atol=1e-3),
-    "logits": Tolerance(atol=1e-3),
+@dataclass(frozen=True)
+class Tolerances:
+    """What validate tolerates; ``--tolerance NAME=VALUE`` overrides one (an ``atol``, or the
+    IoU floor)."""
+
+    image_embeddings: Tolerance = Tolerance(atol=1e-3)
+    logits: Tolerance = Tolerance(atol=1e-3)
     # The reference computes the edge maps with the encoder graph's portable numerics, so they
     # agree to ~1e-5; a Canny decision (NMS, threshold, orientation) that still flips moves its
     # neighbourhood, hence a tolerated share (measured: <= 1.3 % on the built-in samples).
-    "edge_maps": Tolerance(atol=1e-3, max_mismatch=0.03),
-    # ... and their end effect: the decoder on the backend's features vs the reference masks
-    # (measured: >= 0.9994 on the built-in samples, both backends).
-    "edge_maps_mask_iou": Tolerance(atol=0.999),
-}
+    edge_maps: Tolerance = Tolerance(atol=1e-3, max_mismatch=0.03)
+    # ... and their end effect, a floor: the decoder on the backend's features vs the reference
+    # masks (measured: >= 0.9994 on the built-in samples, both backends).
+    edge_maps_mask_iou: float = 0.999
+
+    def overridden(self, name: str, value: float) -> Tolerances:
+        current = getattr(self, name)
+        return replace(self, **{name: replace(current, atol=value) if isinstance(current, Tolerance) else value})
 
 
 @dataclass
@@ -67,78 +72,43 @@ class CaseReport:
         }
 
 
-def reference_model(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> Inter2Former:
-    """The PyTorch model the artifacts were exported from, with the edge-detector arithmetic the
-    encoder graph implements; refuses a checkpoint that differs."""
-    model = _reference_weights(artifact_dir, manifest, checkpoint)
-    model.edge_detector.use_numerics(manifest.get("edge_numerics", "official"))
-    return model
-
-
-def check_weights(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> None:
-    """Refuse, before any work, a checkpoint that is not the one the export was made from (or a
-    missing one for a checkpoint export, or one given for a random-weights export)."""
-    weights = manifest.get("weights", {})
-    if checkpoint is None:
-        if weights.get("source") != "random":
-            raise I2FError(f"{artifact_dir} was exported from a checkpoint: pass --checkpoint")
-        return
-    if weights.get("source") == "random":
-        raise I2FError(f"{artifact_dir} was exported with random weights (seed {weights.get('seed', 0)}), "
-                       f"not from {checkpoint}: drop --checkpoint")
-    if not Path(checkpoint).is_file():
-        raise I2FError(f"checkpoint not found: {checkpoint}")
-    expected = weights.get("sha256")
-    if expected and sha256(Path(checkpoint)) != expected:
-        raise I2FError(f"checkpoint {checkpoint} is not the one {artifact_dir} was exported from (sha256 differs)")
-
-
-def _reference_weights(artifact_dir: Path, manifest: dict, checkpoint: Path | None) -> Inter2Former:
-    check_weights(artifact_dir, manifest, checkpoint)
-    config = config_from_dict(manifest["config"])
-    routing = manifest.get("routing", "dynamic")
-    if checkpoint is None:
-        return random_model(config, int(manifest["weights"].get("seed", 0)), routing)
-    return build_model(config, checkpoint, routing=routing)
-
-
-def check_contract(runner: runtime.GraphRunner, io: dict, backend: str, part: str) -> list[str]:
+def check_contract(runner: runtime.GraphRunner, io: GraphIO, backend: str, part: str) -> list[str]:
     problems = []
-    for kind, names in (("inputs", runner.input_names), ("outputs", runner.output_names)):
-        expected = list(io[kind])
+    for kind, names, specs in (("inputs", runner.input_names, io.inputs), ("outputs", runner.output_names, io.outputs)):
+        expected = list(specs)
         if sorted(names) != sorted(expected):
             problems.append(f"{backend} {part} {kind} {sorted(names)} != manifest {sorted(expected)}")
     return problems
 
 
-def check_shapes(outputs: dict[str, np.ndarray], io: dict) -> list[str]:
+def check_shapes(outputs: dict[str, np.ndarray], io: GraphIO) -> list[str]:
     problems = []
-    for name, spec in io["outputs"].items():
+    for name, spec in io.outputs.items():
         value = outputs.get(name)
         if value is None:
             problems.append(f"output {name} missing")
-        elif str(value.dtype) != spec["dtype"]:
-            problems.append(f"output {name} dtype {value.dtype} != {spec['dtype']}")
-        elif name in ("logits", *ENCODER_OUTPUTS) and list(value.shape) != spec["shape"]:
-            problems.append(f"output {name} shape {list(value.shape)} != {spec['shape']}")
+        elif str(value.dtype) != spec.dtype:
+            problems.append(f"output {name} dtype {value.dtype} != {spec.dtype}")
+        elif name in (LOGITS, *ENCODER_OUTPUTS) and list(value.shape) != spec.shape:
+            problems.append(f"output {name} shape {list(value.shape)} != {spec.shape}")
     return problems
 
 
 class Validation:
-    def __init__(self, artifact_dir: Path, model: Inter2Former, manifest: dict, backends: list[str],
-                 tolerances: dict[str, Tolerance], epsilon: float = DEFAULT_EPSILON) -> None:
+    def __init__(self, artifact_dir: Path, model: Inter2Former, manifest: Manifest, backends: list[str],
+                 tolerances: Tolerances, epsilon: float = DEFAULT_EPSILON) -> None:
         self.artifact_dir = artifact_dir
         self.model = model
-        self.io = manifest["io"]
-        self.size = int(manifest["target_size"])
+        self.io = manifest.io
+        self.size = manifest.target_size
         self.threshold = model.config.model.decode_head.threshold
         self.tolerances = tolerances
         self.epsilon = epsilon
         self.backends = backends
         # every graph file checked once against the manifest; the loads below skip it
-        verify_files(artifact_dir, manifest, part_files(manifest, "encoder") + part_files(manifest, "decoder"))
+        manifest.verify(artifact_dir)
         self.runners = {
-            backend: {part: runtime.load(artifact_dir, part, backend, verify=False) for part in ("encoder", "decoder")}
+            backend: {part: runtime.load(artifact_dir, part, backend, verify=False) for part in PARTS}
             for backend in backends
         }
         self.edge_terms = EdgeTerms(model.decode_head)
@@ -160,20 +130,20 @@ class Validation:
         return dict(zip(ENCODER_OUTPUTS, (t.numpy() for t in (embeddings, *edge_maps, *edge_convs))))
 
     def reference_decode(self, features: dict[str, np.ndarray], ref_label: np.ndarray):
-        edge_maps = [torch.from_numpy(features[f"edge_map_{i}"]) for i in range(4)]
-        return self.model.decode_detailed(torch.from_numpy(features["image_embeddings"]), edge_maps, torch.from_numpy(ref_label))
+        edge_maps = [torch.from_numpy(features[name]) for name in EDGE_MAPS]
+        return self.model.decode_detailed(torch.from_numpy(features[IMAGE_EMBEDDINGS]), edge_maps, torch.from_numpy(ref_label))
 
     def check_decoder(self, backend: str, case: str, features: dict[str, np.ndarray], ref_label: np.ndarray, reference) -> CaseReport:
         report = CaseReport(backend, "decoder", case)
-        out = self.runners[backend]["decoder"].run({**features, "ref_label": ref_label})
+        out = self.runners[backend]["decoder"].run({**features, REF_LABEL: ref_label})
         report.failures += check_shapes(out, self.io["decoder"])
-        report.decisions.append(exact_decision("num_routed", np.array([reference.routed_tokens.numel()]), out["num_routed"]))
-        report.decisions.append(exact_decision("dpe_box", reference.routing.box_values.numpy(), out["dpe_box"]))
-        dlu = dlu_box_decision(reference.dlu_box.as_tensor().numpy(), out["dlu_box"], reference.coarse_logits.numpy(), self.threshold, self.epsilon)
+        report.decisions.append(exact_decision(NUM_ROUTED, np.array([reference.routed_tokens.numel()]), out[NUM_ROUTED]))
+        report.decisions.append(exact_decision(DPE_BOX, reference.routing.box_values.numpy(), out[DPE_BOX]))
+        dlu = dlu_box_decision(reference.dlu_box.as_tensor().numpy(), out[DLU_BOX], reference.coarse_logits.numpy(), self.threshold, self.epsilon)
         report.decisions.append(dlu)
         report.failures += [f"{d.name}: reference {d.reference} vs {d.candidate}" + (f" (margin {d.margin:.2e})" if d.margin is not None else "") for d in report.decisions if d.verdict == "fail"]
-        logits = compare(out["logits"], reference.logits.numpy(), self.tolerances["logits"], logits=True)
-        report.outputs["logits"] = logits
+        logits = compare(out[LOGITS], reference.logits.numpy(), self.tolerances.logits, logits=True)
+        report.outputs[LOGITS] = logits
         report.judged = dlu.verdict == "agree"
         if report.judged and not logits.passed:
             report.failures.append(f"logits: {logits.problem} (max abs {logits.max_abs:.2e}, IoU {logits.iou:.4f})")
@@ -182,20 +152,20 @@ class Validation:
     def check_encoder(self, backend: str, name: str, image: np.ndarray, reference: dict[str, np.ndarray]) -> CaseReport:
         """Embeddings against the reference; edge maps by their end effect on the edge-case masks."""
         report = CaseReport(backend, "encoder", name)
-        out = self.runners[backend]["encoder"].run({"image": image})
+        out = self.runners[backend]["encoder"].run({IMAGE: image})
         report.failures += check_shapes(out, self.io["encoder"])
-        embeddings = compare(out["image_embeddings"], reference["image_embeddings"], self.tolerances["image_embeddings"])
-        report.outputs["image_embeddings"] = embeddings
+        embeddings = compare(out[IMAGE_EMBEDDINGS], reference[IMAGE_EMBEDDINGS], self.tolerances.image_embeddings)
+        report.outputs[IMAGE_EMBEDDINGS] = embeddings
         if not embeddings.passed:
             report.failures.append(f"image_embeddings: {embeddings.problem} (max abs {embeddings.max_abs:.2e})")
         for key in ENCODER_OUTPUTS[1:]:  # edge maps and their terms: by share, then by end effect
-            report.outputs[key] = compare(out[key], reference[key], self.tolerances["edge_maps"])
+            report.outputs[key] = compare(out[key], reference[key], self.tolerances.edge_maps)
             if not report.outputs[key].passed:
                 report.failures.append(f"{key}: {report.outputs[key].problem} (max abs {report.outputs[key].max_abs:.2e})")
-        bar = self.tolerances["edge_maps_mask_iou"].atol
+        bar = self.tolerances.edge_maps_mask_iou
         for case, ref_label in edge_case_states(self.size).items():
-            candidate = self.runners[backend]["decoder"].run({**out, "ref_label": ref_label})["logits"]
-            iou = mask_iou(candidate, self.reference_logits[(name, case)])
+            candidate = self.runners[backend]["decoder"].run({**out, REF_LABEL: ref_label})[LOGITS]
+            iou = logits_iou(candidate, self.reference_logits[(name, case)])
             if iou < bar:
                 report.failures.append(f"encoder end effect on {case}: mask IoU {iou:.4f} < {bar}")
         return report

@@ -14,27 +14,16 @@ import cv2
 import numpy as np
 
 from i2f_deploy.errors import I2FError, InputError
+from i2f_deploy.preprocess import read_image_rgb
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.session import InteractiveSession, Prediction
 
-__all__ = ["predict", "read_image_rgb", "render_overlay"]
+__all__ = ["predict", "render_overlay"]
 
 _MASK_BGR = np.array([255, 144, 30], dtype=np.float32)  # fill colour of the overlay (blue)
 _CONTOUR_BGR = (0, 255, 255)
 _POSITIVE_BGR = (0, 200, 0)
 _NEGATIVE_BGR = (0, 0, 230)
-
-
-def read_image_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8 [H, W, 3] (grey and alpha images are converted)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image file not found: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None or bgr.size == 0:
-        raise InputError(f"cannot read {path} as an image (unsupported or corrupt file)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _check_png(path: str | Path, what: str) -> Path:

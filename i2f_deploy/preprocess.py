@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "SIZE_DIVISOR",
     "Geometry",
     "geometry_for",
+    "read_image_rgb",
     "validate_image",
     "preprocess",
     "resize_bilinear",
@@ -78,6 +80,20 @@ def geometry_for(height: int, width: int, target_size: int,
     padded_h = -(-height // size_divisor) * size_divisor
     padded_w = -(-width // size_divisor) * size_divisor
     return Geometry(height, width, max(padded_h, padded_w), target_size)
+
+
+def read_image_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 [H, W, 3] (grey and alpha images are converted)."""
+    import cv2  # only here: the rest of this module is NumPy
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}")
+    data = np.fromfile(path, dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None or bgr.size == 0:
+        raise InputError(f"cannot read {path} as an image (unsupported or corrupt file)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def validate_image(image: Any) -> np.ndarray:

@@ -91,7 +91,7 @@ def test_near_threshold_disagreement_is_a_flip_and_a_far_one_fails():
     [
         (["/nonexistent/artifacts"], "no manifest.json"),
         (["{art}", "--checkpoint", "{ckpt}", "--backends", "tensorrt"], "--backends: unknown tensorrt"),
-        (["{art}", "--checkpoint", "{ckpt}", "--images", "{bad_image}"], "cannot read image"),
+        (["{art}", "--checkpoint", "{ckpt}", "--images", "{bad_image}"], "as an image (unsupported or corrupt file)"),
         (["{art}", "--checkpoint", "{other_ckpt}"], "is not the one"),
         (["{art}"], "pass --checkpoint"),
     ],

@@ -155,7 +155,7 @@ def _with_work(row: Row, config: ExportConfig, num_routed: int, dpe_box: list[in
 
 
 @dataclass
-class Decision:
+class RoutingOutcome:
     """What a decoder call decided: the work it did follows from these."""
 
     num_routed: int
@@ -170,7 +170,7 @@ class Contender:
     backend: str
     routing: str
     load_encoder: Callable[[], Callable[[], object]] | None  # loaded only while it is timed
-    decode: Callable[[np.ndarray], Decision]
+    decode: Callable[[np.ndarray], RoutingOutcome]
     precision: str | None = None  # OpenVINO's inference precision
 
 
@@ -184,10 +184,10 @@ def torch_contender(target: Target, routing: str, features: dict[str, np.ndarray
         with torch.no_grad():
             return model.encode(torch.from_numpy(image))
 
-    def decode(ref_label: np.ndarray) -> Decision:
+    def decode(ref_label: np.ndarray) -> RoutingOutcome:
         with torch.no_grad():
             result = model.decode_detailed(embeddings, edge_maps, torch.from_numpy(ref_label))
-        return Decision(result.routed_tokens.numel(), result.routing.box_values.tolist(), result.dlu_box.as_tensor().tolist())
+        return RoutingOutcome(result.routed_tokens.numel(), result.routing.box_values.tolist(), result.dlu_box.as_tensor().tolist())
 
     return Contender("torch", routing, (lambda: encode) if with_encoder else None, decode)
 
@@ -209,9 +209,9 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
         encoder = runtime.load(target.artifact_dir, "encoder", backend, **load_options)
         return lambda: encoder.run({IMAGE: image})
 
-    def decode(ref_label: np.ndarray) -> Decision:
+    def decode(ref_label: np.ndarray) -> RoutingOutcome:
         out = decoder.run({**features, REF_LABEL: ref_label})
-        return Decision(int(out[NUM_ROUTED]), out[DPE_BOX].tolist(), out[DLU_BOX].tolist())
+        return RoutingOutcome(int(out[NUM_ROUTED]), out[DPE_BOX].tolist(), out[DLU_BOX].tolist())
 
     if backend != "openvino":
         return Contender(backend, target.routing, load_encoder, decode)

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import random
 from pathlib import Path
 
-import cv2
 import numpy as np
 from rich.console import Console
 
@@ -15,6 +14,7 @@ from i2f_deploy import runtime
 from i2f_deploy.contract import LOGITS, REF_LABEL
 from i2f_deploy.errors import I2FError
 from i2f_deploy.options import comma_list
+from i2f_deploy.preprocess import read_image_rgb
 from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime import BACKENDS
 from i2f_deploy.compare import logits_iou
@@ -36,16 +36,6 @@ def parse_tolerances(overrides: list[str]) -> Tolerances:
         except ValueError:
             raise I2FError(f"--tolerance {item!r}: {value!r} is not a number") from None
     return tolerances
-
-
-def read_images(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
-    images = []
-    for path in paths:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise I2FError(f"cannot read image {path}")
-        images.append((path.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-    return images
 
 
 def bf16_report(validation: Validation, features: dict[str, dict[str, np.ndarray]]) -> list[dict]:
@@ -90,7 +80,7 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     manifest = runtime.read_manifest(artifact_dir)
     model = reference_model(artifact_dir, manifest, checkpoint)
     loop_samples = [] if request.images else builtin_samples(request.samples)
-    images = read_images(request.images) or [(sample.name, sample.image) for sample in loop_samples]
+    images = [(path.name, read_image_rgb(path)) for path in request.images] or [(sample.name, sample.image) for sample in loop_samples]
     validation = Validation(artifact_dir, model, manifest, backends, tolerances)
     rng = random.Random(request.seed) if request.seed is not None else None
     features = {}

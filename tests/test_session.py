@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from conftest import assert_runs_without_torch
 from i2f_deploy import runtime
 from i2f_deploy.bench.memory import resident_mb
+from i2f_deploy.compare import mask_iou
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.predict import predict
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.runtime.session import DEFAULT_HISTORY, InteractiveSession, Prediction
-from i2f_deploy.compare import mask_iou
 
 BACKENDS = ("onnxruntime", "openvino")
 # Six clicks on the 400x600 golden image, image pixels (y, x): positive and negative.
@@ -104,8 +104,7 @@ def test_session_reproduces_the_pytorch_loop_click_by_click(tiny_artifacts, port
                                                              reference_masks, backend):
     """Same encoder features (PyTorch's, injected) -> the session's loop must match the PyTorch
     loop per click (IoU >= 0.999; the decoders agree to ~3e-5)."""
-    session = InteractiveSession(tiny_artifacts, backend)
-    session._encoder = TorchEncoder(portable_model)
+    session = InteractiveSession.from_runners(TorchEncoder(portable_model), runtime.load(tiny_artifacts, "decoder", backend), 512)
     session.set_image(golden_rgb)
     ious = []
     for click, expected in zip(CLICKS, reference_masks):
@@ -146,8 +145,7 @@ def test_session_reproduces_the_official_golden_loop(tiny_artifacts, tiny_model,
     official loop's map after the prediction update, exactly. The golden clicks are given on the
     512 grid; the third lies in the padding (y 281 -> image row 422 of 400), so it cannot be
     clicked on the image and only the first two steps are compared."""
-    session = InteractiveSession(tiny_artifacts)
-    session._encoder = TorchEncoder(tiny_model)
+    session = InteractiveSession.from_runners(TorchEncoder(tiny_model), runtime.load(tiny_artifacts, "decoder"), 512)
     session.set_image(golden_rgb)
     scale = golden_meta["scale"]
     compared = 0
@@ -204,9 +202,9 @@ def ort_session(tiny_artifacts):
     return InteractiveSession(tiny_artifacts)
 
 
-def test_undo_redo_and_reset(ort_session, golden_rgb):
-    session = ort_session
-    session._decoder = decoder = CountingRunner(getattr(session._decoder, "runner", session._decoder))
+def test_undo_redo_and_reset(tiny_artifacts, golden_rgb):
+    decoder = CountingRunner(runtime.load(tiny_artifacts, "decoder"))
+    session = InteractiveSession.from_runners(runtime.load(tiny_artifacts, "encoder"), decoder, 512)
     session.set_image(golden_rgb)
     empty = snapshot(session)
     assert empty[0] == () and not empty[2].any() and session.prediction is None
@@ -368,8 +366,8 @@ def test_contours_trace_the_mask(ort_session, golden_rgb):
 
 
 def test_encoder_cache(tiny_artifacts, golden_rgb):
-    session = InteractiveSession(tiny_artifacts, cache_size=2)
-    session._encoder = encoder = CountingRunner(session._encoder)
+    encoder = CountingRunner(runtime.load(tiny_artifacts, "encoder"))
+    session = InteractiveSession.from_runners(encoder, runtime.load(tiny_artifacts, "decoder"), 512, cache_size=2)
     first, second, third = golden_rgb, np.ascontiguousarray(golden_rgb[::-1]), np.ascontiguousarray(golden_rgb[:, ::-1])
     runs = session.encoder_runs
     session.set_image(first)

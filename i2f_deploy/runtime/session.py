@@ -5,16 +5,11 @@
 * ``set_image(rgb)`` runs the encoder (or takes its outputs from a small cache of the last
   ``cache_size`` images, keyed by a hash of the pixels, so switching back to an image is free)
   and starts a new interaction with no clicks;
-* ``add_click(x, y, positive)`` (image pixels) runs one step of the official interactive loop
-  (``interact_test`` of the official target-size segmentor) and returns a ``Prediction``:
-
-  1. the click is scaled to the target size (``int`` truncation) and added to the prompt map
-     (``prompt_map.add_clicks`` with this click only, as the loop adds each new click once);
-  2. the decoder runs on the cached encoder outputs and the prompt map;
-  3. the target-size prediction ``logits > 0`` is folded into the prompt map
-     (``prompt_map.apply_prediction``), which is what the next click starts from;
-  4. the user-facing result is the logits resized to the padded square and cropped to the
-     image (``preprocess.logits_to_image``), thresholded at 0.
+* ``add_click(x, y, positive)`` (image pixels) scales the click to the target size (``int``
+  truncation), runs one step of the official interactive loop on the cached encoder outputs
+  (``runtime.loop.advance``: click into the prompt map, decoder, prediction folded back) and
+  returns a ``Prediction``: the logits resized to the padded square and cropped to the image
+  (``preprocess.logits_to_image``), thresholded at 0.
 
 The state after clicks ``c1..cn`` is therefore a pure function of the image and that click
 sequence. **Undo rule**: ``undo()`` drops the last click and restores the state the loop had after
@@ -51,10 +46,12 @@ from typing import Any
 import numpy as np
 
 from i2f_deploy import runtime
-from i2f_deploy.contract import IMAGE, LOGITS, NUM_ROUTED, REF_LABEL
+from i2f_deploy.contract import IMAGE, REF_LABEL
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess, to_target_click, validate_image
-from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
+from i2f_deploy.prompt_map import Click, initial_prompt_map
+from i2f_deploy.runtime import GraphRunner
+from i2f_deploy.runtime.loop import advance
 
 __all__ = ["DEFAULT_HISTORY", "Prediction", "InteractiveSession"]
 
@@ -143,6 +140,13 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _check_sizes(cache_size: Any, history: Any) -> None:
+    if not _is_int(cache_size) or cache_size < 0:
+        raise InputError(f"cache_size must be a non-negative integer, got {cache_size!r}")
+    if not _is_int(history) or history < 0:
+        raise InputError(f"history must be a non-negative integer, got {history!r}")
+
+
 class InteractiveSession:
     """Click-by-click segmentation of one image at a time (see the module docstring)."""
 
@@ -155,25 +159,35 @@ class InteractiveSession:
         verify: bool = True,
         history: int = DEFAULT_HISTORY,
     ) -> None:
-        if not _is_int(cache_size) or cache_size < 0:
-            raise InputError(f"cache_size must be a non-negative integer, got {cache_size!r}")
-        if not _is_int(history) or history < 0:
-            raise InputError(f"history must be a non-negative integer, got {history!r}")
-        manifest = runtime.read_manifest(artifact_dir)
-        self.artifact_dir = Path(artifact_dir)
-        self.backend = backend
-        self.target_size = manifest.target_size
+        _check_sizes(cache_size, history)
+        target_size = runtime.read_manifest(artifact_dir).target_size
+        encoder = runtime.load(artifact_dir, "encoder", backend, threads, verify=verify)
+        decoder = runtime.load(artifact_dir, "decoder", backend, threads, verify=verify)
+        self._start(encoder, decoder, target_size, cache_size, history)
+
+    @classmethod
+    def from_runners(cls, encoder: GraphRunner, decoder: GraphRunner, target_size: int, cache_size: int = 2,
+                     history: int = DEFAULT_HISTORY) -> InteractiveSession:
+        """A session on runners loaded elsewhere: graphs shared with other code, or any object
+        with ``run(feeds) -> outputs`` under the contract's names (the PyTorch reference, a
+        counting wrapper in a test)."""
+        _check_sizes(cache_size, history)
+        session = cls.__new__(cls)
+        session._start(encoder, decoder, target_size, cache_size, history)
+        return session
+
+    def _start(self, encoder: GraphRunner, decoder: GraphRunner, target_size: int, cache_size: int, history: int) -> None:
+        self.target_size = int(target_size)
         self.cache_size = int(cache_size)
         self.history = int(history)
-        self._encoder = runtime.load(artifact_dir, "encoder", backend, threads, verify=verify)
-        self._decoder = runtime.load(artifact_dir, "decoder", backend, threads, verify=verify)
+        self._encoder = encoder
+        self._decoder = decoder
         self._cache: OrderedDict[bytes, _Encoded] = OrderedDict()
         self._busy = threading.Lock()
         self.encoder_runs = 0
         self.decoder_runs = 0
         self._encoded: _Encoded | None = None
         self._key: bytes | None = None
-        self._feeds: dict[str, np.ndarray] = {}
         self._initial: np.ndarray = initial_prompt_map(self.target_size)
         self._initial.flags.writeable = False
         self._reset_state()
@@ -225,7 +239,6 @@ class InteractiveSession:
                     while len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
             self._encoded, self._key = encoded, key
-            self._feeds = dict(encoded.features)
             self._reset_state()
 
     @property
@@ -259,21 +272,14 @@ class InteractiveSession:
         to_target_click(click, geometry)  # bounds check with the same message for Click objects
         return click
 
-    def _advance(self, ref_label: np.ndarray, click: Click) -> _Step:
-        """One iteration of the official loop, from the prompt map before ``click``."""
-        geometry = self._encoded.geometry  # type: ignore[union-attr]
-        ref_label = add_clicks(ref_label, [to_target_click(click, geometry)])
-        self._feeds[REF_LABEL] = ref_label
-        try:
-            out = self._decoder.run(self._feeds)
-        finally:
-            self._feeds.pop(REF_LABEL, None)
+    def _decode(self, prompt_map: np.ndarray) -> dict[str, np.ndarray]:
         self.decoder_runs += 1
-        logits = out[LOGITS]
-        after = apply_prediction(ref_label, logits.reshape(logits.shape[-2:]) > 0)
-        after.flags.writeable = False
-        logits.flags.writeable = False
-        return _Step(after, logits, int(out[NUM_ROUTED]))
+        return self._decoder.run({**self._encoded.features, REF_LABEL: prompt_map})  # type: ignore[union-attr]
+
+    def _advance(self, ref_label: np.ndarray, click: Click) -> _Step:
+        """One iteration of the official loop (``runtime.loop``), from the prompt map before ``click``."""
+        step = advance(self._decode, ref_label, to_target_click(click, self._encoded.geometry))  # type: ignore[union-attr]
+        return _Step(step.ref_label, step.logits, step.num_routed)
 
     def _to_prediction(self, step: _Step | None) -> Prediction | None:
         if step is None:

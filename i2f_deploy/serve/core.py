@@ -9,10 +9,9 @@
   prefix already decoded (``states.ClickStates``) and runs the decoder once per remaining click,
   each run holding a slot of the ``GraphGate`` (clicks before encodings).
 
-Each decoder step is one iteration of the official interactive loop, as in
-``runtime.session.InteractiveSession._advance``: the click scaled to the target size is added
-to the prompt map, the decoder runs, the prediction ``logits > 0`` is folded into the map; the
-result is the logits resized to the padded square, cropped, ``> 0``.
+Each decoder step is one iteration of the official interactive loop, ``runtime.loop.advance``
+(the one the session and validate run); the result is the logits resized to the padded square,
+cropped, ``> 0``.
 """
 
 from __future__ import annotations
@@ -28,10 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from i2f_deploy import runtime
-from i2f_deploy.contract import IMAGE, LOGITS, NUM_ROUTED, REF_LABEL
+from i2f_deploy.contract import IMAGE, REF_LABEL
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import geometry_for, logits_to_image, preprocess, to_target_click
-from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
+from i2f_deploy.prompt_map import Click, initial_prompt_map
+from i2f_deploy.runtime.loop import advance
 from i2f_deploy.serve.config import MB, ServeConfig
 from i2f_deploy.serve.gate import GraphGate
 from i2f_deploy.serve.images import image_id
@@ -170,20 +170,24 @@ class Engine:
         features = entry.features
         assert features is not None
         decode_ms = 0.0
-        for index in range(known, len(clicks)):
-            ref_label = add_clicks(ref_label, [to_target_click(clicks[index], entry.geometry)])
+
+        def decode(prompt_map: np.ndarray) -> dict[str, np.ndarray]:
+            nonlocal decode_ms
             with self.gate.click(), self._decoder_lock:
                 run_start = time.perf_counter()
-                out = self._decoder.run({**features, REF_LABEL: ref_label})
+                out = self._decoder.run({**features, REF_LABEL: prompt_map})
                 decode_ms += (time.perf_counter() - run_start) * 1e3
-            logits = out[LOGITS]
-            ref_label = apply_prediction(ref_label, logits.reshape(logits.shape[-2:]) > 0)
+            return out
+
+        for index in range(known, len(clicks)):
+            step = advance(decode, ref_label, to_target_click(clicks[index], entry.geometry))
+            ref_label = step.ref_label
             self.states.put(key, clicks[:index + 1], ref_label)
         runs = len(clicks) - known
         with self._counts_lock:
             self.decoder_runs += runs
-        mask = logits_to_image(logits, entry.geometry) > 0
-        return Segmentation(key, clicks, mask, int(out[NUM_ROUTED]), _timings(start, waited, decode_ms, runs))
+        mask = logits_to_image(step.logits, entry.geometry) > 0
+        return Segmentation(key, clicks, mask, step.num_routed, _timings(start, waited, decode_ms, runs))
 
     # ------------------------------------------------------------------ state
     def stats(self) -> dict[str, object]:

@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from i2f_deploy.contract import IMAGE, LOGITS, REF_LABEL
-from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess, to_target_click
-from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.compare import mask_iou
+from i2f_deploy.contract import IMAGE, LOGITS, NUM_ROUTED, REF_LABEL
+from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess, to_target_click
+from i2f_deploy.prompt_map import Click, initial_prompt_map
+from i2f_deploy.runtime.loop import advance
 from i2f_deploy.validate.clicks import click_loop, noc
 
 
@@ -32,7 +33,9 @@ class LoopReport:
 
 
 class ReferenceLoop:
-    """The official loop run with the PyTorch model; remembers the prompt map of every click."""
+    """The official loop (``runtime.loop.advance``) run with the PyTorch model; remembers the
+    prompt map the decoder read at every iteration. The protocol also runs iterations without a
+    new click, which is why this drives ``advance`` itself rather than a session."""
 
     def __init__(self, validation, image_rgb: np.ndarray) -> None:
         self.validation = validation
@@ -41,13 +44,16 @@ class ReferenceLoop:
         self.ref_label = initial_prompt_map(validation.size)
         self.prompt_maps: list[np.ndarray] = []
 
+    def _decode(self, prompt_map: np.ndarray) -> dict[str, np.ndarray]:
+        result = self.validation.reference_decode(self.features, prompt_map)
+        return {LOGITS: result.logits.numpy(), NUM_ROUTED: np.asarray(result.routed_tokens.numel())}
+
     def step(self, click: Click | None) -> np.ndarray:
-        if click is not None:
-            self.ref_label = add_clicks(self.ref_label, [to_target_click(click, self.geometry)])
-        self.prompt_maps.append(self.ref_label)
-        logits = self.validation.reference_decode(self.features, self.ref_label).logits.numpy()
-        self.ref_label = apply_prediction(self.ref_label, logits[0, 0] > 0)
-        return logits_to_image(logits, self.geometry) > 0
+        target_click = None if click is None else to_target_click(click, self.geometry)
+        step = advance(self._decode, self.ref_label, target_click)
+        self.prompt_maps.append(step.prompt_map)
+        self.ref_label = step.ref_label
+        return logits_to_image(step.logits, self.geometry) > 0
 
 
 def backend_masks(validation, backend: str, image: np.ndarray, geometry: Geometry, prompt_maps: list[np.ndarray]) -> list[np.ndarray]:

@@ -23,6 +23,10 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., object])
 USAGE_ERROR = 2
 INTERNAL_ERROR = 3
+# modules of the optional extras (pyproject.toml), for a one-line hint when one is missing
+EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "onnxsim": "export", "skimage": "export",
+          "matplotlib": "export", "nncf": "export", "openvino": "openvino", "fastapi": "serve", "uvicorn": "serve",
+          "multipart": "serve"}
 
 ConfigOption = Annotated[
     str, typer.Option("--config", "-c", help="Shipped config name (e.g. inter2former-base-1024) or a TOML file.")
@@ -83,6 +87,9 @@ def one_line_errors(command: F) -> F:
 def _describe(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, I2FError):
         return USAGE_ERROR, str(exc)
+    if isinstance(exc, ModuleNotFoundError) and exc.name in EXTRAS:
+        extra = EXTRAS[exc.name]
+        return USAGE_ERROR, f"this command needs {exc.name}, which is not installed: pip install 'i2f-deploy[{extra}]'"
     if isinstance(exc, OSError) and exc.filename is not None:
         return USAGE_ERROR, f"{exc.filename}: {exc.strerror or exc}"
     first_line = (str(exc).strip().splitlines() or [""])[0]

@@ -237,3 +237,14 @@ def test_internal_errors_are_one_line_with_exit_3_and_debug_shows_them(monkeypat
                                      "rerun with --debug for the traceback")
     debug = invoke("--debug", *args)
     assert isinstance(debug.exception, ZeroDivisionError)
+
+
+def test_a_missing_optional_dependency_names_the_extra(monkeypatch, tiny_artifacts, golden_image_path, tmp_path):
+    import i2f_deploy.predict
+
+    def without_torch(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(i2f_deploy.predict, "predict", without_torch)
+    result = invoke("predict", tiny_artifacts, "--image", golden_image_path, "--click", "5,5,positive", "--out", tmp_path / "m.png")
+    assert_refused(result, "this command needs torch, which is not installed: pip install 'i2f-deploy[export]'")

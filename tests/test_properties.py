@@ -63,7 +63,7 @@ class Replay:
     prompt map, target-size logits and num_routed."""
 
     def __init__(self, decoder, session: InteractiveSession) -> None:
-        self.decoder, self.feeds = decoder, dict(session._feeds)
+        self.decoder, self.feeds = decoder, dict(session._encoded.features)
         self.geometry = session._encoded.geometry
         self.states = {(): (initial_prompt_map(SIZE), None, None)}
 

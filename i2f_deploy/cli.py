@@ -26,7 +26,7 @@ INTERNAL_ERROR = 3
 # modules of the optional extras (pyproject.toml), for a one-line hint when one is missing
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "onnxsim": "export", "skimage": "export",
           "matplotlib": "export", "nncf": "export", "openvino": "openvino", "fastapi": "serve", "uvicorn": "serve",
-          "multipart": "serve"}
+          "multipart": "serve", "httpx": "serve", "PIL": "serve"}
 
 ConfigOption = Annotated[
     str, typer.Option("--config", "-c", help="Shipped config name (e.g. inter2former-base-1024) or a TOML file.")
@@ -272,18 +272,31 @@ def serve(
     encoder_queue: Annotated[int, typer.Option(help="Images waiting for the encoder; more get 503.")] = 16,
     max_sessions: Annotated[int, typer.Option(help="Interactive sessions kept (least recently used dropped first).")] = 256,
     max_clicks: Annotated[int, typer.Option(help="Clicks per session or request; more get 422.")] = 200,
-    fetch_timeout: Annotated[float, typer.Option(help="Seconds to wait on an image URL (Label Studio tasks).")] = 10.0,
-    label_studio_url: Annotated[Optional[str], typer.Option(envvar="LABEL_STUDIO_URL", help="Label Studio's address, to fetch task images given as relative URLs.")] = None,
-    label_studio_api_key: Annotated[Optional[str], typer.Option(envvar="LABEL_STUDIO_API_KEY", help="Label Studio API token sent with those fetches.", show_default=False)] = None,
+    max_json_kb: Annotated[int, typer.Option(help="Largest body in KiB of requests without an image (sessions, clicks, /setup); larger ones get 413.")] = 64,
+    fetch_timeout: Annotated[float, typer.Option(help="Seconds a task image URL may take (connect, each read and the whole transfer).")] = 10.0,
+    fetch_max_mb: Annotated[int, typer.Option(help="Largest task image fetched from a URL, in MiB; larger ones get 413.")] = 32,
+    label_studio_url: Annotated[Optional[str], typer.Option(envvar=["LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"], help="Label Studio's address: relative task image URLs are resolved against it, and absolute ones under it are fetched.")] = None,
+    label_studio_api_key: Annotated[Optional[str], typer.Option(envvar=["LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"], help="Label Studio API token sent with fetches from its address only.", show_default=False)] = None,
+    allow_url_prefix: Annotated[Optional[list[str]], typer.Option("--allow-url-prefix", help="Also fetch task images under this http(s) URL prefix (repeat the option); any other URL gets 403.")] = None,
+    token: Annotated[Optional[str], typer.Option(envvar="I2F_SERVE_TOKEN", help="Require this token on every request but /health and the page (Authorization: Bearer TOKEN or a Token header); prefer the environment variable to keep it out of process listings.", show_default=False)] = None,
+    basic_auth_user: Annotated[Optional[str], typer.Option(envvar="BASIC_AUTH_USER", help="Also accept HTTP basic auth with this user (Label Studio's model connection sends it).", show_default=False)] = None,
+    basic_auth_pass: Annotated[Optional[str], typer.Option(envvar="BASIC_AUTH_PASS", help="The password for --basic-auth-user.", show_default=False)] = None,
+    cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from this origin call the API (repeat the option); none by default.")] = None,
 ) -> None:
     """Serve click-to-segment over HTTP: the native API and web page, and the Label Studio,
     X-AnyLabeling and CVAT adapters (no torch needed)."""
+    from i2f_deploy.errors import InputError
     from i2f_deploy.serve.config import ServeConfig
     from i2f_deploy.serve.server import run
 
+    if (basic_auth_user is None) != (basic_auth_pass is None):
+        raise InputError("--basic-auth-user and --basic-auth-pass go together: give both or neither")
     config = ServeConfig(artifact_dir, backend, threads, cache_mb, max_upload_mb, max_pixels, graph_runs, encoder_queue,
-                         max_sessions, max_clicks, fetch_timeout_s=fetch_timeout, label_studio_url=label_studio_url,
-                         label_studio_api_key=label_studio_api_key)
+                         max_sessions, max_clicks, fetch_timeout_s=fetch_timeout, fetch_max_mb=fetch_max_mb,
+                         label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key,
+                         allow_url_prefixes=tuple(allow_url_prefix or ()), token=token,
+                         basic_auth=(basic_auth_user, basic_auth_pass) if basic_auth_user is not None else None,
+                         cors_origins=tuple(cors_origin or ()), max_json_kb=max_json_kb)
     run(config, host, port)
 
 

@@ -39,8 +39,9 @@ def image(golden_image_path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_artifacts: Path) -> Engine:
-    engine = Engine(ServeConfig(tiny_artifacts, max_upload_mb=2, max_pixels=2_000_000, threads=2))
+def engine(tiny_artifacts: Path, image_server: str) -> Engine:
+    engine = Engine(ServeConfig(tiny_artifacts, max_upload_mb=2, max_pixels=2_000_000, threads=2,
+                                allow_url_prefixes=(image_server,)))
     yield engine
     engine.close()
 
@@ -312,7 +313,9 @@ def test_label_studio_bad_requests(client: TestClient, image: np.ndarray, image_
         return response.status_code, response.json()["detail"]
 
     assert predict("/data/upload/1/photo.png")[0] == 422  # relative, and no Label Studio URL configured
-    assert predict("file:///etc/passwd") == (422, "only http and https image URLs are fetched, not 'file:///etc/passwd'")
+    status, detail = predict("file:///etc/passwd")
+    assert status == 403 and detail.startswith("refused to fetch 'file:///etc/passwd'")
+    assert predict("http://localhost:1/data/upload/1/photo.png")[0] == 403  # not under an allowed prefix
     assert predict(f"{image_server}/missing.png")[0] == 424
     assert predict(f"{image_server}/big.png")[0] == 413  # over --fetch-max-mb (32)
     assert predict(f"{image_server}/data/upload/1/photo.png", config="<View>")[0] == 422

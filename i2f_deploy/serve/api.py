@@ -17,16 +17,20 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import FastAPI, File, Query, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve import errors, masks
+from i2f_deploy.serve.access_log import AccessLog
 from i2f_deploy.serve.adapters import anylabeling, cvat, label_studio
+from i2f_deploy.serve.auth import RequireAuth
 from i2f_deploy.serve.config import MB
 from i2f_deploy.serve.core import Engine, ImageInfo, Segmentation
 from i2f_deploy.serve.images import decode_base64, decode_image
+from i2f_deploy.serve.limits import ExplainTooLarge
 from i2f_deploy.serve.sessions import Session, Sessions
 
 STATIC = Path(__file__).parent / "static"
@@ -108,8 +112,16 @@ def create_app(engine: Engine) -> FastAPI:
     app = FastAPI(title="i2f-deploy serve",
                   description="Click-to-segment with Inter2Former on CPUs: native API, web page, and the "
                               "Label Studio, X-AnyLabeling and CVAT adapters.",
-                  version="1", max_body_size=config.max_upload_mb * MB)
+                  version="1")
     errors.install(app)
+    # outermost last: the log sees every answer, CORS answers preflights before the token check
+    app.add_middleware(ExplainTooLarge)
+    app.add_middleware(RequireAuth, token=config.token, basic_auth=config.basic_auth)
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Token"])
+    app.add_middleware(AccessLog)
+    small, large = config.max_json_kb * 1024, config.max_upload_mb * MB  # bodies without and with an image
     sessions = Sessions(engine, config.max_sessions)
     app.state.engine, app.state.sessions = engine, sessions
 
@@ -128,12 +140,12 @@ def create_app(engine: Engine) -> FastAPI:
                 "sessions": len(sessions), "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
                 **engine.stats()}
 
-    @app.post("/api/images", tags=["native"])
+    @app.post("/api/images", tags=["native"], max_body_size=large)
     def post_image(file: Annotated[UploadFile, File(description="An image file (PNG, JPEG, BMP, WebP, TIFF).")]) -> ImageOut:
         """Upload an image; it is encoded in the background (known images cost nothing)."""
         return image_out(engine.add_image(decode_image(file.file.read(), config.max_pixels)))
 
-    @app.post("/api/images/base64", tags=["native"])
+    @app.post("/api/images/base64", tags=["native"], max_body_size=large)
     def post_image_base64(body: Base64Image) -> ImageOut:
         """The same as ``POST /api/images`` with the file as base64 in JSON."""
         return image_out(engine.add_image(decode_base64(body.image, config.max_pixels)))
@@ -145,7 +157,7 @@ def create_app(engine: Engine) -> FastAPI:
         return ImageOut(image_id=image_id, width=entry.geometry.width, height=entry.geometry.height,
                         encoded=entry.features is not None, queued=False)
 
-    @app.post("/api/sessions", tags=["native"])
+    @app.post("/api/sessions", tags=["native"], max_body_size=small)
     def create_session(body: SessionIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
         """Start clicking on a posted image."""
         session = sessions.create(body.image_id)
@@ -161,7 +173,7 @@ def create_app(engine: Engine) -> FastAPI:
         sessions.delete(session_id)
         return Response(status_code=204)
 
-    @app.post("/api/sessions/{session_id}/clicks", tags=["native"])
+    @app.post("/api/sessions/{session_id}/clicks", tags=["native"], max_body_size=small)
     def click(session_id: str, body: ClickIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
         """Add a click (422 outside the image); clears the redo stack."""
         result = sessions.click(session_id, Click(y=body.y, x=body.x, positive=body.positive))
@@ -173,7 +185,8 @@ def create_app(engine: Engine) -> FastAPI:
             return result_out(sessions.get(session_id), result, engine, mask, polygons)
 
         route.__doc__ = operation.__doc__
-        app.post(f"/api/sessions/{{session_id}}/{operation.__name__}", tags=["native"], name=operation.__name__)(route)
+        app.post(f"/api/sessions/{{session_id}}/{operation.__name__}", tags=["native"], name=operation.__name__,
+                 max_body_size=small)(route)
 
     for operation in (sessions.undo, sessions.redo, sessions.reset):
         history_route(operation)
@@ -188,8 +201,8 @@ def create_app(engine: Engine) -> FastAPI:
         return Response(masks.to_png(mask), media_type="image/png",
                         headers={"Content-Disposition": f'attachment; filename="mask-{result.image_id[:8]}.png"'})
 
-    app.include_router(label_studio.router(engine))
-    app.include_router(anylabeling.router(engine))
-    app.include_router(cvat.router(engine))
+    app.include_router(label_studio.router(engine), max_body_size=large)
+    app.include_router(anylabeling.router(engine), max_body_size=large)
+    app.include_router(cvat.router(engine), max_body_size=large)
     return app
 

@@ -29,13 +29,20 @@ class ServeConfig:
     fetch_max_mb: int = 32
     label_studio_url: str | None = None  # base of relative task URLs (/data/upload/...)
     label_studio_api_key: str | None = None
+    allow_url_prefixes: tuple[str, ...] = ()  # other image URL prefixes fetched (besides Label Studio's)
+    token: str | None = None  # bearer token every endpoint but /health requires, when set
+    basic_auth: tuple[str, str] | None = None  # (user, password) Label Studio may send instead
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API; none by default
+    max_json_kb: int = 64  # bodies of requests that carry no image (sessions, clicks, /setup)
 
     def __post_init__(self) -> None:
-        for name in ("cache_mb", "max_upload_mb", "max_pixels", "graph_runs", "encoder_queue",
+        for name in ("cache_mb", "max_upload_mb", "max_json_kb", "max_pixels", "graph_runs", "encoder_queue",
                      "max_sessions", "max_clicks", "click_states", "fetch_max_mb"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if not self.fetch_timeout_s > 0:
             raise InputError(f"fetch-timeout must be positive, got {self.fetch_timeout_s!r}")
+        if self.token is not None and not self.token.strip():
+            raise InputError("token must not be empty (leave it unset to serve without one)")
 

@@ -22,8 +22,8 @@ def status_of(exc: I2FError) -> int:
 
 
 def install(app: FastAPI) -> None:
-    """Map the core's errors to ``{"detail": reason}`` responses (bodies over the limit get
-    FastAPI's own 413 "Content Too Large")."""
+    """Map the core's errors to ``{"detail": reason}`` responses (bodies over the limit get a 413
+    from ``limits.ExplainTooLarge``)."""
 
     @app.exception_handler(I2FError)
     async def _i2f_error(request: Request, exc: I2FError) -> JSONResponse:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import logging
 
 from i2f_deploy.errors import I2FError
 from i2f_deploy.serve.config import ServeConfig
 
-WEB_STACK = ("fastapi", "uvicorn", "multipart")  # multipart: python-multipart, for uploads
+WEB_STACK = ("fastapi", "uvicorn", "multipart", "httpx", "PIL")  # multipart: python-multipart; PIL: Pillow
+
+log = logging.getLogger("i2f_deploy.serve")
 
 
 def require_web_stack() -> None:
@@ -16,6 +19,16 @@ def require_web_stack() -> None:
     missing = [name for name in WEB_STACK if importlib.util.find_spec(name) is None]
     if missing:
         raise I2FError(f"i2f-deploy serve needs {', '.join(missing)}: pip install 'i2f-deploy[serve]'")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (``localhost`` or a loopback address)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def run(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -27,8 +40,13 @@ def run(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     from i2f_deploy.serve.core import Engine
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if not is_loopback(host) and not (config.token or config.basic_auth):
+        log.warning("listening on %s without a token: anyone who can reach this address can use the server "
+                    "and its Label Studio access; set I2F_SERVE_TOKEN (or --token), or bind to 127.0.0.1", host)
     engine = Engine(config)
     try:
-        uvicorn.run(create_app(engine), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+        # access_log=False: uvicorn's line prints raw paths (session ids); access_log.AccessLog writes one without
+        uvicorn.run(create_app(engine), host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
+                    access_log=False)
     finally:
         engine.close()

@@ -9,6 +9,7 @@ unguessable; the registry keeps at most ``max_sessions``, dropping the least rec
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections import OrderedDict
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve.core import Engine, NotFound, Segmentation
+
+log = logging.getLogger("i2f_deploy.serve")
 
 
 @dataclass(eq=False)
@@ -43,7 +46,9 @@ class Sessions:
         with self._lock:
             self._sessions[session.session_id] = session
             while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+                _, dropped = self._sessions.popitem(last=False)
+                log.info("sessions: dropped the least recently used one (on image %s, %d clicks) to keep at most %d",
+                         dropped.image_id, len(dropped.clicks), self.max_sessions)
         return session
 
     def get(self, session_id: str) -> Session:

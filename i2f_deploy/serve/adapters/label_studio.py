@@ -29,7 +29,9 @@ from i2f_deploy.serve import masks
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 from i2f_deploy.serve.adapters.common import to_click
 from i2f_deploy.serve.core import Engine
-from i2f_deploy.serve.images import decode_base64, decode_image, fetch_bytes
+from i2f_deploy.serve.config import MB
+from i2f_deploy.serve.fetch import Fetcher
+from i2f_deploy.serve.images import decode_base64, decode_image
 
 OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
 
@@ -64,27 +66,31 @@ def _image_ref(task: Any, key: str | None) -> str:
     return ref
 
 
-def _load(engine: Engine, ref: str) -> str:
-    config = engine.config
-    if ref.startswith("data:"):
-        rgb = decode_base64(ref, config.max_pixels)
-    else:
-        data = fetch_bytes(ref, config.fetch_timeout_s, config.fetch_max_mb << 20,
-                           config.label_studio_url, config.label_studio_api_key)
-        rgb = decode_image(data, config.max_pixels)
+def _load(engine: Engine, fetcher: Fetcher, ref: str) -> str:
+    max_pixels = engine.config.max_pixels
+    rgb = decode_base64(ref, max_pixels) if ref.startswith("data:") else decode_image(fetcher.get(ref), max_pixels)
     return engine.add_image(rgb).image_id
 
 
-def predict(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+def fetcher_for(engine: Engine) -> Fetcher:
+    """The task-image fetcher of the server's settings (a bad prefix is refused at start)."""
+    config = engine.config
+    return Fetcher(config.label_studio_url, config.label_studio_api_key, config.allow_url_prefixes,
+                   config.fetch_timeout_s, config.fetch_max_mb * MB)
+
+
+def predict(engine: Engine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str, Any]:
     """One Label Studio /predict request -> its ``{"results": [...]}``."""
     params = body.get("params") or {}
     context = (params.get("context") if isinstance(params, dict) else None) or body.get("context") or {}
-    points = [r for r in (context.get("result") or []) if isinstance(r, dict) and r.get("type") == "keypointlabels"]
-    tasks = body.get("tasks") or []
+    given = context.get("result") if isinstance(context, dict) else None
+    points = [r for r in given if isinstance(r, dict) and r.get("type") == "keypointlabels"] if isinstance(given, list) else []
+    tasks = body.get("tasks")
+    tasks = tasks if isinstance(tasks, list) else []
     if not points or not tasks:
         return {"results": []}  # no interaction yet (e.g. pre-annotation when a task opens)
     outputs, key = _tags(body.get("label_config"))
-    image_id = _load(engine, _image_ref(tasks[0], key))
+    image_id = _load(engine, fetcher, _image_ref(tasks[0], key))
     geometry = engine.image(image_id).geometry
     width, height = geometry.width, geometry.height
     clicks, label = [], None
@@ -96,7 +102,8 @@ def predict(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"keypoint {point.get('id')!r} has no numeric value.x and value.y (percent)") from None
         x, y = (min(x, width - 1) if x <= width else x), (min(y, height - 1) if y <= height else y)  # 100 % is the edge
         clicks.append(to_click(x, y, bool(point.get("is_positive", True)), width, height))
-        label = (value.get("keypointlabels") or [label])[0]
+        names = value.get("keypointlabels")
+        label = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else label
     result = engine.segment(image_id, clicks)
     assert result.mask is not None
     common = {"original_width": width, "original_height": height, "image_rotation": 0, "readonly": False}
@@ -123,13 +130,14 @@ def model_version(engine: Engine) -> str:
 
 def router(engine: Engine) -> APIRouter:
     routes = APIRouter(tags=["Label Studio"])
+    fetcher = fetcher_for(engine)
 
     @routes.post("/predict")
     def predict_route(body: dict[str, Any] = Body(description="Label Studio's /predict request: tasks, label_config, params.context.")) -> dict[str, Any]:
         """Label Studio ML backend prediction for the interactive (smart keypoint) context."""
-        return predict(engine, body)
+        return predict(engine, fetcher, body)
 
-    @routes.post("/setup")
+    @routes.post("/setup", max_body_size=engine.config.max_json_kb * 1024)
     def setup(body: dict[str, Any] = Body(default={}, description="Label Studio's /setup request: project, schema.")) -> dict[str, str]:
         """Label Studio's connection check: the model version."""
         return {"model_version": model_version(engine)}

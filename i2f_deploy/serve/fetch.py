@@ -1,0 +1,161 @@
+"""Images named by URL (Label Studio tasks), fetched only from where the server was told to look.
+
+A task's image URL comes from whoever wrote the task, so fetching it blindly would let any task
+make the server request internal addresses (SSRF). The rules:
+
+* a relative URL (``/data/upload/1/x.png``, ``upload/1/x.png``, ``/storage-data/uploaded/?filepath=``,
+  ``/data/local-files/?d=``) is resolved against Label Studio's address and sent with its API key,
+  as Label Studio's ML backends do (``label_studio_sdk``'s ``get_local_path``: ``upload/...`` becomes
+  ``/data/upload/...``, base and path joined with one slash, ``Authorization: Bearer KEY`` for a
+  JWT personal access token and ``Token KEY`` for a legacy token, and only to that host);
+* an absolute URL is fetched only if it lies under Label Studio's address or an
+  ``--allow-url-prefix`` (same scheme, host and port, path under the prefix's at a ``/``);
+* anything else (another host, another scheme, ``file:``, user info, ``..`` segments) is refused
+  with 403 before any connection, and so is every redirect that leaves those prefixes (redirects
+  are followed one at a time, each checked);
+* every fetch has a timeout (connect, each read, and the whole transfer) and a size limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+import httpx
+
+from i2f_deploy.serve.images import ImageError
+
+MAX_REDIRECTS = 5
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """An allowed URL prefix, parsed once."""
+
+    scheme: str
+    netloc: str  # host[:port], lower case, default ports dropped
+    path: str  # ends with "/"
+
+    @classmethod
+    def parse(cls, url: str) -> Prefix:
+        parts = _split(url)
+        if parts is None:
+            raise ImageError(f"{url!r} is not an http(s) URL prefix")
+        scheme, netloc, path = parts
+        return cls(scheme, netloc, path if path.endswith("/") else path + "/")
+
+    def admits(self, url: str) -> bool:
+        parts = _split(url)
+        if parts is None:
+            return False
+        scheme, netloc, path = parts
+        return (scheme, netloc) == (self.scheme, self.netloc) and (path + "/").startswith(self.path)
+
+
+def _split(url: str) -> tuple[str, str, str] | None:
+    """(scheme, normalised host[:port], path) of an http(s) URL without user info or ``..``; else None."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
+        return None
+    if ".." in urllib.parse.unquote(parts.path).split("/") or "\\" in url:
+        return None
+    default = 80 if parts.scheme == "http" else 443
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return parts.scheme, netloc, parts.path or "/"
+
+
+def _is_jwt(token: str) -> bool:
+    """Whether ``token`` is a JWT (Label Studio's personal access tokens), as the SDK tells them
+    apart from legacy tokens: three dot-separated parts, the first a base64url JSON object."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(header, dict)
+
+
+class Fetcher:
+    """GETs task images under the allowed prefixes; one per server."""
+
+    def __init__(self, label_studio_url: str | None, api_key: str | None, allow_prefixes: tuple[str, ...],
+                 timeout_s: float, max_bytes: int) -> None:
+        self.label_studio = Prefix.parse(label_studio_url) if label_studio_url else None
+        self.label_studio_url = label_studio_url.rstrip("/") if label_studio_url else None
+        self.api_key = api_key
+        self.allowed = [p for p in (self.label_studio, *map(Prefix.parse, allow_prefixes)) if p is not None]
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+
+    def resolve(self, ref: str) -> str:
+        """The absolute URL of a task's image reference (relative ones against Label Studio's address)."""
+        if urllib.parse.urlsplit(ref).scheme or ref.startswith("//"):
+            return ref
+        if self.label_studio_url is None:
+            raise ImageError(f"the image URL {ref!r} is relative and no Label Studio URL is configured "
+                             "(set LABEL_STUDIO_URL or --label-studio-url)")
+        if ref.startswith(("upload", "/upload")):
+            ref = "/data/" + ref.lstrip("/")
+        return self.label_studio_url + "/" + ref.lstrip("/")
+
+    def check(self, url: str) -> None:
+        """403 unless ``url`` lies under an allowed prefix."""
+        if not any(prefix.admits(url) for prefix in self.allowed):
+            allowed = ", ".join(f"{p.scheme}://{p.netloc}{p.path}" for p in self.allowed) or "none configured"
+            raise ImageError(f"refused to fetch {url!r}: image URLs must lie under Label Studio's address or an "
+                             f"--allow-url-prefix (allowed: {allowed})", 403)
+
+    def _headers(self, url: str) -> dict[str, str]:
+        headers = {"Accept-Encoding": "identity"}  # the size limit counts the image's own bytes
+        if self.api_key and self.label_studio and self.label_studio.admits(url):
+            headers["Authorization"] = f"{'Bearer' if _is_jwt(self.api_key) else 'Token'} {self.api_key}"
+        return headers
+
+    def get(self, ref: str) -> bytes:
+        """The bytes at a task's image reference, within the limits; ImageError (403, 413, 424) otherwise."""
+        url = self.resolve(ref)
+        self.check(url)
+        deadline = time.monotonic() + self.timeout_s
+        with httpx.Client(timeout=self.timeout_s, follow_redirects=False, trust_env=False) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                try:
+                    with client.stream("GET", url, headers=self._headers(url)) as response:
+                        if response.is_redirect:
+                            target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
+                            self.check(target)
+                            url = target
+                            continue
+                        if response.status_code != 200:
+                            raise ImageError(f"fetching {url} failed: HTTP {response.status_code}", 424)
+                        return self._read(url, response, deadline)
+                except httpx.TimeoutException:
+                    raise ImageError(f"fetching {url} failed: timed out after {self.timeout_s:g} s", 424) from None
+                except httpx.HTTPError as exc:
+                    raise ImageError(f"fetching {url} failed: {exc}", 424) from None
+        raise ImageError(f"fetching {ref} failed: more than {MAX_REDIRECTS} redirects", 424)
+
+    def _read(self, url: str, response: httpx.Response, deadline: float) -> bytes:
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            raise ImageError(f"the image at {url} has {int(length)} bytes, more than the limit of {self.max_bytes}", 413)
+        data = bytearray()
+        for chunk in response.iter_bytes(CHUNK):
+            data += chunk
+            if len(data) > self.max_bytes:
+                raise ImageError(f"the image at {url} is larger than the limit of {self.max_bytes} bytes", 413)
+            if time.monotonic() > deadline:
+                raise ImageError(f"fetching {url} failed: timed out after {self.timeout_s:g} s", 424)
+        return bytes(data)

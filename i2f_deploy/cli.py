@@ -25,7 +25,7 @@ USAGE_ERROR = 2
 INTERNAL_ERROR = 3
 # modules of the optional extras (pyproject.toml), for a one-line hint when one is missing
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "onnxsim": "export", "skimage": "export",
-          "matplotlib": "export", "nncf": "export", "openvino": "openvino", "fastapi": "serve", "uvicorn": "serve",
+          "matplotlib": "export", "nncf": "export", "openvino": "openvino", "ray": "ray", "fastapi": "serve", "uvicorn": "serve",
           "multipart": "serve", "httpx": "serve", "PIL": "serve"}
 
 ConfigOption = Annotated[
@@ -263,6 +263,9 @@ def serve(
     artifact_dir: ArtifactDirArgument,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default: only this machine can connect).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    ray_cluster: Annotated[bool, typer.Option("--ray", help="Serve as a Ray Serve application: engine replicas on a Ray cluster, each image's requests routed to the replica holding its features (needs the [ray] extra).")] = False,
+    replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: engine replicas (each loads the graphs once and keeps its own feature cache of --cache-mb) [default: 1].", show_default=False)] = None,
+    address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (e.g. auto, or HEAD_IP:6379); default: start a local one.", show_default=False)] = None,
     backend: Annotated[Backend, typer.Option(help="Inference backend.")] = "onnxruntime",
     threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the backend's choice).")] = None,
     cache_mb: Annotated[int, typer.Option(help="Feature cache size in MiB (encoder outputs of recent images, least recently used dropped).")] = 1024,
@@ -297,7 +300,14 @@ def serve(
                          allow_url_prefixes=tuple(allow_url_prefix or ()), token=token,
                          basic_auth=(basic_auth_user, basic_auth_pass) if basic_auth_user is not None else None,
                          cors_origins=tuple(cors_origin or ()), max_json_kb=max_json_kb)
-    run(config, host, port)
+    if not ray_cluster:
+        if replicas is not None or address is not None:
+            raise I2FError("--replicas and --address need --ray")
+        run(config, host, port)
+        return
+    from i2f_deploy.serve import ray_app
+
+    ray_app.run(config, host, port, replicas or 1, address)
 
 
 @app.command("configs")

@@ -153,9 +153,7 @@ def create_app(engine: Engine) -> FastAPI:
     @app.get("/api/images/{image_id}", tags=["native"])
     def get_image(image_id: str) -> ImageOut:
         """Whether an image is known and encoded."""
-        entry = engine.image(image_id)
-        return ImageOut(image_id=image_id, width=entry.geometry.width, height=entry.geometry.height,
-                        encoded=entry.features is not None, queued=False)
+        return image_out(engine.info(image_id))
 
     @app.post("/api/sessions", tags=["native"], max_body_size=small)
     def create_session(body: SessionIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:

@@ -120,6 +120,11 @@ class Engine:
             raise NotFound(f"unknown image id {key!r} (never posted, or dropped from the feature cache: post it again)")
         return entry
 
+    def info(self, key: str) -> ImageInfo:
+        """What ``GET /api/images/{id}`` reports: the image's size and whether it is encoded."""
+        entry = self.image(key)
+        return ImageInfo(key, entry.geometry.width, entry.geometry.height, entry.features is not None, False)
+
     def _encode_loop(self) -> None:
         while True:
             entry = self._queue.get()

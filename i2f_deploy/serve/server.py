@@ -31,6 +31,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def warn_if_open(config: ServeConfig, host: str) -> None:
+    """A warning when others can reach the server and no token guards it."""
+    if not is_loopback(host) and not (config.token or config.basic_auth):
+        log.warning("listening on %s without a token: anyone who can reach this address can use the server "
+                    "and its Label Studio access; set I2F_SERVE_TOKEN (or --token), or bind to 127.0.0.1", host)
+
+
 def run(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted (Ctrl-C); graph runs already queued finish first."""
     require_web_stack()
@@ -40,9 +47,7 @@ def run(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     from i2f_deploy.serve.core import Engine
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    if not is_loopback(host) and not (config.token or config.basic_auth):
-        log.warning("listening on %s without a token: anyone who can reach this address can use the server "
-                    "and its Label Studio access; set I2F_SERVE_TOKEN (or --token), or bind to 127.0.0.1", host)
+    warn_if_open(config, host)
     engine = Engine(config)
     try:
         # access_log=False: uvicorn's line prints raw paths (session ids); access_log.AccessLog writes one without

@@ -35,16 +35,19 @@ def image_id(rgb: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def declared_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from the file's header, without decoding the pixels (Pillow reads only the
-    header on open), so that a small file declaring a huge image costs nothing."""
+def check_declared_size(data: bytes, max_pixels: int) -> None:
+    """413 when the file's header declares more than ``max_pixels``, read without decoding the
+    pixels (Pillow reads only the header on open), so that a small file declaring a huge image
+    costs nothing; 422 when there is no image header."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"the image declares too many pixels: {exc}", 413) from None
+            width, height = image.size
+    except Image.DecompressionBombError as exc:  # Pillow's own ceiling, far above any sane limit
+        raise ImageError(f"the image declares more pixels than the limit of {max_pixels} ({exc})", 413) from None
     except (OSError, ValueError, SyntaxError):  # Pillow's "cannot identify image file" and header errors
         raise ImageError("cannot decode the image (not a PNG, JPEG, BMP, WebP or TIFF file, or corrupt)") from None
+    if width * height > max_pixels:
+        raise ImageError(f"the image declares {width}x{height} pixels, more than the limit of {max_pixels}", 413)
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
@@ -52,9 +55,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     checked on the header before anything is decoded (413 beyond ``max_pixels``)."""
     if not data:
         raise ImageError("the image is empty")
-    width, height = declared_size(data)
-    if width * height > max_pixels:
-        raise ImageError(f"the image declares {width}x{height} pixels, more than the limit of {max_pixels}", 413)
+    check_declared_size(data, max_pixels)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise ImageError("cannot decode the image (not a PNG, JPEG, BMP, WebP or TIFF file, or corrupt)")

@@ -12,14 +12,27 @@ function setStatus(text, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
-async function call(method, path, body) {
-  const options = { method };
+// A server started with a token answers 401: ask for it once, keep it for this tab.
+function authHeaders() {
+  const token = sessionStorage.getItem("i2f-token");
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+async function call(method, path, body, retried = false) {
+  const options = { method, headers: authHeaders() };
   if (body instanceof FormData) options.body = body;
   else if (body !== undefined) {
-    options.headers = { "Content-Type": "application/json" };
+    options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
   const response = await fetch(path, options);
+  if (response.status === 401 && !retried) {
+    const token = window.prompt("This server needs its token (I2F_SERVE_TOKEN):");
+    if (token) {
+      sessionStorage.setItem("i2f-token", token.trim());
+      return call(method, path, body, true);
+    }
+  }
   const data = response.status === 204 ? null : await response.json();
   if (!response.ok) {
     const detail = data && data.detail;
@@ -144,6 +157,17 @@ $("file").addEventListener("change", (event) => {
 });
 overlay.addEventListener("click", (event) => click(event, true));
 overlay.addEventListener("contextmenu", (event) => click(event, false));
+$("download").addEventListener("click", async (event) => {
+  if (!sessionStorage.getItem("i2f-token")) return;  // no token: the plain link works
+  event.preventDefault();  // a link sends no Authorization header: fetch the PNG and save it
+  const link = event.currentTarget;
+  const response = await fetch(link.href, { headers: authHeaders() });
+  if (!response.ok) return setStatus(`download failed: HTTP ${response.status}`, true);
+  const saver = Object.assign(document.createElement("a"), { href: URL.createObjectURL(await response.blob()),
+                                                             download: "mask.png" });
+  saver.click();
+  URL.revokeObjectURL(saver.href);
+});
 $("undo").addEventListener("click", () => operation("undo"));
 $("redo").addEventListener("click", () => operation("redo"));
 $("reset").addEventListener("click", () => operation("reset"));

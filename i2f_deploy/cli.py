@@ -135,6 +135,16 @@ def export(
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim (kept only if outputs are unchanged).")] = True,
     openvino: Annotated[bool, typer.Option("--openvino", help="Also write OpenVINO IR of both graphs.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty --out.")] = False,
+    precision: Annotated[
+        Literal["f32", "bf16", "int8"],
+        typer.Option(help="The encoder's precision: f32; bf16 (OpenVINO on CPUs with bf16, ONNX Runtime stays f32); "
+                          "int8 (post-training quantization for both backends). The decoder stays f32. "
+                          "Check the cost on your images with i2f-deploy validate."),
+    ] = "f32",
+    calibration_images: Annotated[
+        Optional[list[Path]],
+        typer.Option("--calibration-images", help="Images to calibrate --precision int8 on (repeat the option; default: the built-in samples)."),
+    ] = None,
     allow_unsafe_pickle: UnsafePickleOption = False,
 ) -> None:
     """Export the encoder and the dynamic decoder to ONNX (and OpenVINO IR) with a manifest."""
@@ -151,7 +161,8 @@ def export(
     def progress(step: str) -> None:
         typer.echo(f"[{time.perf_counter() - start:6.1f}s] {step}", err=True)
 
-    options = ExportOptions(opset=opset, routing=routing, simplify=simplify, openvino=openvino, force=force)
+    options = ExportOptions(opset=opset, routing=routing, simplify=simplify, openvino=openvino, force=force,
+                            precision=precision, calibration_images=tuple(calibration_images or ()))
     export_artifacts(export_config, out, options, progress, checkpoint, seed if random_weights else None, allow_unsafe_pickle)
     typer.echo(f"wrote {out} in {time.perf_counter() - start:.1f}s")
 

@@ -83,16 +83,47 @@ class PartFiles(_Strict):
     external_data: str | None = None  # the encoder's weights beyond protobuf's 2 GB
     onnx_inlined: str | None = None  # the decoder with its custom ops' functions inlined
     edge_conv: str | None = None  # edge maps -> edge_conv_* for callers holding the five official features
-    openvino: str | None = None
+    openvino: str | None = None  # OpenVINO IR; the runtime loads it only for an int8 part (NNCF's)
 
-    def loaded(self) -> list[str]:
-        """The files a runtime loads this part from."""
-        return [name for name in (self.onnx, self.external_data, self.edge_conv) if name is not None]
+    def loaded(self, openvino_ir: bool = False) -> list[str]:
+        """The files a runtime loads this part from (with ``openvino_ir``, the IR and its weights too)."""
+        names = [name for name in (self.onnx, self.external_data, self.edge_conv) if name is not None]
+        if openvino_ir and self.openvino is not None:
+            names += [self.openvino, str(Path(self.openvino).with_suffix(".bin"))]
+        return names
 
 
 class Files(_Strict):
     encoder: PartFiles
     decoder: PartFiles
+
+
+Precision = Literal["f32", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("f32", "bf16", "int8")
+
+
+class PartPrecision(_Strict):
+    """What one part computes in on each backend."""
+
+    onnxruntime: Precision = "f32"
+    openvino: Precision = "f32"
+
+    def on(self, backend: str) -> str:
+        return getattr(self, backend)
+
+
+class ExportPrecision(_Strict):
+    """``export --precision``: reduced precision is chosen at export, never a silent default.
+    Manifests written before the field existed read as f32, which is what they computed."""
+
+    choice: Precision = "f32"
+    encoder: PartPrecision = PartPrecision()
+    decoder: PartPrecision = PartPrecision()
+    calibration: list[str] = []  # int8: the images the activation ranges were measured on
+    quantized: dict[str, str] = {}  # int8: per backend, what was quantized and by which tool
+
+    def part(self, part: str) -> PartPrecision:
+        return getattr(self, part)
 
 
 class Weights(_Strict):
@@ -128,6 +159,7 @@ class Manifest(_Strict):
     backends: dict[str, str]
     tools: dict[str, str]
     notes: list[str]
+    precision: ExportPrecision = ExportPrecision()
 
     @classmethod
     def read(cls, artifact_dir: str | Path) -> Manifest:
@@ -168,7 +200,8 @@ class Manifest(_Strict):
     def verify(self, artifact_dir: str | Path, parts: tuple[str, ...] = PARTS) -> None:
         """Refuse a missing, truncated or altered file of ``parts``: sizes first (instant), then
         SHA-256."""
-        for name in [name for part in parts for name in self.part(part).loaded()]:
+        int8_ir = {part: self.precision.part(part).openvino == "int8" for part in parts}
+        for name in [name for part in parts for name in self.part(part).loaded(int8_ir[part])]:
             path = Path(artifact_dir) / name
             if not path.is_file():
                 raise I2FError(f"{path} is missing: re-export the artifact or copy it again")

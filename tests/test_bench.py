@@ -48,13 +48,16 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     assert by_key[("torch", "dynamic", "first-click")]["num_routed"] == 1024
     assert by_key[("torch", "dynamic", "small")]["num_routed"] < by_key[("torch", "dynamic", "large")]["num_routed"]
     assert any(s["vs_eager_torch"] > 0 for s in report["speedups"])
+    encoders = [r for r in rows if r["part"] == "encoder"]
+    for row in encoders:  # the graphs also compute the DLU's edge terms per image
+        assert row["gflop"] > 0 and (row["gflop_parts"]["edge_terms"] > 0) == (row["backend"] != "torch")
     with paths["csv"].open() as handle:
         assert len(list(csv.DictReader(handle))) == len(rows)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     profiles = json.loads(profile.read_text())
-    assert {p["backend"] for p in profiles} == {"onnxruntime", "openvino"}
+    assert {(p["backend"], p["part"]) for p in profiles} == {(b, part) for b in ("onnxruntime", "openvino") for part in ("encoder", "decoder")}
     for entry in profiles:
-        assert entry["scenario"] == "medium" and entry["ops"]
+        assert entry["scenario"] == ("medium" if entry["part"] == "decoder" else "image") and entry["ops"]
         assert all(op["ms_per_run"] >= 0 and 0 <= op["share"] <= 1 for op in entry["ops"])
 
 

@@ -39,17 +39,30 @@ def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoin
 
 def write_profiles(targets: list[Target], backends: list[str], scenario: str, threads: int, path: Path,
                    console: Console) -> None:
-    """Per-operator time of one ``scenario`` click on each graph backend, as JSON and a table."""
+    """Per-operator time of one encoding and of one ``scenario`` click on each graph backend (f32
+    exports), as JSON and a table."""
     import numpy as np
     import torch
 
     from i2f_deploy.bench.profile import profile_onnxruntime, profile_openvino
     from i2f_deploy.bench.runner import bench_image
     from i2f_deploy.bench.scenarios import scenario_prompt_map
-    from i2f_deploy.contract import IMAGE_FEATURES
+    from i2f_deploy.contract import IMAGE, IMAGE_FEATURES
 
     profiles = []
-    for target in targets:
+    for target in [t for t in targets if t.precision == "f32"]:
+        image = bench_image(target.size)
+        encoder_path = target.artifact_dir / target.manifest.files.encoder.onnx
+        work = sum(target.encoder_work().values())
+        for backend, profiler in (("onnxruntime", profile_onnxruntime), ("openvino", profile_openvino)):
+            if backend in backends:
+                ops = profiler(encoder_path, {IMAGE: image}, threads, runs=1, limit=16)
+                total = sum(o["ms_per_run"] for o in ops)
+                profiles.append({"size": target.size, "backend": backend, "part": "encoder", "scenario": "image",
+                                 "threads": threads, "gflop": work, "ops": ops})
+                top = ", ".join(f"{o['op_type']} {o['ms_per_run']:.0f} ms ({o['share']:.0%})" for o in ops[:5])
+                console.print(f"profile {target.size} {backend} encoder ({work:.0f} GFLOP, {total:.0f} ms in the top "
+                              f"operator types): {top}")
         with torch.no_grad():
             embeddings, edge_maps = target.model(target.routing).encode(torch.from_numpy(bench_image(target.size)))
         feeds = dict(zip(IMAGE_FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
@@ -59,7 +72,7 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
         for backend, profiler in (("onnxruntime", profile_onnxruntime), ("openvino", profile_openvino)):
             if backend in backends:
                 ops = profiler(onnx_path, {k: np.ascontiguousarray(v) for k, v in feeds.items()}, threads)
-                profiles.append({"size": target.size, "routing": target.routing, "backend": backend,
+                profiles.append({"size": target.size, "routing": target.routing, "backend": backend, "part": "decoder",
                                  "scenario": scenario, "threads": threads, "ops": ops})
                 top = ", ".join(f"{o['op_type']} {o['ms_per_run']:.1f} ms ({o['share']:.0%})" for o in ops[:5])
                 console.print(f"profile {target.size} {backend} {scenario}: {top}")

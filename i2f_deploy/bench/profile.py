@@ -1,5 +1,5 @@
-"""Where a decoder click spends its time: ONNX Runtime's profiler and OpenVINO's performance
-counters, summed per operator type (the per-node names of the two backends do not match)."""
+"""Where an encoding or a decoder click spends its time: ONNX Runtime's profiler and OpenVINO's
+performance counters, summed per operator type (the per-node names of the two backends do not match)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 Backends: ``torch`` (the project's PyTorch model, eager; with ``dense`` its dense-routing twin as
 the baseline the paper compares against), ``onnxruntime`` and ``openvino`` on the artifact's
-graphs. Every backend of one size sees the same image, the same prompt maps and the same cached
+graphs. An export of reduced precision (``export --precision bf16|int8``) adds its encoder rows,
+named ``<backend>-<precision>``, next to the f32 export's of the same size (its decoder is the
+f32 one: not timed twice). Every backend of one size sees the same image, the same prompt maps and the same cached
 encoder features, so rows differ only by who computes them. They are timed in turns, one run of
 each per round, so ratios within a run are fair on a machine whose speed drifts (this 2-core VM
 varied by 30 % over minutes). Their decoders are loaded together, so the peak resident memory of
@@ -24,7 +26,7 @@ import torch
 from i2f_deploy import runtime
 from i2f_deploy.bench.memory import PeakSampler
 from i2f_deploy.bench.scenarios import scenario_prompt_map
-from i2f_deploy.bench.work import decoder_work
+from i2f_deploy.bench.work import decoder_work, encoder_work
 from i2f_deploy.config import ExportConfig, config_from_dict
 from i2f_deploy.contract import DLU_BOX, DPE_BOX, EDGE_MAPS, IMAGE, IMAGE_EMBEDDINGS, IMAGE_FEATURES, NUM_ROUTED, REF_LABEL
 from i2f_deploy.model.inter2former import Inter2Former
@@ -111,9 +113,17 @@ class Target:
         self.config: ExportConfig = config_from_dict(self.manifest.config)
         self.size = self.manifest.target_size
         self.routing = self.manifest.routing
+        self.precision = self.manifest.precision.choice
         check_weights(artifact_dir, self.manifest, checkpoint)
         self.checkpoint = checkpoint
         self._model: Inter2Former | None = None
+        self._encoder_work: dict[str, float] | None = None
+
+    def encoder_work(self) -> dict[str, float]:
+        """GFLOP of one encoding of the bench image, by part (see ``bench.work.encoder_work``)."""
+        if self._encoder_work is None:
+            self._encoder_work = encoder_work(self.model(self.routing), torch.from_numpy(bench_image(self.size)))
+        return self._encoder_work
 
     def model(self, routing: str) -> Inter2Former:
         """The PyTorch model with this export's weights and edge numerics, in either routing."""
@@ -132,6 +142,7 @@ def _row(target: Target, contender: Contender, part: str, scenario: str, setting
     median, p10, p90 = _quantiles(timings)
     recorded = asdict(settings)
     recorded.pop("openvino_precisions")
+    recorded["export_precision"] = target.precision
     if contender.backend != "onnxruntime":
         recorded.pop("ort_spinning")
     if contender.precision is None:
@@ -193,7 +204,8 @@ def torch_contender(target: Target, routing: str, features: dict[str, np.ndarray
 
 
 def graph_contender(target: Target, backend: str, settings: Settings, features: dict[str, np.ndarray],
-                    image: np.ndarray, precision: str = "f32") -> Contender:
+                    image: np.ndarray, precision: str | None = "f32") -> Contender:
+    """``precision``: OpenVINO's inference precision; None for the export's own."""
     load_options = {
         "threads": settings.threads,
         "precision": precision,
@@ -213,6 +225,10 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
         out = decoder.run({**features, REF_LABEL: ref_label})
         return RoutingOutcome(int(out[NUM_ROUTED]), out[DPE_BOX].tolist(), out[DLU_BOX].tolist())
 
+    exported = target.manifest.precision.encoder.on(backend)
+    if exported != "f32":
+        return Contender(f"{backend}-{exported}", target.routing, load_encoder, decode,
+                         exported if backend == "openvino" else None)
     if backend != "openvino":
         return Contender(backend, target.routing, load_encoder, decode)
     label = backend if precision == "f32" else f"{backend}-{precision}"
@@ -221,7 +237,11 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
 
 def contenders_for(target: Target, backends: list[str], settings: Settings, features: dict[str, np.ndarray],
                    image: np.ndarray) -> list[Contender]:
-    """``torch`` brings its dense twin along when the export routes dynamically (the paper's baseline)."""
+    """``torch`` brings its dense twin along when the export routes dynamically (the paper's baseline).
+    A reduced-precision export brings its graphs of reduced precision only."""
+    if target.precision != "f32":
+        return [graph_contender(target, backend, settings, features, image, None) for backend in backends
+                if backend != "torch" and target.manifest.precision.encoder.on(backend) != "f32"]
     contenders = []
     for backend in backends:
         if backend == "torch":
@@ -248,10 +268,15 @@ def bench_round(target: Target, contenders: list[Contender], scenarios: list[str
         progress(f"{target.size} encoder: {contender.backend}, {settings.threads} thread(s)")
         encode = contender.load_encoder()
         timings, peak, _ = _round_robin([encode], settings)
-        rows.append(_row(target, contender, "encoder", "image", settings, timings[0], peak))
+        row = _row(target, contender, "encoder", "image", settings, timings[0], peak)
+        work = target.encoder_work()
+        row.gflop_parts = work if contender.backend != "torch" else {**work, "edge_terms": 0.0}
+        row.gflop = sum(row.gflop_parts.values())
+        row.gflop_per_s = row.gflop / (row.median_ms / 1000)
+        rows.append(row)
         del encode
         gc.collect()
-    for scenario in scenarios:
+    for scenario in scenarios if target.precision == "f32" else ():  # reduced exports: f32 decoders
         progress(f"{target.size} {scenario} click: {', '.join(f'{c.backend} {c.routing}' for c in contenders)}")
         ref_label = scenario_prompt_map(scenario, target.size)
         calls = [lambda c=c: c.decode(ref_label) for c in contenders]

@@ -85,3 +85,22 @@ def decoder_gflop(config: ExportConfig, num_routed: int, dpe_box: list[int], dlu
                   factored: bool = False) -> float:
     """GFLOP of one decoder call (see :func:`decoder_work`)."""
     return sum(decoder_work(config, num_routed, dpe_box, dlu_box, factored).values())
+
+
+def encoder_work(model, image) -> dict[str, float]:
+    """GFLOP of one encoding, counted by PyTorch's FLOP counter on the eager model (matrix
+    products and convolutions; the same rule as above): ``backbone`` and ``edges`` (the edge
+    detector), plus ``edge_terms``, the DLU's per-image convolutions that only the graphs compute
+    in the encoder (``i2f_deploy/export/dlu.py``)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from i2f_deploy.export.dlu import EdgeTerms
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        _, edge_maps = model.encode(image)
+    per_module = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
+    with torch.no_grad(), FlopCounterMode(display=False) as terms:
+        EdgeTerms(model.decode_head)(edge_maps)
+    return {"backbone": per_module.get("HRSAMBackbone", 0) / 1e9, "edges": per_module.get("CannyNet", 0) / 1e9,
+            "edge_terms": terms.get_total_flops() / 1e9}

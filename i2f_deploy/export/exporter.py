@@ -28,6 +28,7 @@ from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import export_decoder
 from i2f_deploy.export.encoder import export_edge_terms, export_encoder
 from i2f_deploy.export.manifest import write_manifest
+from i2f_deploy.export.precision import calibration_inputs, precision_record, quantize_for_onnxruntime, quantize_for_openvino
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
 from i2f_deploy.outputs import check_output_dir
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
@@ -44,6 +45,8 @@ class ExportOptions:
     simplify: bool = True
     openvino: bool = False
     force: bool = False
+    precision: str = "f32"  # the encoder's: f32, bf16 (OpenVINO) or int8 (both backends)
+    calibration_images: tuple[Path, ...] = ()  # int8: images to calibrate on (default: built-in samples)
 
 
 @contextlib.contextmanager
@@ -86,18 +89,19 @@ def _feeds(tensors: tuple[torch.Tensor, ...], names: tuple[str, ...]) -> dict[st
     return {name: tensor.numpy() for name, tensor in zip(names, tensors)}
 
 
-def _write_openvino(scratch: Path, decoder: Path, encoder: Path) -> list[str]:
+def _write_openvino(scratch: Path, decoder: Path, encoder: Path | None) -> None:
+    """IR of both graphs (``encoder=None``: the decoder only, the int8 encoder's IR is NNCF's)."""
     import openvino as ov
 
     from i2f_deploy.custom_ops.openvino import conversion_extensions
 
     folder = scratch / "openvino"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     core = ov.Core()
     extensions = conversion_extensions(core, onnx.load(str(decoder), load_external_data=False))
-    ov.save_model(ov.convert_model(str(encoder)), str(folder / "encoder.xml"), compress_to_fp16=False)
+    if encoder is not None:
+        ov.save_model(ov.convert_model(str(encoder)), str(folder / "encoder.xml"), compress_to_fp16=False)
     ov.save_model(ov.convert_model(str(decoder), extension=extensions), str(folder / "decoder.xml"), compress_to_fp16=False)
-    return ["openvino/encoder.xml", "openvino/decoder.xml"]
 
 
 def export_artifacts(
@@ -110,6 +114,8 @@ def export_artifacts(
     allow_unsafe_pickle: bool = False,
 ) -> Path:
     """Export ``config`` with a checkpoint (or seeded random weights) into ``out``."""
+    if options.calibration_images and options.precision != "int8":
+        raise I2FError("--calibration-images is for --precision int8 only")
     if options.opset not in SUPPORTED_OPSETS:
         raise I2FError(f"--opset {options.opset}: the graphs can be written at opset "
                        f"{', '.join(map(str, SUPPORTED_OPSETS))} only (the custom ops' bodies use it)")
@@ -120,9 +126,10 @@ def export_artifacts(
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         with _quiet_exporter():
-            files, notes = _export_into(scratch, model, options, progress)
+            files, notes, precision = _export_into(scratch, model, options, progress)
         progress("writing manifest")
-        write_manifest(scratch, config, routing=options.routing, opset=options.opset, weights=weights, files=files, notes=notes)
+        write_manifest(scratch, config, routing=options.routing, opset=options.opset, weights=weights, files=files,
+                       notes=notes, precision=precision)
         scratch.chmod(0o755)
         if out.exists():
             shutil.rmtree(out)
@@ -133,7 +140,23 @@ def export_artifacts(
     return out
 
 
-def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions, progress: Progress) -> tuple[dict, list[str]]:
+def _quantize_encoder(scratch: Path, encoder: Path, size: int, images: tuple[Path, ...],
+                      progress: Progress) -> tuple[list[str], list[str]]:
+    """The int8 encoders in place of the f32 one: QDQ ``encoder.onnx`` and NNCF's IR; returns the
+    files of the former and the calibration images' names."""
+    inputs, names = calibration_inputs(list(images), size)
+    progress(f"quantizing encoder for ONNX Runtime (calibration: {len(inputs)} images)")
+    quantized = quantize_for_onnxruntime(encoder, scratch / "encoder.onnx", inputs)
+    progress("quantizing encoder for OpenVINO (NNCF)")
+    quantize_for_openvino(encoder, scratch / "openvino" / "encoder.xml", inputs)
+    for path in scratch.iterdir():
+        if path.name.startswith(encoder.name):  # the f32 graph and its weights
+            path.unlink()
+    return [p.name for p in quantized], names
+
+
+def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions,
+                 progress: Progress) -> tuple[dict, list[str], dict[str, object]]:
     notes: list[str] = []
     size = model.target_size
 
@@ -144,8 +167,13 @@ def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions, pro
         image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         encoder, note = simplify_checked(encoder, {IMAGE: image.numpy()})
         notes.append(f"encoder: {note}")
-    encoder_files = save_model(encoder, scratch / "encoder.onnx")
+    int8 = options.precision == "int8"
+    encoder_files = [p.name for p in save_model(encoder, scratch / ("encoder_f32.onnx" if int8 else "encoder.onnx"))]
     del encoder
+    calibration: list[str] = []
+    if int8:
+        encoder_files, calibration = _quantize_encoder(scratch, scratch / "encoder_f32.onnx", size,
+                                                       options.calibration_images, progress)
 
     progress("exporting decoder")
     example = decoder_example_inputs(model)
@@ -164,10 +192,14 @@ def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions, pro
         "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx", "edge_conv": "edge_conv.onnx"},
     }
     if len(encoder_files) > 1:
-        files["encoder"]["external_data"] = encoder_files[1].name
+        files["encoder"]["external_data"] = encoder_files[1]
+    if int8:
+        files["encoder"]["openvino"] = "openvino/encoder.xml"
     if options.openvino:
         progress("converting to OpenVINO IR")
-        encoder_xml, decoder_xml = _write_openvino(scratch, scratch / "decoder.onnx", scratch / "encoder.onnx")
-        files["encoder"]["openvino"] = encoder_xml
-        files["decoder"]["openvino"] = decoder_xml
-    return files, notes
+        _write_openvino(scratch, scratch / "decoder.onnx", None if int8 else scratch / "encoder.onnx")
+        files["encoder"]["openvino"] = "openvino/encoder.xml"
+        files["decoder"]["openvino"] = "openvino/decoder.xml"
+    if options.precision == "bf16":
+        notes.append("precision bf16: OpenVINO runs the encoder in bf16; ONNX Runtime has no bf16 CPU kernels and runs it in f32")
+    return files, notes, precision_record(options.precision, calibration)

@@ -13,7 +13,7 @@ from i2f_deploy.custom_ops.registry import OP_TYPES
 from i2f_deploy.export.encoder import NUMERICS as ENCODER_NUMERICS
 from i2f_deploy.preprocess import MEAN_BGR, SIZE_DIVISOR, STD_BGR
 
-TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "openvino", "numpy")
+TOOLS = ("torch", "onnx", "onnxruntime", "onnxscript", "onnxsim", "openvino", "nncf", "numpy")
 
 
 def tool_versions() -> dict[str, str]:
@@ -35,6 +35,7 @@ def write_manifest(
     weights: dict[str, object],
     files: dict[str, dict[str, str]],
     notes: list[str],
+    precision: dict[str, object],
 ) -> Path:
     all_files = sorted(p for p in out_dir.rglob("*") if p.is_file())
     manifest = Manifest.model_validate({
@@ -70,5 +71,6 @@ def write_manifest(
         },
         "tools": tool_versions(),
         "notes": notes,
+        "precision": precision,
     })
     return manifest.write(out_dir)

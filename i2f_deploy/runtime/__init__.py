@@ -78,7 +78,7 @@ def load(
     part: str,
     backend: str = "onnxruntime",
     threads: int | None = None,
-    precision: str = "f32",
+    precision: str | None = None,
     *,
     spinning: bool = True,
     performance_hint: str = "latency",
@@ -90,8 +90,10 @@ def load(
     The decoder runs on the encoder's outputs, or on the five official features alone (it then
     derives the rest; see :class:`i2f_deploy.runtime.decoder.DecoderRunner`).
 
-    ``threads=None`` lets the backend choose. ``precision`` applies to OpenVINO only ("f32" for
-    parity; "bf16" or "default" for its reduced-precision speed). ``spinning`` is ONNX Runtime's
+    ``threads=None`` lets the backend choose. ``precision`` is OpenVINO's inference precision
+    ("f32" for parity; "bf16" or "default" for its reduced-precision speed); ``None`` takes the
+    export's (``export --precision``: bf16 parts run with bf16, the rest f32). An int8 part is
+    its quantized graph on either backend: the QDQ ONNX on ONNX Runtime, NNCF's IR on OpenVINO. ``spinning`` is ONNX Runtime's
     intra-op thread spin-wait (lower latency, busier cores); ``verify`` checks the part's files
     against the manifest's sizes and SHA-256 first (a second or less; pass False once a product
     has verified its copy); ``performance_hint`` ("latency" or
@@ -104,9 +106,15 @@ def load(
     files = manifest.part(part)
     if verify:
         manifest.verify(artifact_dir, (part,))
+    exported = manifest.precision.part(part).on(backend)
+    if precision is None:
+        precision = "bf16" if exported == "bf16" else "f32"
     options = (backend, threads, precision, spinning, performance_hint, streams)
-    graph = _load_graph(Path(artifact_dir) / files.onnx, *options)
-    _check_target_size(graph, manifest, Path(artifact_dir) / files.onnx)
+    graph_file = files.onnx
+    if backend == "openvino" and exported == "int8":
+        graph_file = str(files.openvino)
+    graph = _load_graph(Path(artifact_dir) / graph_file, *options)
+    _check_target_size(graph, manifest, Path(artifact_dir) / graph_file)
     if part == "encoder":
         return graph
     from i2f_deploy.runtime.decoder import DecoderRunner

@@ -1,4 +1,4 @@
-"""OpenVINO runner: reads the ONNX file with the custom ops registered from their functions."""
+"""OpenVINO runner: reads the ONNX file with the custom ops registered from their functions, or an IR."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ class OpenVinoRunner:
         if performance_hint not in HINTS:
             raise I2FError(f"unknown OpenVINO performance hint {performance_hint!r}; choose from {', '.join(HINTS)}")
         core = ov.Core()
-        register(core, str(path))
+        if path.suffix == ".onnx":  # an IR (NNCF's int8 encoder) carries no custom ops
+            register(core, str(path))
         config: dict[str, object] = {"PERFORMANCE_HINT": HINTS[performance_hint]}
         if streams:
             config["NUM_STREAMS"] = streams

@@ -24,6 +24,7 @@ class LoopReport:
     sample: str
     clicks: int
     min_iou_vs_reference: float
+    mean_iou_vs_reference: float
     reference_noc: dict[str, int]
     backend_noc: dict[str, int]
     failures: list[str]
@@ -68,14 +69,34 @@ def check_loop(validation, name: str, image_rgb: np.ndarray, ground_truth: np.nd
     with torch.no_grad():
         run = click_loop(reference.step, ground_truth, num_clicks, rng)
     reference_noc = {str(k): v for k, v in run.noc().items()}
-    bar = validation.tolerances.edge_maps_mask_iou
     reports = []
     for backend in validation.backends:
         masks = backend_masks(validation, backend, reference.image, reference.geometry, reference.prompt_maps)
         agreement = [mask_iou(a, b) for a, b in zip(masks, run.predictions)]
         backend_noc = {str(k): v for k, v in noc([mask_iou(m, ground_truth) for m in masks], max_clicks=num_clicks).items()}
-        failures = [f"click {i + 1}: mask IoU vs reference {v:.4f} < {bar}" for i, v in enumerate(agreement) if v < bar]
-        if backend_noc != reference_noc:
-            failures.append(f"NoC {backend_noc} != reference {reference_noc}")
-        reports.append(LoopReport(backend, name, len(run.clicks), min(agreement), reference_noc, backend_noc, failures))
+        judge = _reduced_failures if validation.reduced(backend) else _f32_failures
+        failures = judge(validation.tolerances, agreement, reference_noc, backend_noc)
+        reports.append(LoopReport(backend, name, len(run.clicks), min(agreement), float(np.mean(agreement)),
+                                  reference_noc, backend_noc, failures))
     return reports
+
+
+def _f32_failures(tolerances, agreement: list[float], reference_noc: dict[str, int], backend_noc: dict[str, int]) -> list[str]:
+    """f32 graphs: every click's mask as the reference's, and the same NoC."""
+    bar = tolerances.edge_maps_mask_iou
+    failures = [f"click {i + 1}: mask IoU vs reference {v:.4f} < {bar}" for i, v in enumerate(agreement) if v < bar]
+    if backend_noc != reference_noc:
+        failures.append(f"NoC {backend_noc} != reference {reference_noc}")
+    return failures
+
+
+def _reduced_failures(tolerances, agreement: list[float], reference_noc: dict[str, int], backend_noc: dict[str, int]) -> list[str]:
+    """A reduced-precision encoder: the loop's mean mask IoU and NoC within the reduced gate."""
+    failures = []
+    mean = float(np.mean(agreement))
+    if mean < tolerances.reduced_mask_iou:
+        failures.append(f"mean mask IoU vs reference over the loop {mean:.4f} < {tolerances.reduced_mask_iou}")
+    worst = max(abs(backend_noc[k] - reference_noc[k]) for k in reference_noc)
+    if worst > tolerances.reduced_noc_clicks:
+        failures.append(f"NoC {backend_noc} differs from reference {reference_noc} by {worst} > {tolerances.reduced_noc_clicks:g} click(s)")
+    return failures

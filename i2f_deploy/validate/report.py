@@ -20,6 +20,7 @@ def to_json(validation: Validation, extra: dict) -> dict:
         "target_size": validation.size,
         "backends": validation.backends,
         "tolerances": dataclasses.asdict(validation.tolerances),
+        "gates": {backend: gate_text(validation, backend) for backend in validation.backends},
         "passed": validation.passed,
         "failures": validation.failures,
         "flips": [r.to_dict() for r in validation.reports if r.verdict == "flip"],
@@ -31,6 +32,23 @@ def to_json(validation: Validation, extra: dict) -> dict:
 def write_json(path: Path, report: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+
+
+def gate_text(validation: Validation, backend: str) -> str:
+    """The gate ``backend``'s encoder is judged by, in words."""
+    t = validation.tolerances
+    precision = validation.encoder_precision[backend]
+    if precision == "f32":
+        return (f"{backend} f32 encoder: embeddings within atol {t.image_embeddings.atol:g}, edge maps within the "
+                f"tolerated share, every mask IoU vs reference >= {t.edge_maps_mask_iou}, NoC equal")
+    return (f"{backend} {precision} encoder vs the f32 reference (end effect only): mask IoU >= {t.reduced_mask_iou} "
+            f"on every prompt state, mean mask IoU >= {t.reduced_mask_iou} over each click loop, NoC within "
+            f"{t.reduced_noc_clicks:g} click(s)")
+
+
+def print_gates(validation: Validation, console: Console) -> None:
+    for backend in validation.backends:
+        console.print(f"gate: {gate_text(validation, backend)}", highlight=False)
 
 
 def print_table(validation: Validation, console: Console) -> None:
@@ -47,20 +65,22 @@ def print_table(validation: Validation, console: Console) -> None:
             report.case,
             f"{main.max_abs:.2e}" if main else "",
             f"{main.mismatch_share:.2%}" if main else "",
-            f"{main.iou:.4f}" if main and main.iou is not None else "",
+            f"{main.iou:.4f}" if main and main.iou is not None else (f"{min(report.end_effect.values()):.4f}" if report.end_effect else ""),
             str(routed.candidate[0]) if routed else "",
             f"[{colour}]{report.verdict}[/{colour}]",
         )
     console.print(table)
     if validation.loops:
         loops = Table(title="interactive loops (PyTorch drives, official click protocol)")
-        for column in ("backend", "sample", "clicks", "min IoU vs reference", "NoC reference", "NoC backend", "verdict"):
+        for column in ("backend", "sample", "clicks", "min IoU vs reference", "mean IoU", "NoC reference", "NoC backend", "verdict"):
             loops.add_column(column)
         for loop in validation.loops:
             verdict = "[red]fail[/red]" if loop.failures else "[green]pass[/green]"
             nocs = [" ".join(f"{k}:{v}" for k, v in n.items()) for n in (loop.reference_noc, loop.backend_noc)]
-            loops.add_row(loop.backend, loop.sample, str(loop.clicks), f"{loop.min_iou_vs_reference:.4f}", *nocs, verdict)
+            loops.add_row(loop.backend, loop.sample, str(loop.clicks), f"{loop.min_iou_vs_reference:.4f}",
+                          f"{loop.mean_iou_vs_reference:.4f}", *nocs, verdict)
         console.print(loops)
+    print_gates(validation, console)
     for failure in validation.failures:
         console.print(f"[red]FAIL[/red] {failure}")
     console.print("[green]PASSED[/green]" if validation.passed else "[red]FAILED[/red]")

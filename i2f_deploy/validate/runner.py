@@ -37,6 +37,11 @@ class Tolerances:
     # ... and their end effect, a floor: the decoder on the backend's features vs the reference
     # masks (measured: >= 0.9994 on the built-in samples, both backends).
     edge_maps_mask_iou: float = 0.999
+    # A reduced-precision encoder (export --precision bf16 or int8) is judged by its end effect
+    # only, against the f32 reference: the mask of every prompt state, and over each click loop
+    # the mean mask IoU and the NoC (clicks to reach 85/90 % IoU), which may differ by this many.
+    reduced_mask_iou: float = 0.99
+    reduced_noc_clicks: float = 1
 
     def overridden(self, name: str, value: float) -> Tolerances:
         current = getattr(self, name)
@@ -52,6 +57,7 @@ class CaseReport:
     decisions: list[Decision] = field(default_factory=list)
     judged: bool = True
     failures: list[str] = field(default_factory=list)
+    end_effect: dict[str, float] = field(default_factory=dict)  # encoder: mask IoU per prompt state
 
     @property
     def verdict(self) -> str:
@@ -69,6 +75,7 @@ class CaseReport:
             "outputs": {name: c.to_dict() for name, c in self.outputs.items()},
             "decisions": [d.to_dict() for d in self.decisions],
             "failures": self.failures,
+            "end_effect_mask_iou": self.end_effect,
         }
 
 
@@ -105,6 +112,7 @@ class Validation:
         self.tolerances = tolerances
         self.epsilon = epsilon
         self.backends = backends
+        self.encoder_precision = {backend: manifest.precision.encoder.on(backend) for backend in backends}
         # every graph file checked once against the manifest; the loads below skip it
         manifest.verify(artifact_dir)
         self.runners = {
@@ -149,23 +157,33 @@ class Validation:
             report.failures.append(f"logits: {logits.problem} (max abs {logits.max_abs:.2e}, IoU {logits.iou:.4f})")
         return report
 
+    def reduced(self, backend: str) -> bool:
+        """Does ``backend`` run a reduced-precision encoder (judged by its end effect only)?"""
+        return self.encoder_precision[backend] != "f32"
+
+    def mask_bar(self, backend: str) -> float:
+        return self.tolerances.reduced_mask_iou if self.reduced(backend) else self.tolerances.edge_maps_mask_iou
+
     def check_encoder(self, backend: str, name: str, image: np.ndarray, reference: dict[str, np.ndarray]) -> CaseReport:
-        """Embeddings against the reference; edge maps by their end effect on the edge-case masks."""
+        """Embeddings against the reference; edge maps by their end effect on the edge-case masks.
+        A reduced-precision encoder's outputs are reported, and only their end effect judged."""
         report = CaseReport(backend, "encoder", name)
         out = self.runners[backend]["encoder"].run({IMAGE: image})
         report.failures += check_shapes(out, self.io["encoder"])
+        judged = not self.reduced(backend)
         embeddings = compare(out[IMAGE_EMBEDDINGS], reference[IMAGE_EMBEDDINGS], self.tolerances.image_embeddings)
         report.outputs[IMAGE_EMBEDDINGS] = embeddings
-        if not embeddings.passed:
+        if judged and not embeddings.passed:
             report.failures.append(f"image_embeddings: {embeddings.problem} (max abs {embeddings.max_abs:.2e})")
         for key in ENCODER_OUTPUTS[1:]:  # edge maps and their terms: by share, then by end effect
             report.outputs[key] = compare(out[key], reference[key], self.tolerances.edge_maps)
-            if not report.outputs[key].passed:
+            if judged and not report.outputs[key].passed:
                 report.failures.append(f"{key}: {report.outputs[key].problem} (max abs {report.outputs[key].max_abs:.2e})")
-        bar = self.tolerances.edge_maps_mask_iou
+        bar = self.mask_bar(backend)
         for case, ref_label in edge_case_states(self.size).items():
             candidate = self.runners[backend]["decoder"].run({**out, REF_LABEL: ref_label})[LOGITS]
             iou = logits_iou(candidate, self.reference_logits[(name, case)])
+            report.end_effect[case] = iou
             if iou < bar:
                 report.failures.append(f"encoder end effect on {case}: mask IoU {iou:.4f} < {bar}")
         return report

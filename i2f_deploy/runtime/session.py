@@ -26,6 +26,13 @@ no decoder; beyond it each step costs one decoder run (from the kept prompt map 
 click), never a replay. Memory per session: the encoder outputs of at most ``cache_size`` images
 (plus the current one), the current state and the history (``history_bytes``; README has figures).
 
+Prefetch: ``prefetch(rgb)`` encodes the next image in a background thread while clicks go on on
+the current one (the annotation tools' pattern); ``set_image`` of that image then waits for it
+instead of encoding again. Clicks keep priority: the background encoding runs on its own
+single-threaded encoder (loaded on the first prefetch: one more copy of the encoder's weights),
+in a thread at the lowest scheduling priority (Linux: nice 19 for that thread), so a click's
+decoder gets the cores first. The masks are those of a session without prefetch.
+
 Threads: a session owns its runners and mutable state; use one session per thread (two sessions
 in two threads give the same results as run one after the other). Do not share one session
 between threads: overlapping calls on one session raise ``I2FError`` rather than corrupt it.
@@ -34,10 +41,12 @@ between threads: overlapping calls on one session raise ``I2FError`` rather than
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -140,6 +149,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _lower_priority() -> None:
+    """Run the calling thread (and the threads it starts) at the lowest priority, where the OS
+    allows it per thread (Linux); elsewhere leave it as it is."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
+
+
 def _check_sizes(cache_size: Any, history: Any) -> None:
     if not _is_int(cache_size) or cache_size < 0:
         raise InputError(f"cache_size must be a non-negative integer, got {cache_size!r}")
@@ -164,6 +183,7 @@ class InteractiveSession:
         encoder = runtime.load(artifact_dir, "encoder", backend, threads, verify=verify)
         decoder = runtime.load(artifact_dir, "decoder", backend, threads, verify=verify)
         self._start(encoder, decoder, target_size, cache_size, history)
+        self._load_background = lambda: runtime.load(artifact_dir, "encoder", backend, 1, verify=False)
 
     @classmethod
     def from_runners(cls, encoder: GraphRunner, decoder: GraphRunner, target_size: int, cache_size: int = 2,
@@ -185,11 +205,17 @@ class InteractiveSession:
         self._cache: OrderedDict[bytes, _Encoded] = OrderedDict()
         self._busy = threading.Lock()
         self.encoder_runs = 0
+        self.prefetch_runs = 0  # encodings set_image took from prefetch (not in encoder_runs)
         self.decoder_runs = 0
         self._encoded: _Encoded | None = None
         self._key: bytes | None = None
         self._initial: np.ndarray = initial_prompt_map(self.target_size)
         self._initial.flags.writeable = False
+        # prefetch: the runner is made in the background thread (so its threads inherit its priority)
+        self._load_background: Callable[[], GraphRunner] = lambda: encoder
+        self._background: GraphRunner | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        self._prefetched: tuple[bytes, Future[_Encoded]] | None = None
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -230,16 +256,47 @@ class InteractiveSession:
             elif key == self._key:  # the current image again (not cached when cache_size=0)
                 encoded = self._encoded
             else:
-                tensor, geometry = preprocess(image, self.target_size)
-                features = self._encoder.run({IMAGE: tensor})
-                self.encoder_runs += 1
-                encoded = _Encoded(features, geometry)
+                encoded = self._take_prefetched(key)
+                if encoded is None:
+                    tensor, geometry = preprocess(image, self.target_size)
+                    encoded = _Encoded(self._encoder.run({IMAGE: tensor}), geometry)
+                    self.encoder_runs += 1
                 if self.cache_size:
                     self._cache[key] = encoded
                     while len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
             self._encoded, self._key = encoded, key
             self._reset_state()
+
+    def prefetch(self, image: np.ndarray) -> None:
+        """Start encoding ``image`` (RGB uint8 [H, W, 3]) in the background, for a later
+        ``set_image(image)``; clicks on the current image go on meanwhile and keep priority (see
+        the module docstring). A newer prefetch replaces an older one; nothing happens for the
+        current or a cached image. An encoder error is raised by that ``set_image``."""
+        image = validate_image(image)
+        with self._exclusive():
+            key = _image_key(image)
+            if key == self._key or key in self._cache or (self._prefetched and self._prefetched[0] == key):
+                return
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="i2f-prefetch", initializer=_lower_priority)
+            self._prefetched = (key, self._worker.submit(self._encode_in_background, image))
+
+    def _encode_in_background(self, image: np.ndarray) -> _Encoded:
+        if self._background is None:  # in this thread, so its threads inherit its priority
+            self._background = self._load_background()
+        tensor, geometry = preprocess(image, self.target_size)
+        return _Encoded(self._background.run({IMAGE: tensor}), geometry)
+
+    def _take_prefetched(self, key: bytes) -> _Encoded | None:
+        """The prefetched encoding of ``key`` (waiting for it if it is still running), or None."""
+        if self._prefetched is None or self._prefetched[0] != key:
+            return None
+        future = self._prefetched[1]
+        self._prefetched = None
+        encoded = future.result()
+        self.prefetch_runs += 1
+        return encoded
 
     @property
     def image_size(self) -> tuple[int, int]:

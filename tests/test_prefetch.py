@@ -1,0 +1,125 @@
+"""``InteractiveSession.prefetch``: the next image is encoded in the background while clicks on
+the current one return the masks of a session without prefetch."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from i2f_deploy import runtime
+from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.session import InteractiveSession
+
+CLICKS = (Click(y=230, x=256, positive=True), Click(y=76, x=102, positive=False), Click(y=281, x=179, positive=True))
+
+
+@pytest.fixture(scope="module")
+def images(golden_image_path) -> tuple[np.ndarray, np.ndarray]:
+    image = cv2.cvtColor(cv2.imread(str(golden_image_path)), cv2.COLOR_BGR2RGB)
+    return image, np.ascontiguousarray(image[::-1, ::-1])
+
+
+class HeldEncoder:
+    """The encoder runner, held inside ``run`` while ``release`` is clear (so a test can click
+    while an encoding is in progress); counts its runs."""
+
+    def __init__(self, runner) -> None:
+        self.runner, self.calls = runner, 0
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.release.set()
+
+    def run(self, inputs):
+        self.calls += 1
+        self.entered.set()
+        assert self.release.wait(60), "the test never released the encoder"
+        return self.runner.run(inputs)
+
+
+def masks_without_prefetch(tiny_artifacts, image: np.ndarray) -> list[np.ndarray]:
+    session = InteractiveSession(tiny_artifacts, cache_size=0)
+    session.set_image(image)
+    return [session.add_click(click).mask.copy() for click in CLICKS]
+
+
+def test_clicks_during_a_background_encoding_return_the_masks_without_prefetch(tiny_artifacts, images):
+    current, following = images
+    expected_current = masks_without_prefetch(tiny_artifacts, current)
+    expected_following = masks_without_prefetch(tiny_artifacts, following)
+    encoder = HeldEncoder(runtime.load(tiny_artifacts, "encoder"))
+    session = InteractiveSession.from_runners(encoder, runtime.load(tiny_artifacts, "decoder"), 512)
+    session.set_image(current)
+    encoder.release.clear()
+    encoder.entered.clear()
+    session.prefetch(following)
+    assert encoder.entered.wait(60), "the background encoding did not start"
+    for click, expected in zip(CLICKS, expected_current):  # the encoding is held: clicks run meanwhile
+        np.testing.assert_array_equal(session.add_click(click).mask, expected)
+    encoder.release.set()
+    session.set_image(following)  # waits for the background encoding, runs no other
+    assert (encoder.calls, session.encoder_runs, session.prefetch_runs) == (2, 1, 1)
+    for click, expected in zip(CLICKS, expected_following):
+        np.testing.assert_array_equal(session.add_click(click).mask, expected)
+
+
+@pytest.mark.parametrize("backend", runtime.BACKENDS)
+def test_prefetch_on_its_own_encoder_matches_a_session_without_it(tiny_artifacts, images, backend):
+    current, following = images
+    reference = InteractiveSession(tiny_artifacts, backend, cache_size=0)
+    reference.set_image(following)
+    expected = reference.add_click(CLICKS[0]).mask
+    session = InteractiveSession(tiny_artifacts, backend)
+    session.set_image(current)
+    session.prefetch(following)
+    session.prefetch(following)  # already under way: nothing more
+    session.add_click(CLICKS[0])
+    session.set_image(following)
+    assert (session.encoder_runs, session.prefetch_runs) == (1, 1)
+    np.testing.assert_array_equal(session.add_click(CLICKS[0]).mask, expected)
+    session.prefetch(following)  # the current image: nothing to do
+    session.set_image(current)  # cached
+    assert (session.encoder_runs, session.prefetch_runs) == (1, 1)
+
+
+@pytest.mark.slow
+def test_base_1024_click_latency_with_and_without_a_background_encoding(base_1024_export, images):
+    """Prints the click latency (medians of 5) alone, during a prefetch, and during an encoding
+    on the session's own encoder in a plain thread; masks agree in all three (no timing asserted)."""
+    import time
+
+    artifacts, _ = base_1024_export
+    current, following = images
+    session = InteractiveSession(artifacts, "onnxruntime", threads=2, cache_size=0)
+    session.set_image(current)
+    session.add_click(CLICKS[0])
+
+    def clicks() -> tuple[float, list[np.ndarray]]:
+        times, masks = [], []
+        for click in CLICKS[1:] * 3:
+            start = time.perf_counter()
+            masks.append(session.add_click(click).mask.copy())
+            times.append(time.perf_counter() - start)
+            session.undo()
+        return float(np.median(times)) * 1000, masks
+
+    alone, expected = clicks()
+    session.prefetch(following)
+    while not session._prefetched[1].running():
+        time.sleep(0.01)
+    during_prefetch, masks = clicks()
+    assert session._prefetched[1].running(), "the background encoding ended before the clicks: no overlap measured"
+    for mask, reference in zip(masks, expected):
+        np.testing.assert_array_equal(mask, reference)
+    thread = threading.Thread(target=session._encoder.run, args=({"image": np.zeros((1, 3, 1024, 1024), np.float32)},))
+    thread.start()
+    during_plain, masks = clicks()
+    thread.join()
+    for mask, reference in zip(masks, expected):
+        np.testing.assert_array_equal(mask, reference)
+    start = time.perf_counter()
+    session.set_image(following)
+    print(f"\nclick latency at 1024, ONNX Runtime, 2 threads: alone {alone:.0f} ms, during a prefetch {during_prefetch:.0f} ms, "
+          f"during an encoding on the session's encoder in a plain thread {during_plain:.0f} ms; "
+          f"set_image after the prefetch waited {time.perf_counter() - start:.1f} s")

@@ -296,12 +296,13 @@ def serve(
     basic_auth_user: Annotated[Optional[str], typer.Option(envvar="BASIC_AUTH_USER", help="Also accept HTTP basic auth with this user (Label Studio's model connection sends it).", show_default=False)] = None,
     basic_auth_pass: Annotated[Optional[str], typer.Option(envvar="BASIC_AUTH_PASS", help="The password for --basic-auth-user.", show_default=False)] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from this origin call the API (repeat the option); none by default.")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", help="Answer requests for this host name only (repeat the option; '*' for any); default: localhost and 127.0.0.1 when listening on loopback, any otherwise.")] = None,
 ) -> None:
     """Serve click-to-segment over HTTP: the native API and web page, and the Label Studio,
     X-AnyLabeling and CVAT adapters (no torch needed)."""
     from i2f_deploy.errors import InputError
     from i2f_deploy.serve.config import ServeConfig
-    from i2f_deploy.serve.server import run
+    from i2f_deploy.serve.server import allowed_hosts, run
 
     if (basic_auth_user is None) != (basic_auth_pass is None):
         raise InputError("--basic-auth-user and --basic-auth-pass go together: give both or neither")
@@ -310,7 +311,8 @@ def serve(
                          label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key,
                          allow_url_prefixes=tuple(allow_url_prefix or ()), token=token,
                          basic_auth=(basic_auth_user, basic_auth_pass) if basic_auth_user is not None else None,
-                         cors_origins=tuple(cors_origin or ()), max_json_kb=max_json_kb)
+                         cors_origins=tuple(cors_origin or ()), max_json_kb=max_json_kb,
+                         allowed_hosts=allowed_hosts(host, allowed_host))
     if not ray_cluster:
         if replicas is not None or address is not None:
             raise I2FError("--replicas and --address need --ray")

@@ -216,6 +216,16 @@ def test_cors_closed_by_default(http: httpx.Client) -> None:
     assert "access-control-allow-origin" not in http.get("/v1/models", headers={"Origin": "http://evil.example"}).headers
 
 
+def test_other_host_names_are_not_answered_on_loopback(http: httpx.Client) -> None:
+    """A page elsewhere that rebinds its own name to 127.0.0.1 sends that name as Host: refused."""
+    assert http.get("/v1/models").status_code == 200  # Host: 127.0.0.1:port
+    assert http.get("/v1/models", headers={"Host": "localhost"}).status_code == 200
+    refused = http.get("/v1/models", headers={"Host": "attacker.example"})
+    assert refused.status_code == 400 and "Invalid host header" in refused.text
+    assert server.allowed_hosts("0.0.0.0", None) == ("*",)
+    assert server.allowed_hosts("127.0.0.1", ["annotate.lan"]) == ("annotate.lan",)
+
+
 def test_one_log_line_per_request_without_secrets(http: httpx.Client, image: np.ndarray,
                                                   served: tuple[str, int, Path]) -> None:
     encoded = base64.b64encode(png_bytes(image)).decode()

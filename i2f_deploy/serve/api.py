@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import FastAPI, File, Query, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -120,6 +121,8 @@ def create_app(engine: Engine) -> FastAPI:
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "Token"])
+    if config.allowed_hosts != ("*",):  # a page on another site resolving its name to us (DNS rebinding)
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
     app.add_middleware(AccessLog)
     small, large = config.max_json_kb * 1024, config.max_upload_mb * MB  # bodies without and with an image
     sessions = Sessions(engine, config.max_sessions)

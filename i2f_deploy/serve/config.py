@@ -34,6 +34,7 @@ class ServeConfig:
     basic_auth: tuple[str, str] | None = None  # (user, password) Label Studio may send instead
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API; none by default
     max_json_kb: int = 64  # bodies of requests that carry no image (sessions, clicks, /setup)
+    allowed_hosts: tuple[str, ...] = ("*",)  # Host header values answered; serve narrows it on loopback
 
     def __post_init__(self) -> None:
         for name in ("cache_mb", "max_upload_mb", "max_json_kb", "max_pixels", "graph_runs", "encoder_queue",

@@ -12,6 +12,7 @@ from i2f_deploy.serve.config import ServeConfig
 WEB_STACK = ("fastapi", "uvicorn", "multipart", "httpx", "PIL")  # multipart: python-multipart; PIL: Pillow
 
 log = logging.getLogger("i2f_deploy.serve")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")
 
 
 def require_web_stack() -> None:
@@ -29,6 +30,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def allowed_hosts(host: str, given: list[str] | None) -> tuple[str, ...]:
+    """The Host headers to answer: those given, else on loopback only this machine's names (a
+    web page elsewhere cannot then reach a token-less local server by rebinding its own name to
+    127.0.0.1), else any."""
+    if given:
+        return tuple(given)
+    return LOOPBACK_NAMES if is_loopback(host) else ("*",)
 
 
 def warn_if_open(config: ServeConfig, host: str) -> None:

@@ -38,7 +38,7 @@ FIELDS = ("clicks", "mask", "polygons", "num_routed", "can_undo", "can_redo")
 
 
 def config(artifact_dir: Path) -> ServeConfig:
-    return ServeConfig(artifact_dir, threads=1, cache_mb=256)
+    return ServeConfig(artifact_dir, threads=1, graph_runs=1, cache_mb=256)  # a replica per core
 
 
 @pytest.fixture(scope="module")

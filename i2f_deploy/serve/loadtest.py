@@ -7,6 +7,10 @@ each, one request at a time like a person. It reports the per-click latency seen
 (p50, p95, max), the server's decoder time, errors, encoder runs, and the server's resident memory
 (after start-up and one warm-up click, i.e. the models and their working memory, and the peak
 under load) against ``--cache-mb``.
+``--ray N`` runs the server as a Ray Serve application with N replicas on a local Ray cluster
+(its memory is then spread over the replicas' processes and not measured), and ``--own-images``
+gives each user images of its own, so that users work on different images at once (shared
+images keep them all on one image, hence on one replica).
 Exit status 1 if any request failed, the encoder ran more than once per image, or the peak
 memory grew past the cache budget plus ``--slack-mb``. Everything is bounded: a fixed number of
 requests, each with a timeout, and ``--max-seconds`` overall.
@@ -95,7 +99,7 @@ def wait_healthy(port: int, process: subprocess.Popen, timeout: float) -> None:
             client.close()
             if status == 200:
                 return
-        except OSError:
+        except (OSError, ValueError):  # not listening yet, or not the app yet (Ray's proxy answers text)
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the server did not answer /health within {timeout:.0f} s")
@@ -146,11 +150,15 @@ def run(args: argparse.Namespace) -> dict:
                "--port", str(port), "--backend", args.backend, "--cache-mb", str(args.cache_mb)]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.graph_runs:
+        command += ["--graph-runs", str(args.graph_runs)]
+    if args.ray:
+        command += ["--ray", "--replicas", str(args.ray)]
     log = open(args.server_log, "w") if args.server_log else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(port, process, 120)
-        images = [png_base64(synthetic_image(i)) for i in range(args.images)]
+        images = [png_base64(synthetic_image(i)) for i in range(args.images * (args.users if args.own_images else 1))]
         warm: dict[str, list] = {"latency_ms": [], "decode_ms": [], "errors": []}
         user(port, images[:1], 1, 1000, time.monotonic() + 120, warm)  # the graphs' working memory, one image
         baseline = rss_mb(process.pid)
@@ -166,7 +174,9 @@ def run(args: argparse.Namespace) -> dict:
         out: dict[str, list] = {"latency_ms": [], "decode_ms": [], "errors": []}
         deadline = time.monotonic() + args.max_seconds
         start = time.perf_counter()
-        users = [threading.Thread(target=user, args=(port, images, args.clicks, seed, deadline, out))
+        own = args.images if args.own_images else 0
+        users = [threading.Thread(target=user, args=(port, images[seed * own:seed * own + args.images], args.clicks,
+                                                     seed, deadline, out))
                  for seed in range(args.users)]
         for thread in users:
             thread.start()
@@ -191,16 +201,17 @@ def run(args: argparse.Namespace) -> dict:
         "users": args.users, "images": args.images, "clicks_per_image": args.clicks, "backend": args.backend,
         "cpus": len(os.sched_getaffinity(0)), "clicks": len(out["latency_ms"]), "errors": out["errors"][:20],
         "error_count": len(out["errors"]) + len(warm["errors"]), "wall_s": round(wall, 1),
+        "clicks_per_s": round(len(out["latency_ms"]) / wall, 2), "ray_replicas": args.ray, "own_images": args.own_images,
         "click_ms": {"p50": round(float(np.percentile(latency, 50)), 1), "p95": round(float(np.percentile(latency, 95)), 1),
                      "max": round(float(latency.max()), 1)},
         "decoder_ms_p50": round(float(np.median(out["decode_ms"] or [np.nan])), 1),
         "encoder_runs": health["encoder_runs"], "decoder_runs": health["decoder_runs"],
-        "cache": health["cache"],
-        "rss_mb": {"after_warmup": round(baseline, 1), "peak": round(peak_mb, 1), "growth": round(peak_mb - baseline, 1),
+        "cache": health.get("cache"), "replicas": health.get("replicas"),
+        "rss_mb": None if args.ray else {"after_warmup": round(baseline, 1), "peak": round(peak_mb, 1), "growth": round(peak_mb - baseline, 1),
                    "cache_budget": args.cache_mb, "slack": args.slack_mb, "model_files": round(models_mb, 1)},
     }
-    report["ok"] = (not out["errors"] and not warm["errors"] and health["encoder_runs"] == args.images
-                    and peak_mb - baseline <= args.cache_mb + args.slack_mb)
+    report["ok"] = (not out["errors"] and not warm["errors"] and report["encoder_runs"] == len(images)
+                    and (args.ray > 0 or peak_mb - baseline <= args.cache_mb + args.slack_mb))
     return report
 
 
@@ -212,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks", type=int, default=50, help="Clicks per user on each image.")
     parser.add_argument("--backend", default="onnxruntime", help="onnxruntime or openvino.")
     parser.add_argument("--threads", type=int, default=None, help="Threads per graph run (default: the backend's choice).")
+    parser.add_argument("--graph-runs", type=int, default=None, help="Graph runs at once per server (or replica) (default: the server's).")
     parser.add_argument("--cache-mb", type=int, default=256, help="The server's feature cache budget in MiB.")
     parser.add_argument("--slack-mb", type=int, default=256, help="Memory growth allowed beyond the cache budget (sessions, buffers).")
     parser.add_argument("--max-seconds", type=float, default=900, help="Stop clicking after this long.")
+    parser.add_argument("--ray", type=int, default=0, metavar="N", help="Serve with --ray --replicas N on a local Ray cluster (0: the single process).")
+    parser.add_argument("--own-images", action="store_true", help="Each user posts images of its own (default: all users post the same ones).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the report here.")
     parser.add_argument("--server-log", type=Path, default=None, help="Write the server's output here.")
     args = parser.parse_args(argv)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -237,7 +239,8 @@ def build(config: ServeConfig, replicas: int) -> Any:
     from i2f_deploy.serve.api import create_app
 
     replica = serve.deployment(Replica, name="Replica", num_replicas=replicas, max_ongoing_requests=REPLICA_REQUESTS,
-                               ray_actor_options={"num_cpus": config.threads or 1},
+                               # the cores a replica keeps busy: its graph runs at once, each on --threads
+                               ray_actor_options={"num_cpus": (config.threads or 1) * config.graph_runs},
                                request_router_config=RequestRouterConfig(request_router_class=ImageRouter))
 
     @serve.deployment(name="Ingress", num_replicas=1, max_ongoing_requests=INGRESS_REQUESTS,
@@ -261,6 +264,7 @@ def run(config: ServeConfig, host: str, port: int, replicas: int, address: str |
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     warn_if_open(config, host)
     ray.init(address=address, include_dashboard=False)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop as on Ctrl-C: the application is deleted
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(build(config, replicas), name=APP_NAME, route_prefix="/")

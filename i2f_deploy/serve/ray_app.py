@@ -188,6 +188,7 @@ class RayEngine:
                 self._bytes -= dropped.nbytes
 
     def image(self, key: str) -> Known:
+        """The image as the ingress knows it (404 when never posted or dropped)."""
         with self._lock:
             known = self._images.get(key)
             if known is not None:
@@ -197,10 +198,12 @@ class RayEngine:
         return known
 
     def info(self, key: str) -> ImageInfo:
+        """Whether the image is encoded, asked of its replica (which holds it again if it had lost it)."""
         return self._call("add", self.image(key))
 
     # ------------------------------------------------------------------ clicks
     def segment(self, key: str, clicks: Sequence[Click]) -> Segmentation:
+        """The whole click sequence goes with the request, so any replica can answer it."""
         return self._call("segment", self.image(key), tuple(clicks))
 
     def _call(self, method: str, known: Known, *args: Any) -> Any:

@@ -6,5 +6,5 @@ Modules, one job each: ``config`` (every limit), ``images`` (bytes/base64/URLs -
 content ids), ``store`` (the feature cache), ``states`` (click sequences already decoded),
 ``gate`` (graph runs at once), ``core`` (the engine), ``sessions``, ``masks`` (PNG, RLE,
 polygons), ``errors`` (HTTP statuses, body limit), ``api`` (the app), ``adapters/``, ``server``
-(uvicorn), ``loadtest``.
+(uvicorn), ``ray_app`` (the same app on a Ray cluster, ``serve --ray``), ``loadtest``.
 """

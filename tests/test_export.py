@@ -287,3 +287,14 @@ def test_commands_refuse_an_altered_decoder_in_one_line(tiny_artifacts, tmp_path
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "decoder.onnx is altered" in lines[0], result.output
     assert not (tmp_path / "m.png").exists()
+
+
+def test_onnxruntime_fuses_every_encoder_gelu(tiny_artifacts, tmp_path):
+    """The exported GELUs are in the order ONNX Runtime's GeluFusion matches (values unchanged:
+    the golden and PyTorch comparisons above run on this graph)."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tiny_artifacts / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
+    optimized = [node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    source = [node.op_type for node in onnx.load(str(tiny_artifacts / "encoder.onnx")).graph.node]
+    assert "Erf" in source and "Erf" not in optimized and optimized.count("Gelu") == source.count("Erf")

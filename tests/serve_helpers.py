@@ -15,6 +15,8 @@ import cv2
 import httpx
 import numpy as np
 
+from i2f_deploy.serve.loadtest import stop_server
+
 # Runs the CLI with torch unimportable; every attempt to import it is printed at once (the
 # process may end by a signal, so nothing is left to print at exit).
 NO_TORCH_SERVER = """
@@ -73,9 +75,4 @@ def running_server(artifact_dir: Path, log: Path, *options: str) -> Iterator[tup
                 time.sleep(0.2)
             yield url, process
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop_server(process)

@@ -36,6 +36,16 @@ import numpy as np
 SIZES = ((480, 640), (600, 800), (768, 1024), (720, 960), (512, 512))
 
 
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM (graph runs already queued finish), then SIGKILL after 30 s."""
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def synthetic_image(index: int) -> np.ndarray:
     """A deterministic picture with a few filled shapes on a gradient (RGB uint8)."""
     height, width = SIZES[index % len(SIZES)]
@@ -190,11 +200,7 @@ def run(args: argparse.Namespace) -> dict:
         client.close()
         peak_mb = max(max(peak), rss_mb(process.pid, "VmHWM"))
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)
     latency = np.array(out["latency_ms"] or [np.nan])
     models_mb = sum(p.stat().st_size for p in Path(args.artifact_dir).glob("*.onnx*")) / (1 << 20)
     report = {

@@ -1,4 +1,5 @@
-"""Shared fixtures: the golden vectors of the official implementation (``../shared/golden``)."""
+"""Shared fixtures: the golden vectors of the official implementation (``tests/golden``, or the
+folder ``I2F_GOLDEN_DIR`` names)."""
 
 from __future__ import annotations
 
@@ -10,41 +11,45 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN_DIR = Path(os.environ.get("I2F_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+GOLDEN_DIR = Path(os.environ.get("I2F_GOLDEN_DIR") or REPO / "tests" / "golden")
 TINY_DIR = GOLDEN_DIR / "tiny512"
+GOLDEN_FILES = ("base_official_keys.tsv", "tiny512/golden.json", "tiny512/golden.npz", "tiny512/image.png",
+                "tiny512/tiny_official.pth")
 DECODER_CASES = ("loop0", "loop1", "loop2", "state_medium", "state_small", "state_border")
 
 
-def _require(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(f"golden data missing: {path} (set I2F_GOLDEN_DIR)")
-    return path
+def pytest_configure(config: pytest.Config) -> None:
+    """Without the oracle nearly every test would error on its own: stop once, naming what is missing."""
+    missing = [name for name in GOLDEN_FILES if not (GOLDEN_DIR / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"golden data missing in {GOLDEN_DIR}: {', '.join(missing)} "
+                                "(they ship in tests/golden; I2F_GOLDEN_DIR points elsewhere)")
 
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    return _require(GOLDEN_DIR)
+    return GOLDEN_DIR
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
-    return _require(TINY_DIR / "tiny_official.pth")
+    return TINY_DIR / "tiny_official.pth"
 
 
 @pytest.fixture(scope="session")
 def golden() -> dict[str, np.ndarray]:
-    with np.load(_require(TINY_DIR / "golden.npz")) as data:
+    with np.load(TINY_DIR / "golden.npz") as data:
         return {key: data[key] for key in data.files}
 
 
 @pytest.fixture(scope="session")
 def golden_meta() -> dict:
-    return json.loads(_require(TINY_DIR / "golden.json").read_text())
+    return json.loads((TINY_DIR / "golden.json").read_text())
 
 
 @pytest.fixture(scope="session")
 def golden_image_path() -> Path:
-    return _require(TINY_DIR / "image.png")
+    return TINY_DIR / "image.png"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import GOLDEN_DIR
 from i2f_deploy.cli import app
 from i2f_deploy.config import load_config
 from i2f_deploy.errors import CheckpointError
@@ -21,25 +20,26 @@ from i2f_deploy.model.inter2former import Inter2Former, build_model
 TINY = "inter2former-tiny-512"
 
 
-def official_base_keys() -> dict[str, tuple[list[int], str]]:
-    rows = (GOLDEN_DIR / "base_official_keys.tsv").read_text().splitlines()
+@pytest.fixture(scope="module")
+def official_base_keys(golden_dir: Path) -> dict[str, tuple[list[int], str]]:
+    rows = (golden_dir / "base_official_keys.tsv").read_text().splitlines()
     entries = [row.split("\t") for row in rows if row and not row.startswith("#")]
     return {key: (eval(shape), dtype) for key, shape, dtype in entries}
 
 
-def test_base_model_has_exactly_the_official_keys():
-    expected = official_base_keys()
+def test_base_model_has_exactly_the_official_keys(official_base_keys):
+    expected = official_base_keys
     assert len(expected) == 431
     model = Inter2Former(load_config("inter2former-base-1024"))
     actual = {key: (list(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in model.state_dict().items()}
     assert actual == expected
 
 
-def test_base_layout_checkpoint_loads_strictly(tmp_path):
+def test_base_layout_checkpoint_loads_strictly(tmp_path, official_base_keys):
     generator = torch.Generator().manual_seed(0)
     state = {
         key: torch.randn(shape, generator=generator).half() if dtype == "float32" else torch.zeros(shape, dtype=torch.int64)
-        for key, (shape, dtype) in official_base_keys().items()
+        for key, (shape, dtype) in official_base_keys.items()
     }
     state["step"] = torch.tensor(1234)
     path = tmp_path / "base.pth"

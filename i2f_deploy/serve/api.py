@@ -21,13 +21,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve import errors, masks
 from i2f_deploy.serve.access_log import AccessLog
 from i2f_deploy.serve.adapters import anylabeling, cvat, label_studio
-from i2f_deploy.serve.auth import RequireAuth
+from i2f_deploy.serve.auth import DOCS_ASSETS, RequireAuth
 from i2f_deploy.serve.config import MB
 from i2f_deploy.serve.core import Engine, ImageInfo, Segmentation
 from i2f_deploy.serve.images import decode_base64, decode_image
@@ -110,7 +111,8 @@ def result_out(session: Session, result: Segmentation, engine: Engine, mask_form
 def create_app(engine: Engine) -> FastAPI:
     """The whole server on one engine."""
     config = engine.config
-    app = FastAPI(title="i2f-deploy serve",
+    # the API docs load their scripts from the installed package, not a CDN: they work offline
+    app = FastAPIOffline(static_url=DOCS_ASSETS, favicon_url="/static/favicon.svg", title="i2f-deploy serve",
                   description="Click-to-segment with Inter2Former on CPUs: native API, web page, and the "
                               "Label Studio, X-AnyLabeling and CVAT adapters.",
                   version="1")
@@ -131,6 +133,10 @@ def create_app(engine: Engine) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

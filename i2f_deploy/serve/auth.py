@@ -13,7 +13,7 @@ in the model's connection (*Authentication method: Basic Auth*). With ``--basic-
 with that pair is accepted as well. Refusals are 401 with ``WWW-Authenticate`` naming the schemes.
 
 Public: ``/health`` (Label Studio and load balancers poll it), the web page and its static files
-and the API schema (``/docs``, ``/openapi.json``): they hold no data, and a browser must load the
+and the API schema (``/docs``, ``/redoc``, ``/openapi.json``, their assets): they hold no data, and a browser must load the
 page before it can ask for the token.
 """
 
@@ -26,8 +26,10 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-PUBLIC_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
-PUBLIC_PREFIXES = ("/static/",)
+DOCS_ASSETS = "/static-docs"  # Swagger UI and ReDoc, served from the installed fastapi-offline package
+
+PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PREFIXES = ("/static/", DOCS_ASSETS + "/")
 
 
 def _same(given: str, expected: str) -> bool:

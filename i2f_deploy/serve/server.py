@@ -9,7 +9,7 @@ import logging
 from i2f_deploy.errors import I2FError
 from i2f_deploy.serve.config import ServeConfig
 
-WEB_STACK = ("fastapi", "uvicorn", "multipart", "httpx", "PIL")  # multipart: python-multipart; PIL: Pillow
+WEB_STACK = ("fastapi", "fastapi_offline", "uvicorn", "multipart", "httpx", "PIL")  # multipart: python-multipart; PIL: Pillow
 
 log = logging.getLogger("i2f_deploy.serve")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1")

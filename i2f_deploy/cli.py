@@ -11,6 +11,8 @@ import typer
 
 from i2f_deploy import __version__
 from i2f_deploy.errors import I2FError
+from i2f_deploy.options import comma_list
+from i2f_deploy.samples import sample_names
 
 app = typer.Typer(
     help="Export Inter2Former to ONNX, check it against PyTorch, benchmark it and run it on CPUs.",
@@ -96,6 +98,14 @@ def _describe(exc: Exception) -> tuple[int, str]:
     return INTERNAL_ERROR, f"internal error ({type(exc).__name__}: {first_line}); rerun with --debug for the traceback"
 
 
+def report_console():
+    """Where validate and bench print: tables as wide as the terminal (160 columns into a file or
+    pipe), log lines without source locations."""
+    from rich.console import Console
+
+    return Console(log_path=False, width=None if sys.stdout.isatty() else 160)
+
+
 @app.command("inspect-checkpoint")
 @one_line_errors
 def inspect_checkpoint(
@@ -142,8 +152,8 @@ def export(
                           "Check the cost on your images with i2f-deploy validate."),
     ] = "f32",
     calibration_images: Annotated[
-        Optional[list[Path]],
-        typer.Option("--calibration-images", help="Images to calibrate --precision int8 on (repeat the option; default: the built-in samples)."),
+        Optional[str],
+        typer.Option("--calibration-images", metavar="FILE,...", help="Comma-separated images to calibrate --precision int8 on (default: the built-in samples).", show_default=False),
     ] = None,
     allow_unsafe_pickle: UnsafePickleOption = False,
 ) -> None:
@@ -151,18 +161,24 @@ def export(
     import time
 
     from i2f_deploy.config import load_config
-    from i2f_deploy.export.exporter import ExportOptions, export_artifacts
+    from i2f_deploy.outputs import check_artifact_dir
 
     if (checkpoint is None) == (not random_weights):
         raise I2FError("give exactly one of --checkpoint PATH or --random-weights")
+    if checkpoint is not None and not checkpoint.is_file():
+        raise I2FError(f"checkpoint not found: {checkpoint}")
+    check_artifact_dir(out, force)  # before the exporter's imports (torch, onnx) take their seconds
     export_config = load_config(config)
+    from i2f_deploy.export.exporter import ExportOptions, export_artifacts
+
     start = time.perf_counter()
 
     def progress(step: str) -> None:
         typer.echo(f"[{time.perf_counter() - start:6.1f}s] {step}", err=True)
 
     options = ExportOptions(opset=opset, routing=routing, simplify=simplify, openvino=openvino, force=force,
-                            precision=precision, calibration_images=tuple(calibration_images or ()))
+                            precision=precision, calibration_images=tuple(map(Path, comma_list(calibration_images, "--calibration-images")))
+                            if calibration_images is not None else ())
     export_artifacts(export_config, out, options, progress, checkpoint, seed if random_weights else None, allow_unsafe_pickle)
     typer.echo(f"wrote {out} in {time.perf_counter() - start:.1f}s")
 
@@ -175,9 +191,12 @@ def validate(
         Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
     ] = None,
     backends: Annotated[str, typer.Option(help="Comma-separated, from: onnxruntime,openvino.")] = "onnxruntime,openvino",
-    images: Annotated[Optional[list[Path]], typer.Option("--images", help="Images to validate on (default: built-in samples).")] = None,
+    images: Annotated[
+        Optional[str],
+        typer.Option("--images", metavar="FILE,...", help="Comma-separated images to compare the graphs on, prompt state by prompt state (no click loops: they need an object mask). Default: the built-in samples, with click loops.", show_default=False),
+    ] = None,
     tolerance: Annotated[
-        Optional[list[str]], typer.Option("--tolerance", help="Override a tolerance, e.g. logits=2e-3 or image_embeddings=1e-3.")
+        Optional[str], typer.Option("--tolerance", metavar="NAME=VALUE,...", help="Override tolerances, e.g. logits=2e-3,image_embeddings=1e-3.", show_default=False)
     ] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the JSON report here.")] = None,
     clicks: Annotated[int, typer.Option(help="Clicks per simulated interactive loop (official protocol: 20).")] = 20,
@@ -185,16 +204,17 @@ def validate(
         Optional[int], typer.Option(help="Seed for ties between equally deep click candidates (default: first in row-major order).")
     ] = None,
     samples: Annotated[
-        Optional[list[str]], typer.Option("--sample", help="Built-in sample(s) to loop on (default: all).")
+        Optional[str], typer.Option("--sample", metavar="NAME,...", help=f"Comma-separated built-in samples to run on, from: {', '.join(sample_names())} (default: all).", show_default=False)
     ] = None,
 ) -> None:
     """Check the exported graphs against the PyTorch model on every backend; exit 1 on failure."""
-    from rich.console import Console
-
     from i2f_deploy.validate.cli_support import ValidateRequest, run_validation
 
-    request = ValidateRequest(artifact_dir, checkpoint, backends, images or [], tolerance or [], report, clicks, seed, samples)
-    passed = run_validation(request, Console(width=160))
+    request = ValidateRequest(artifact_dir, checkpoint, backends,
+                              [Path(item) for item in comma_list(images, "--images")] if images is not None else [],
+                              comma_list(tolerance, "--tolerance") if tolerance is not None else [], report, clicks, seed,
+                              comma_list(samples, "--sample") if samples is not None else None)
+    passed = run_validation(request, report_console())
     if not passed:
         raise typer.Exit(1)
 
@@ -229,8 +249,6 @@ def bench(
 ) -> None:
     """Time the encoder per image and the decoder per click on each backend, with eager PyTorch
     and dense routing as baselines in the same run."""
-    from rich.console import Console
-
     from i2f_deploy.bench.cli_support import BenchRequest
     from i2f_deploy.bench.cli_support import run as run_bench
     from i2f_deploy.bench.runner import Settings
@@ -239,7 +257,7 @@ def bench(
                         openvino_hint=openvino_hint, openvino_streams=openvino_streams)
     request = BenchRequest(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings,
                            json_path, csv_path, plot_path, profile_path)
-    run_bench(request, Console(width=200))
+    run_bench(request, report_console())
 
 
 @app.command("predict")
@@ -248,7 +266,7 @@ def predict(
     artifact_dir: ArtifactDirArgument,
     image: Annotated[Path, typer.Option("--image", help="Image file to segment.", show_default=False)],
     click: Annotated[
-        list[str], typer.Option("--click", help="X,Y,positive|negative in image pixels; repeat in click order.", show_default=False)
+        list[str], typer.Option("--click", metavar="X,Y,positive|negative", help="X,Y,positive|negative in image pixels; repeat in click order.", show_default=False)
     ],
     out: Annotated[Path, typer.Option("--out", help="Mask PNG to write (0/255, the image's size).", show_default=False)],
     overlay: Annotated[Optional[Path], typer.Option("--overlay", help="Also write the mask drawn over the image (PNG).")] = None,
@@ -291,12 +309,12 @@ def serve(
     fetch_max_mb: Annotated[int, typer.Option(help="Largest task image fetched from a URL, in MiB; larger ones get 413.")] = 32,
     label_studio_url: Annotated[Optional[str], typer.Option(envvar=["LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"], help="Label Studio's address: relative task image URLs are resolved against it, and absolute ones under it are fetched.")] = None,
     label_studio_api_key: Annotated[Optional[str], typer.Option(envvar=["LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"], help="Label Studio API token sent with fetches from its address only.", show_default=False)] = None,
-    allow_url_prefix: Annotated[Optional[list[str]], typer.Option("--allow-url-prefix", help="Also fetch task images under this http(s) URL prefix (repeat the option); any other URL gets 403.")] = None,
+    allow_url_prefix: Annotated[Optional[list[str]], typer.Option("--allow-url-prefix", metavar="URL", help="Also fetch task images under this http(s) URL prefix (repeat the option); any other URL gets 403.")] = None,
     token: Annotated[Optional[str], typer.Option(envvar="I2F_SERVE_TOKEN", help="Require this token on every request but /health and the page (Authorization: Bearer TOKEN or a Token header); prefer the environment variable to keep it out of process listings.", show_default=False)] = None,
     basic_auth_user: Annotated[Optional[str], typer.Option(envvar="BASIC_AUTH_USER", help="Also accept HTTP basic auth with this user (Label Studio's model connection sends it).", show_default=False)] = None,
     basic_auth_pass: Annotated[Optional[str], typer.Option(envvar="BASIC_AUTH_PASS", help="The password for --basic-auth-user.", show_default=False)] = None,
-    cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from this origin call the API (repeat the option); none by default.")] = None,
-    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", help="Answer requests for this host name only (repeat the option; '*' for any); default: localhost and 127.0.0.1 when listening on loopback, any otherwise.")] = None,
+    cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", metavar="ORIGIN", help="Let web pages from this origin call the API (repeat the option); none by default.")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="HOST", help="Answer requests for this host name only (repeat the option; '*' for any); default: localhost and 127.0.0.1 when listening on loopback, any otherwise.")] = None,
 ) -> None:
     """Serve click-to-segment over HTTP: the native API and web page, and the Label Studio,
     X-AnyLabeling and CVAT adapters (no torch needed)."""

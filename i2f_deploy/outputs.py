@@ -34,3 +34,15 @@ def check_output_dir(path: Path, option: str) -> None:
         raise I2FError(f"{option} {path}: {existing} is a file, not a directory")
     if not _writable_dir(existing):
         raise I2FError(f"{option} {path}: {existing} is not writable (permissions or a read-only file system)")
+
+
+def check_artifact_dir(out: Path, force: bool) -> None:
+    """``out`` can receive an export: new, empty, or (with ``force``) an earlier artifact directory."""
+    if out.exists() and not out.is_dir():
+        raise I2FError(f"--out {out} exists and is not a directory")
+    check_output_dir(out.parent, "--out")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise I2FError(f"--out {out} is not empty; pass --force to overwrite it")
+        if not (out / "manifest.json").is_file():
+            raise I2FError(f"--force replaces only artifact directories (with a manifest.json); {out} is not one")

@@ -10,7 +10,10 @@ filled). Photos longer than ``MAX_SIDE`` px (only the 427x640 rocket) are shrunk
 
 Synthetic images cover geometry the photos do not: an ellipse, a ring (hole is background), a
 3 px thin bar, an object cut by the image border and a 6x6 object in the bottom-right corner,
-each at 256x256 and at the non-square 333x517. Their texture comes from fixed-seed PCG64 noise."""
+each at 256x256 and at the non-square 333x517. Their texture comes from fixed-seed PCG64 noise.
+
+scikit-image is imported by the photo builders only: the names are known without it (the
+command line's help lists them)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from skimage import data, filters, measure
 
 from i2f_deploy.errors import InputError
 
@@ -62,6 +64,8 @@ def _polygon(shape: tuple[int, int], points: list[tuple[int, int]]) -> np.ndarra
 
 def _coffee() -> tuple[np.ndarray, np.ndarray]:
     """The espresso cup without saucer and spoon: rim ellipse, tapering body, handle."""
+    from skimage import data
+
     image = data.coffee()
     shape = image.shape[:2]
     rim = _ellipse(shape, (293, 98), (119, 80))
@@ -73,12 +77,16 @@ def _coffee() -> tuple[np.ndarray, np.ndarray]:
 
 def _chelsea() -> tuple[np.ndarray, np.ndarray]:
     """The cat's left eye (image left): a small, well-contrasted object."""
+    from skimage import data
+
     image = data.chelsea()
     return image, _ellipse(image.shape[:2], (172, 116), (37, 30), 8)
 
 
 def _rocket() -> tuple[np.ndarray, np.ndarray]:
     """The launch vehicle: tall and thin, nose cone to the pad."""
+    from skimage import data
+
     image = data.rocket()
     mask = _polygon(image.shape[:2], [(321, 127), (328, 132), (333, 147), (335, 168), (332, 174),
                                       (332, 400), (313, 400), (313, 174), (309, 168), (310, 147),
@@ -88,12 +96,16 @@ def _rocket() -> tuple[np.ndarray, np.ndarray]:
 
 def _astronaut() -> tuple[np.ndarray, np.ndarray]:
     """The helmet in the lower right, cut by the bottom border."""
+    from skimage import data
+
     image = data.astronaut()
     return image, _ellipse(image.shape[:2], (391, 459), (114, 114))
 
 
 def _coins() -> tuple[np.ndarray, np.ndarray]:
     """The large coin on the right: Otsu threshold, its connected component, holes filled."""
+    from skimage import data, filters, measure
+
     gray = data.coins()
     labels = measure.label(gray > filters.threshold_otsu(gray), connectivity=2)
     coin = labels == labels[186, 347]

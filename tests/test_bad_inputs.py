@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_unsafe_pickle_of_a_missing_class_is_one_line(tmp_path):
     checkpoint = tmp_path / "custom.pth"
     module = tmp_path / "vanished_module.py"
     module.write_text("class Weights:\n    pass\n")
-    subprocess.run(["python", "-c", f"import sys, torch; sys.path.insert(0, {str(tmp_path)!r}); import vanished_module; "
+    subprocess.run([sys.executable, "-c", f"import sys, torch; sys.path.insert(0, {str(tmp_path)!r}); import vanished_module; "
                     f"torch.save({{'state_dict': {{'w': vanished_module.Weights()}}}}, {str(checkpoint)!r})"], check=True)
     module.unlink()
     message = "it needs code that is not installed here (ModuleNotFoundError"

@@ -33,6 +33,11 @@ def test_faithful_export_passes_on_both_backends(tiny_artifacts, tiny_checkpoint
         "zero-routed", "all-routed", "tiny-object-at-corner", "object-touching-border", "click-on-border-pixel"
     }
     assert data["openvino_bf16"], "the reduced-precision report is written"
+    gates = [line for line in result.output.splitlines() if line.startswith("gate: ")]
+    assert len(gates) == 2 and all(line.endswith("no click loops (they need an object mask: the built-in samples "
+                                                 "have one, --images do not)") for line in gates), gates
+    assert "NoC" not in " ".join(gates)  # no loop ran, so none is promised
+    assert f"wrote the report to {report}" in result.output.replace("\n", "")
 
 
 def scaled_copy(artifacts, tmp_path, part: str, initializer_hint: str, factor: float):
@@ -94,6 +99,8 @@ def test_near_threshold_disagreement_is_a_flip_and_a_far_one_fails():
         (["{art}", "--checkpoint", "{ckpt}", "--images", "{bad_image}"], "as an image (unsupported or corrupt file)"),
         (["{art}", "--checkpoint", "{other_ckpt}"], "is not the one"),
         (["{art}"], "pass --checkpoint"),
+        (["{art}", "--checkpoint", "{ckpt}", "--images", "{bad_image}", "--sample", "rocket"], "--sample and --images both choose"),
+        (["{art}", "--checkpoint", "{ckpt}", "--sample", "rocket,moon"], "unknown sample(s) moon"),
     ],
 )
 def test_bad_inputs_exit_2(tiny_artifacts, tiny_checkpoint, tmp_path, args, message):
@@ -110,7 +117,7 @@ def test_bad_inputs_exit_2(tiny_artifacts, tiny_checkpoint, tmp_path, args, mess
 def test_click_loops_agree_click_by_click_with_identical_noc(tiny_artifacts, tiny_checkpoint, tmp_path):
     report = tmp_path / "loops.json"
     args = [str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--clicks", "4", "--report", str(report),
-            "--sample", "coffee-cup", "--sample", "ellipse-333x517"]
+            "--sample", "coffee-cup,ellipse-333x517"]
     result = validate(*args)
     data = json.loads(report.read_text())
     loops = data["loops"]
@@ -121,6 +128,7 @@ def test_click_loops_agree_click_by_click_with_identical_noc(tiny_artifacts, tin
         assert loop["clicks"] == 4 and loop["backend_noc"] == loop["reference_noc"], loop
         assert loop["min_iou_vs_reference"] >= 0.999, loop
     assert result.exit_code == (0 if data["passed"] else 1)
+    assert all(line.endswith("NoC equal") for line in result.output.splitlines() if line.startswith("gate: "))
 
 
 @pytest.mark.slow

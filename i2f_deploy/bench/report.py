@@ -81,7 +81,8 @@ def write_plot(rows: list[Row], path: Path) -> None:
     series: dict[str, list[Row]] = {}
     for row in rows:
         if row.part == "decoder":
-            series.setdefault(f"{row.size} {row.backend} {row.routing} ×{row.threads}", []).append(row)
+            threads = f"{row.threads} thread" + ("s" if row.threads != 1 else "")
+            series.setdefault(f"{row.size} {row.backend} {row.routing}, {threads}", []).append(row)
     for label, points in sorted(series.items()):
         points.sort(key=lambda r: r.num_routed or 0)
         axis.plot([p.num_routed for p in points], [p.median_ms for p in points], marker="o", label=label)

@@ -31,7 +31,7 @@ from i2f_deploy.export.manifest import write_manifest
 from i2f_deploy.export.precision import calibration_inputs, precision_record, quantize_for_onnxruntime, quantize_for_openvino
 from i2f_deploy.export.rewrites import gelu_in_fusable_order
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
-from i2f_deploy.outputs import check_output_dir
+from i2f_deploy.outputs import check_artifact_dir
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 
 DEFAULT_OPSET = BODY_OPSET
@@ -63,17 +63,6 @@ def _quiet_exporter() -> Iterator[None]:
             yield
     finally:
         registration.setLevel(level)
-
-
-def prepare_output_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise I2FError(f"--out {out} exists and is not a directory")
-    check_output_dir(out.parent, "--out")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise I2FError(f"--out {out} is not empty; pass --force to overwrite it")
-        if not (out / "manifest.json").is_file():
-            raise I2FError(f"--force replaces only artifact directories (with a manifest.json); {out} is not one")
 
 
 def build_weights(
@@ -120,7 +109,7 @@ def export_artifacts(
     if options.opset not in SUPPORTED_OPSETS:
         raise I2FError(f"--opset {options.opset}: the graphs can be written at opset "
                        f"{', '.join(map(str, SUPPORTED_OPSETS))} only (the custom ops' bodies use it)")
-    prepare_output_dir(out, options.force)
+    check_artifact_dir(out, options.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     progress(f"building {config.name} ({options.routing} routing)")
     model, weights = build_weights(config, options.routing, checkpoint, seed, allow_unsafe_pickle)

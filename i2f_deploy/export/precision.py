@@ -11,6 +11,8 @@ manifest (never a silent default).
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +87,13 @@ def quantize_for_openvino(encoder: Path, xml: Path, inputs: list[np.ndarray]) ->
     import openvino as ov
 
     ignored = nncf.IgnoredScope(**OPENVINO_IGNORED, validate=False)
-    quantized = nncf.quantize(ov.convert_model(str(encoder)), nncf.Dataset(inputs), subset_size=len(inputs),
-                              model_type=nncf.ModelType.TRANSFORMER, ignored_scope=ignored)
+    nncf_log = logging.getLogger("nncf")  # its INFO lines (dozens per run) would drown the export's progress
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)
+    try:
+        quantized = nncf.quantize(ov.convert_model(str(encoder)), nncf.Dataset(inputs), subset_size=len(inputs),
+                                  model_type=nncf.ModelType.TRANSFORMER, ignored_scope=ignored)
+    finally:
+        nncf_log.setLevel(level)
     xml.parent.mkdir(exist_ok=True)
     ov.save_model(quantized, str(xml), compress_to_fp16=False)

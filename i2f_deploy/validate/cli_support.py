@@ -77,6 +77,8 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     tolerances = parse_tolerances(request.tolerances)
     if clicks < 1:
         raise I2FError(f"--clicks must be at least 1, got {clicks}")
+    if request.images and request.samples is not None:
+        raise I2FError("--sample and --images both choose the images: give one of them")
     manifest = runtime.read_manifest(artifact_dir)
     model = reference_model(artifact_dir, manifest, checkpoint)
     loop_samples = [] if request.images else builtin_samples(request.samples)
@@ -97,4 +99,5 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     print_table(validation, console)
     if report_path is not None:
         write_json(report_path, to_json(validation, extra))
+        console.print(f"wrote the report to {report_path}", highlight=False, soft_wrap=True)
     return validation.passed

@@ -66,28 +66,30 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Click:
-    """One click at integer pixel (y, x); ``positive`` marks foreground.
+    """One click at integer pixel (x, y) (column, row); ``positive`` marks foreground.
 
+    Keyword-only (``Click(x=3, y=5, positive=True)``): x comes first everywhere in the public API
+    and on screen, while arrays index ``[y, x]``; naming them keeps the two from being swapped.
     Coordinates are whatever grid the caller works in (image or target size); converting between
     them is ``scale_click`` / ``preprocess.to_target_click``.
     """
 
-    y: int
     x: int
+    y: int
     positive: bool
 
     def __post_init__(self) -> None:
-        if not _is_int(self.y) or not _is_int(self.x):
-            raise InputError(f"click coordinates must be integers, got y={self.y!r}, x={self.x!r}")
-        if self.y < 0 or self.x < 0:
-            raise InputError(f"click coordinates must be non-negative, got y={self.y}, x={self.x}")
+        if not _is_int(self.x) or not _is_int(self.y):
+            raise InputError(f"click coordinates must be integers, got x={self.x!r}, y={self.y!r}")
+        if self.x < 0 or self.y < 0:
+            raise InputError(f"click coordinates must be non-negative, got x={self.x}, y={self.y}")
         if not isinstance(self.positive, (bool, np.bool_)):
             raise InputError(f"click 'positive' must be a bool, got {self.positive!r}")
         # Normalise numpy scalars to plain Python values (hashing, JSON, int() semantics).
-        object.__setattr__(self, "y", int(self.y))
         object.__setattr__(self, "x", int(self.x))
+        object.__setattr__(self, "y", int(self.y))
         object.__setattr__(self, "positive", bool(self.positive))
 
     @property
@@ -139,7 +141,7 @@ def scale_click(click: Click, scale: float) -> Click:
     scale = float(scale)
     if not np.isfinite(scale) or scale <= 0:
         raise InputError(f"click scale must be a positive finite number, got {scale}")
-    return Click(y=int(scale * click.y), x=int(scale * click.x), positive=click.positive)
+    return Click(x=int(scale * click.x), y=int(scale * click.y), positive=click.positive)
 
 
 def initial_prompt_map(size: int) -> np.ndarray:

@@ -37,7 +37,7 @@ def _box(shape, y0, y1, x0, x1):
 
 def test_first_click_is_positive_at_square_centre():
     gt = _box((9, 9), 2, 6, 2, 6)  # 5x5 square: centre (4, 4) is 3 px from the outside
-    assert next_click(np.zeros_like(gt), gt) == Click(4, 4, True)
+    assert next_click(np.zeros_like(gt), gt) == Click(x=4, y=4, positive=True)
     assert error_distance(gt)[4, 4] == 3.0
 
 
@@ -46,10 +46,10 @@ def test_rectangle_ties_go_to_first_in_row_major_order():
     # at least 3 px from columns 2 and 10, so (4, 5), (4, 6), (4, 7) tie at distance 3.
     gt = _box((10, 12), 2, 6, 3, 9)
     empty = np.zeros_like(gt)
-    assert next_click(empty, gt) == Click(4, 5, True)
+    assert next_click(empty, gt) == Click(x=5, y=4, positive=True)
     # With an RNG the choice is uniform over exactly the tied pixels (as the official code does).
     seen = {next_click(empty, gt, rng=random.Random(seed)) for seed in range(60)}
-    assert seen == {Click(4, 5, True), Click(4, 6, True), Click(4, 7, True)}
+    assert seen == {Click(x=5, y=4, positive=True), Click(x=6, y=4, positive=True), Click(x=7, y=4, positive=True)}
 
 
 def test_rng_choice_consumes_generator_like_official_random_choice():
@@ -65,7 +65,7 @@ def test_image_border_counts_as_background():
     # A 5x5 block in the top-left corner: with the border as background its centre (2, 2) is
     # deepest (3 px); without padding (0, 0) would be (5 px from the block's far edges).
     gt = _box((10, 10), 0, 4, 0, 4)
-    assert next_click(np.zeros_like(gt), gt) == Click(2, 2, True)
+    assert next_click(np.zeros_like(gt), gt) == Click(x=2, y=2, positive=True)
 
 
 def test_over_segmentation_gives_negative_click_in_deepest_false_positive():
@@ -73,18 +73,18 @@ def test_over_segmentation_gives_negative_click_in_deepest_false_positive():
     pred = gt.copy()
     pred |= _box(gt.shape, 10, 16, 10, 16)  # compact 7x7 false positive: centre (13, 13), depth 4
     pred |= _box(gt.shape, 18, 19, 0, 29)  # long 2-row strip: larger area (60 > 49), depth 1
-    assert next_click(pred, gt) == Click(13, 13, False)
+    assert next_click(pred, gt) == Click(x=13, y=13, positive=False)
 
 
 def test_deeper_region_wins_not_larger_one():
     gt = _box((20, 40), 0, 2, 0, 39)  # GT strip 3x40 (120 px), depth 2 (border counts)
     pred = _box(gt.shape, 10, 14, 10, 14)  # 5x5 false positive (25 px), depth 3 at (12, 12)
-    assert next_click(pred, gt) == Click(12, 12, False)
+    assert next_click(pred, gt) == Click(x=12, y=12, positive=False)
     pred = _box(gt.shape, 10, 12, 10, 12)  # 3x3 false positive, depth 2: tie with the strip
     # Equal depths: the official rule picks a negative click (positive only if strictly deeper).
-    assert next_click(pred, gt) == Click(11, 11, False)
+    assert next_click(pred, gt) == Click(x=11, y=11, positive=False)
     pred = _box(gt.shape, 10, 11, 10, 11)  # 2x2 false positive, depth 1 < 2: positive click
-    assert next_click(pred, gt) == Click(1, 1, True)
+    assert next_click(pred, gt) == Click(x=1, y=1, positive=True)
 
 
 def test_previous_click_pixels_are_excluded_from_error_regions():
@@ -92,10 +92,10 @@ def test_previous_click_pixels_are_excluded_from_error_regions():
     empty = np.zeros_like(gt)
     # The centre (4, 4) was clicked but is still missed. Depths: the 4 diagonal neighbours are
     # min(2, sqrt 2) = 1.414, the 4 edge neighbours 1, the outer ring 1 -> first diagonal (3, 3).
-    assert next_click(empty, gt, [Click(4, 4, True)]) == Click(3, 3, True)
+    assert next_click(empty, gt, [Click(x=4, y=4, positive=True)]) == Click(x=3, y=3, positive=True)
     # A click of either kind is excluded, and it applies to false positives too.
-    assert next_click(empty, gt, [Click(4, 4, False)]) == Click(3, 3, True)
-    assert next_click(gt, np.zeros_like(gt), [Click(4, 4, True)]) == Click(3, 3, False)
+    assert next_click(empty, gt, [Click(x=4, y=4, positive=False)]) == Click(x=3, y=3, positive=True)
+    assert next_click(gt, np.zeros_like(gt), [Click(x=4, y=4, positive=True)]) == Click(x=3, y=3, positive=False)
 
 
 def test_no_error_means_no_click():
@@ -104,13 +104,13 @@ def test_no_error_means_no_click():
     # An error made only of already-clicked pixels leaves nothing to click either.
     pred = gt.copy()
     pred[4, 4] = False
-    assert next_click(pred, gt, [Click(4, 4, True)]) is None
+    assert next_click(pred, gt, [Click(x=4, y=4, positive=True)]) is None
 
 
 def test_single_pixel_errors_are_clicked():
     gt = np.zeros((5, 7), bool)
     gt[4, 6] = True  # corner pixel, depth 1
-    assert next_click(np.zeros_like(gt), gt) == Click(4, 6, True)
+    assert next_click(np.zeros_like(gt), gt) == Click(x=6, y=4, positive=True)
 
 
 def _disc(shape, cy, cx, r2):
@@ -128,7 +128,7 @@ def test_exact_ties_between_kinds_are_always_negative():
             gt = _disc((44, width), 22, 16, 200)
             pred = _disc((44, width), 22, 48, 200)
             assert deepest_pixels(gt)[0] == deepest_pixels(pred)[0] == 202
-            assert next_click(pred, gt) == Click(22, 48, False)
+            assert next_click(pred, gt) == Click(x=48, y=22, positive=False)
 
 
 def test_deepest_pixels_exact_squared_depth():
@@ -158,7 +158,7 @@ def test_deep_regions_are_remeasured_exactly(monkeypatch):
 
 def test_very_deep_region():
     gt = np.ones((2101, 2101), bool)  # depth 1051 at the centre: beyond the rounding shortcut
-    assert next_click(np.zeros_like(gt), gt) == Click(1050, 1050, True)
+    assert next_click(np.zeros_like(gt), gt) == Click(x=1050, y=1050, positive=True)
     assert deepest_pixels(gt)[0] == 1051 ** 2
 
 
@@ -169,7 +169,7 @@ def test_next_click_rejects_bad_input():
     with pytest.raises(InputError):
         next_click(np.zeros((9, 9), np.uint8), gt)
     with pytest.raises(InputError):
-        next_click(np.zeros_like(gt), gt, [Click(9, 0, True)])
+        next_click(np.zeros_like(gt), gt, [Click(x=0, y=9, positive=True)])
 
 
 # --- iou / noc ----------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_click_loop_follows_next_click_and_reports_ious():
         return out
 
     run = click_loop(step, gt, num_clicks=6)
-    assert run.clicks[0] == Click(5, 5, True)  # centre of the 7x7 square
+    assert run.clicks[0] == Click(x=5, y=5, positive=True)  # centre of the 7x7 square
     assert len(run.predictions) == len(run.ious) == 6
     assert [c for c in clicks_seen if c is not None] == run.clicks
     # Replaying the recorded predictions through next_click gives the same clicks.
@@ -238,7 +238,7 @@ def test_click_loop_passes_none_once_perfect():
     gt = _box((9, 9), 2, 6, 2, 6)
     received = []
     run = click_loop(lambda click: (received.append(click), gt.copy())[1], gt, num_clicks=4)
-    assert received == [Click(4, 4, True), None, None, None]
+    assert received == [Click(x=4, y=4, positive=True), None, None, None]
     assert run.ious == [1.0] * 4
     assert run.noc() == {0.85: 1, 0.90: 1, 0.95: 1}
 

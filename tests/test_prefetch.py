@@ -13,7 +13,7 @@ from i2f_deploy import runtime
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.session import InteractiveSession
 
-CLICKS = (Click(y=230, x=256, positive=True), Click(y=76, x=102, positive=False), Click(y=281, x=179, positive=True))
+CLICKS = (Click(x=256, y=230, positive=True), Click(x=102, y=76, positive=False), Click(x=179, y=281, positive=True))
 
 
 @pytest.fixture(scope="module")

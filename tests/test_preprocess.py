@@ -138,12 +138,12 @@ def test_to_target_click_truncates_and_checks_bounds():
     geometry = geometry_for(400, 600, 512)
     scale = 512 / 768
     for y, x in [(0, 0), (1, 2), (345, 384), (399, 599), (200, 301)]:
-        c = to_target_click(Click(y, x, True), geometry)
+        c = to_target_click(Click(x=x, y=y, positive=True), geometry)
         assert (c.y, c.x, c.positive) == (int(scale * y), int(scale * x), True)
-    assert to_target_click(Click(1, 2, False), geometry) == Click(0, 1, False)
+    assert to_target_click(Click(x=2, y=1, positive=False), geometry) == Click(x=1, y=0, positive=False)
     for y, x in [(400, 0), (0, 600), (500, 700)]:
         with pytest.raises(InputError):
-            to_target_click(Click(y, x, True), geometry)
+            to_target_click(Click(x=x, y=y, positive=True), geometry)
 
 
 @pytest.mark.parametrize("bad", [

@@ -131,12 +131,12 @@ def test_golden_loop_rejects_plausible_wrong_rules(golden, golden_meta):
 
 
 def test_disc_has_radius_five_and_81_pixels():
-    ref = add_clicks(initial_prompt_map(21), [Click(10, 10, True)])
+    ref = add_clicks(initial_prompt_map(21), [Click(x=10, y=10, positive=True)])
     assert int((ref == DEFINITELY_FOREGROUND).sum()) == 81
     assert ref[0, 0, 10, 5] == 4 and ref[0, 0, 10, 4] == 2  # distance 5 in, 6 out
     assert ref[0, 0, 13, 14] == 4  # 3² + 4² = 25: inclusive
     assert ref[0, 0, 14, 14] == 2  # 32 > 25
-    expected = _ref_add_clicks(initial_prompt_map(21), [Click(10, 10, True)])
+    expected = _ref_add_clicks(initial_prompt_map(21), [Click(x=10, y=10, positive=True)])
     np.testing.assert_array_equal(ref, expected)
 
 
@@ -144,11 +144,11 @@ def test_definite_overwrites_everything():
     ref = np.full((1, 1, 13, 13), DEFINITELY_BACKGROUND, dtype=np.uint8)
     ref[0, 0, :, 6:] = POSSIBLY_BACKGROUND
     snapshot = ref.copy()
-    out = add_clicks(ref, [Click(6, 6, True)])
+    out = add_clicks(ref, [Click(x=6, y=6, positive=True)])
     assert out[0, 0, 6, 6] == 4 and out[0, 0, 6, 2] == 4 and out[0, 0, 6, 10] == 4
     assert out[0, 0, 0, 0] == 0 and out[0, 0, 0, 12] == 1  # outside the disc: unchanged
-    np.testing.assert_array_equal(out, _ref_add_clicks(ref, [Click(6, 6, True)]))
-    neg = add_clicks(out, [Click(6, 6, False)])
+    np.testing.assert_array_equal(out, _ref_add_clicks(ref, [Click(x=6, y=6, positive=True)]))
+    neg = add_clicks(out, [Click(x=6, y=6, positive=False)])
     assert neg[0, 0, 6, 6] == 0
     np.testing.assert_array_equal(ref, snapshot)  # input not mutated
 
@@ -182,7 +182,7 @@ def test_prediction_rules():
 
 @pytest.mark.parametrize("positive_first", [True, False])
 def test_overlapping_positive_and_negative_in_one_call(positive_first):
-    pos, neg = Click(8, 6, True), Click(8, 10, False)
+    pos, neg = Click(x=6, y=8, positive=True), Click(x=10, y=8, positive=False)
     clicks = [pos, neg] if positive_first else [neg, pos]
     out = add_clicks(initial_prompt_map(17), clicks)
     # Overlap pixel (8, 8) is within 5 of both: the kind whose first click is later wins.
@@ -194,7 +194,7 @@ def test_overlapping_positive_and_negative_in_one_call(positive_first):
 def test_order_is_by_first_click_of_each_kind_not_chronological():
     # pos, neg, pos2 where pos2 overlaps neg: all positive discs are painted first (the first
     # positive click precedes the first negative one), so the negative disc wins over pos2 too.
-    clicks = [Click(2, 2, True), Click(8, 8, False), Click(8, 11, True)]
+    clicks = [Click(x=2, y=2, positive=True), Click(x=8, y=8, positive=False), Click(x=11, y=8, positive=True)]
     out = add_clicks(initial_prompt_map(17), clicks)
     assert out[0, 0, 8, 10] == DEFINITELY_BACKGROUND
     np.testing.assert_array_equal(out, _ref_add_clicks(initial_prompt_map(17), clicks))
@@ -205,8 +205,8 @@ def test_order_is_by_first_click_of_each_kind_not_chronological():
 
 @pytest.mark.parametrize("y,x", [(0, 0), (0, 16), (16, 0), (16, 16), (0, 8)])
 def test_click_on_border_pixel(y, x):
-    out = add_clicks(initial_prompt_map(17), [Click(y, x, False)])
-    reference = _ref_add_clicks(initial_prompt_map(17), [Click(y, x, False)])
+    out = add_clicks(initial_prompt_map(17), [Click(x=x, y=y, positive=False)])
+    reference = _ref_add_clicks(initial_prompt_map(17), [Click(x=x, y=y, positive=False)])
     np.testing.assert_array_equal(out, reference)
     assert out[0, 0, y, x] == 0
     expected = 26 if (y in (0, 16) and x in (0, 16)) else 46  # quarter / half of the 81
@@ -220,7 +220,7 @@ def test_random_sequences_match_transcription(seed):
     ref = rng.integers(0, 5, size=(1, 1, size, size)).astype(np.uint8)
     expected = ref.copy()
     for _ in range(3):
-        clicks = [Click(int(rng.integers(size)), int(rng.integers(size)), bool(rng.integers(2)))
+        clicks = [Click(x=int(rng.integers(size)), y=int(rng.integers(size)), positive=bool(rng.integers(2)))
                   for _ in range(int(rng.integers(1, 5)))]
         ref = add_clicks(ref, clicks)
         expected = _ref_add_clicks(expected, clicks)
@@ -232,7 +232,7 @@ def test_random_sequences_match_transcription(seed):
 
 
 def test_encode_clicks_only_paints_definite_values_with_default_radii():
-    enc = encode_clicks([Click(5, 5, True), Click(5, 9, False)], 15)
+    enc = encode_clicks([Click(x=5, y=5, positive=True), Click(x=9, y=5, positive=False)], 15)
     assert set(np.unique(enc).tolist()) == {0, 2, 4}
 
 
@@ -250,29 +250,29 @@ def test_no_clicks_is_identity_copy():
 def test_click_parsing_and_official_tuples():
     c = Click.parse(" 12, 34 ,positive")
     assert (c.y, c.x, c.positive) == (34, 12, True)
-    assert Click.parse("1,2,negative") == Click(2, 1, False)
+    assert Click.parse("1,2,negative") == Click(x=1, y=2, positive=False)
     assert Click.from_official((5, 7, "negative")).to_official() == (5, 7, "negative")
-    assert Click(np.int64(3), np.int32(4), np.bool_(True)) == Click(3, 4, True)
+    assert Click(x=np.int32(4), y=np.int64(3), positive=np.bool_(True)) == Click(x=4, y=3, positive=True)
     for bad in ("1,2", "a,2,positive", "1,2,maybe", "1.5,2,positive", "-1,2,positive"):
         with pytest.raises(InputError):
             Click.parse(bad)
     with pytest.raises(InputError):
         Click.from_official((1, 2, "pos"))
     with pytest.raises(InputError):
-        Click(1.0, 2, True)  # type: ignore[arg-type]
+        Click(x=2, y=1.0, positive=True)  # type: ignore[arg-type]
 
 
 def test_scale_click_truncates_like_official():
     scale = 512 / 768
     for y, x in [(1, 2), (345, 384), (399, 599), (3, 300)]:
-        c = scale_click(Click(y, x, True), scale)
+        c = scale_click(Click(x=x, y=y, positive=True), scale)
         assert (c.y, c.x) == (int(scale * y), int(scale * x))
-    assert scale_click(Click(1, 2, False), scale) == Click(0, 1, False)
+    assert scale_click(Click(x=2, y=1, positive=False), scale) == Click(x=1, y=0, positive=False)
     # 0.1 * 3 = 0.30000000000000004 and 0.7 * 10 = 7.000000000000001: float product, not rounding
-    assert scale_click(Click(10, 10, True), 0.7) == Click(7, 7, True)
-    assert scale_click(Click(10, 10, True), 0.29) == Click(2, 2, True)  # 2.9 -> 2
+    assert scale_click(Click(x=10, y=10, positive=True), 0.7) == Click(x=7, y=7, positive=True)
+    assert scale_click(Click(x=10, y=10, positive=True), 0.29) == Click(x=2, y=2, positive=True)  # 2.9 -> 2
     with pytest.raises(InputError):
-        scale_click(Click(1, 1, True), 0.0)
+        scale_click(Click(x=1, y=1, positive=True), 0.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,13 +282,13 @@ def test_scale_click_truncates_like_official():
 def test_malformed_inputs_raise_input_error():
     ref = initial_prompt_map(16)
     with pytest.raises(InputError):
-        add_clicks(ref, [Click(16, 0, True)])  # outside the map
+        add_clicks(ref, [Click(x=0, y=16, positive=True)])  # outside the map
     with pytest.raises(InputError):
         add_clicks(ref, [(1, 2, "positive")])  # type: ignore[list-item]
     with pytest.raises(InputError):
-        add_clicks(ref.astype(np.int64), [Click(1, 1, True)])
+        add_clicks(ref.astype(np.int64), [Click(x=1, y=1, positive=True)])
     with pytest.raises(InputError):
-        add_clicks(ref[0], [Click(1, 1, True)])
+        add_clicks(ref[0], [Click(x=1, y=1, positive=True)])
     with pytest.raises(InputError):
         add_clicks(np.full((1, 1, 4, 5), 2, np.uint8), [])
     bad = ref.copy()

@@ -105,7 +105,7 @@ def test_session_gives_image_sized_masks_and_the_replayed_state_or_an_input_erro
                 _, x, y, kind = operation
                 result = session.add_click(x, y, kind)
                 positive = bool(kind) if isinstance(kind, (bool, np.bool_)) else Click.parse_kind(kind)
-                clicks.append(Click(y=int(y), x=int(x), positive=positive))
+                clicks.append(Click(x=int(x), y=int(y), positive=positive))
                 redo.clear()
             elif operation[0] == "undo":
                 result = session.undo()
@@ -152,7 +152,7 @@ def prompt_map_from(seed: int, style: int) -> np.ndarray:
     if style == 2:  # coarse blocks
         blocks = rng.integers(0, 5, (1, 1, 16, 16), dtype=np.uint8)
         return np.ascontiguousarray(np.repeat(np.repeat(blocks, 32, axis=2), 32, axis=3))
-    clicks = [Click(y=int(y), x=int(x), positive=bool(p))
+    clicks = [Click(x=int(x), y=int(y), positive=bool(p))
               for y, x, p in zip(*rng.integers(0, SIZE, (2, 6)), rng.integers(0, 2, 6))]
     ref_label = add_clicks(initial_prompt_map(SIZE), clicks)
     return apply_prediction(ref_label, rng.random((SIZE, SIZE)) < rng.random())

@@ -97,7 +97,7 @@ def test_png_and_polygons_of_a_mask() -> None:
 
 def test_click_states_find_the_longest_known_prefix() -> None:
     states = ClickStates(capacity=3, size=4)
-    clicks = [Click(y=i, x=i, positive=True) for i in range(4)]
+    clicks = [Click(x=i, y=i, positive=True) for i in range(4)]
     assert states.longest_prefix("a", clicks, 3) == (0, None)
     for k in range(1, 4):
         states.put("a", clicks[:k], np.full((1, 1, 4, 4), k, np.uint8))
@@ -175,7 +175,7 @@ def test_image_decoding_and_content_ids() -> None:
 
 def test_cvat_click_order_keeps_the_previous_order_and_appends_new_points() -> None:
     order = ClickOrder()
-    a, b, c = (Click(y=1, x=1, positive=True), Click(y=2, x=2, positive=False), Click(y=3, x=3, positive=True))
+    a, b, c = (Click(x=1, y=1, positive=True), Click(x=2, y=2, positive=False), Click(x=3, y=3, positive=True))
     assert order.order("img", [a]) == [a]
     assert order.order("img", [a, c, b]) == [a, c, b]  # new points: positives first
     assert order.order("img", [c, a, b, b]) == [a, c, b, b]

@@ -24,12 +24,12 @@ from i2f_deploy.runtime.session import DEFAULT_HISTORY, InteractiveSession, Pred
 BACKENDS = ("onnxruntime", "openvino")
 # Six clicks on the 400x600 golden image, image pixels (y, x): positive and negative.
 CLICKS = (
-    Click(y=230, x=256, positive=True),
-    Click(y=76, x=102, positive=False),
-    Click(y=281, x=179, positive=True),
-    Click(y=350, x=500, positive=False),
-    Click(y=150, x=400, positive=True),
-    Click(y=300, x=30, positive=False),
+    Click(x=256, y=230, positive=True),
+    Click(x=102, y=76, positive=False),
+    Click(x=179, y=281, positive=True),
+    Click(x=500, y=350, positive=False),
+    Click(x=400, y=150, positive=True),
+    Click(x=30, y=300, positive=False),
 )
 
 
@@ -85,7 +85,7 @@ def torch_loop(model, features, height: int, width: int, clicks) -> list[np.ndar
     ref_label = initial_prompt_map(512)
     masks = []
     for click in clicks:
-        ref_label = add_clicks(ref_label, [Click(int(scale * click.y), int(scale * click.x), click.positive)])
+        ref_label = add_clicks(ref_label, [Click(x=int(scale * click.x), y=int(scale * click.y), positive=click.positive)])
         logits = model.decode(embeddings, edges, torch.from_numpy(ref_label))
         ref_label = apply_prediction(ref_label, (logits > 0).numpy()[0, 0])
         full = F.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False)
@@ -263,7 +263,7 @@ def test_undo_redo_and_reset(tiny_artifacts, golden_rgb):
 def random_clicks(count: int, seed: int = 0) -> list[Click]:
     """Clicks anywhere on the 400x600 golden image, alternately positive and negative."""
     rng = np.random.default_rng(seed)
-    return [Click(y=int(rng.integers(0, 400)), x=int(rng.integers(0, 600)), positive=i % 2 == 0)
+    return [Click(x=int(rng.integers(0, 600)), y=int(rng.integers(0, 400)), positive=i % 2 == 0)
             for i in range(count)]
 
 
@@ -419,12 +419,12 @@ def test_errors(tiny_artifacts, ort_session, golden_rgb):
         ((600, 10, True), "outside the 600x400 image"),
         ((10, 400, True), "outside"),
         ((-1, 10, True), "outside"),
-        ((Click(y=400, x=0, positive=True),), "outside"),
+        ((Click(x=0, y=400, positive=True),), "outside"),
         ((10.5, 10, True), "integers"),
         ((10, 10, "maybe"), "unknown click kind"),
         ((10, 10, 1), "click kind"),
         ((10, 10), "needs x, y and positive"),
-        ((Click(y=1, x=1, positive=True), 3), "either a Click"),
+        ((Click(x=1, y=1, positive=True), 3), "either a Click"),
     ]:
         with pytest.raises(InputError, match=message):
             session.add_click(*args)
@@ -457,7 +457,7 @@ def test_predict_writes_mask_and_overlay(tiny_artifacts, golden_rgb, tmp_path):
     small = cv2.resize(golden_rgb, (517, 333), interpolation=cv2.INTER_AREA)
     image_path = tmp_path / "small.png"
     cv2.imwrite(str(image_path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-    clicks = [Click(y=190, x=220, positive=True), Click(y=60, x=90, positive=False)]
+    clicks = [Click(x=220, y=190, positive=True), Click(x=90, y=60, positive=False)]
     out_mask, overlay = tmp_path / "out" / "mask.png", tmp_path / "overlay.png"
     prediction = predict(tiny_artifacts, image_path, clicks, out_mask, overlay=overlay,
                          backend="onnxruntime", threads=None)
@@ -486,7 +486,7 @@ def test_predict_errors(tiny_artifacts, tmp_path):
     not_image.write_text("not a picture")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    click = [Click(y=1, x=1, positive=True)]
+    click = [Click(x=1, y=1, positive=True)]
     with pytest.raises(InputError, match="cannot read"):
         predict(tiny_artifacts, not_image, click, tmp_path / "m.png")
     with pytest.raises(InputError, match="cannot read"):
@@ -498,7 +498,7 @@ def test_predict_errors(tiny_artifacts, tmp_path):
     with pytest.raises(InputError, match="at least one click"):
         predict(tiny_artifacts, image, [], tmp_path / "m.png")
     with pytest.raises(InputError, match="outside the 30x20 image"):
-        predict(tiny_artifacts, image, [Click(y=20, x=0, positive=True)], tmp_path / "m.png")
+        predict(tiny_artifacts, image, [Click(x=0, y=20, positive=True)], tmp_path / "m.png")
     with pytest.raises(InputError, match=".png"):
         predict(tiny_artifacts, image, click, tmp_path / "m.jpg")
     assert not (tmp_path / "m.png").exists()

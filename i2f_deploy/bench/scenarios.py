@@ -19,7 +19,7 @@ OBJECT_RADIUS_AT_1024 = {"small": 50, "medium": 200, "large": 400}
 def scenario_prompt_map(name: str, size: int) -> np.ndarray:
     """uint8 [1,1,size,size] prompt map of scenario ``name`` at target ``size``."""
     centre = size // 2
-    ref_label = add_clicks(initial_prompt_map(size), [Click(centre, centre, True)])
+    ref_label = add_clicks(initial_prompt_map(size), [Click(x=centre, y=centre, positive=True)])
     if name == "first-click":
         return ref_label
     radius = OBJECT_RADIUS_AT_1024[name] * size / 1024
@@ -27,4 +27,4 @@ def scenario_prompt_map(name: str, size: int) -> np.ndarray:
     disc = (rows - centre) ** 2 + (cols - centre) ** 2 <= radius**2
     ref_label = apply_prediction(ref_label, disc)
     rim = min(size - 1, int(centre + 0.9 * radius))
-    return add_clicks(ref_label, [Click(centre, rim, True)])
+    return add_clicks(ref_label, [Click(x=rim, y=centre, positive=True)])

@@ -325,7 +325,7 @@ class InteractiveSession:
             if not (0 <= y < geometry.height and 0 <= x < geometry.width):
                 raise InputError(f"click (x={x}, y={y}) lies outside the "
                                  f"{geometry.width}x{geometry.height} image")
-            click = Click(y=int(y), x=int(x), positive=kind)
+            click = Click(x=int(x), y=int(y), positive=kind)
         to_target_click(click, geometry)  # bounds check with the same message for Click objects
         return click
 

@@ -156,7 +156,7 @@ def next_click(
     candidates = fn_pixels if positive else fp_pixels
     index = 0 if rng is None else rng.choice(range(len(candidates)))
     y, x = candidates[index]
-    return Click(y=int(y), x=int(x), positive=positive)
+    return Click(x=int(x), y=int(y), positive=positive)
 
 
 def noc(

@@ -30,10 +30,10 @@ def edge_case_states(size: int) -> dict[str, np.ndarray]:
         # coarse token above threshold (the whole-image DLU box fallback).
         "zero-routed": np.full((1, 1, size, size), DEFINITELY_BACKGROUND, np.uint8),
         "all-routed": np.full((1, 1, size, size), UNKNOWN, np.uint8),
-        "first-click": add_clicks(initial_prompt_map(size), [Click(size // 2, size // 3, True)]),
-        "tiny-object-at-corner": _object_map(size, (yy - r) ** 2 + (xx - r) ** 2 <= r * r, Click(r, r, True)),
+        "first-click": add_clicks(initial_prompt_map(size), [Click(x=size // 3, y=size // 2, positive=True)]),
+        "tiny-object-at-corner": _object_map(size, (yy - r) ** 2 + (xx - r) ** 2 <= r * r, Click(x=r, y=r, positive=True)),
         "object-touching-border": _object_map(
-            size, ((yy - size // 2) / (size // 5)) ** 2 + (xx / (size // 6)) ** 2 <= 1, Click(size // 2, 2, True)
+            size, ((yy - size // 2) / (size // 5)) ** 2 + (xx / (size // 6)) ** 2 <= 1, Click(x=2, y=size // 2, positive=True)
         ),
-        "click-on-border-pixel": add_clicks(initial_prompt_map(size), [Click(0, size - 1, True), Click(size - 1, 0, False)]),
+        "click-on-border-pixel": add_clicks(initial_prompt_map(size), [Click(x=size - 1, y=0, positive=True), Click(x=0, y=size - 1, positive=False)]),
     }

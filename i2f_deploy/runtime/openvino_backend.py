@@ -18,10 +18,9 @@ class OpenVinoRunner:
                  performance_hint: str = "latency", streams: int | None = None) -> None:
         try:
             import openvino as ov
-
-            from i2f_deploy.custom_ops.openvino import register
         except ImportError:
             raise I2FError("backend openvino is not installed (pip install openvino)") from None
+        from i2f_deploy.custom_ops.openvino import register
         if precision not in PRECISIONS:
             raise I2FError(f"unknown OpenVINO precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         if performance_hint not in HINTS:

@@ -28,6 +28,7 @@ from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import export_decoder
 from i2f_deploy.export.encoder import export_edge_terms, export_encoder
 from i2f_deploy.export.manifest import write_manifest
+from i2f_deploy.export.quiet import loggers_at
 from i2f_deploy.export.precision import calibration_inputs, precision_record, quantize_for_onnxruntime, quantize_for_openvino
 from i2f_deploy.export.rewrites import gelu_in_fusable_order
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
@@ -52,17 +53,13 @@ class ExportOptions:
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's notices that concern torch itself (deprecations, torchvision)."""
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registration.level
-    registration.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        registration.setLevel(level)
+    """Silence the exporter's notices that concern torch and onnxscript themselves (deprecations,
+    torchvision, attribute types of empty lists it defaults correctly)."""
+    with loggers_at(logging.ERROR, "torch.onnx._internal.exporter._registration", "onnx_ir._convenience"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 def build_weights(

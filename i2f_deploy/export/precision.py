@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from i2f_deploy.contract import IMAGE
+from i2f_deploy.export.quiet import loggers_at
 from i2f_deploy.preprocess import preprocess, read_image_rgb
 from i2f_deploy.samples import builtin_samples
 
@@ -73,10 +74,11 @@ def quantize_for_onnxruntime(encoder: Path, out: Path, inputs: list[np.ndarray])
             image = next(self.remaining, None)
             return None if image is None else {IMAGE: image}
 
-    quantize_static(str(encoder), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(ORT_QUANTIZED_OPS), per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    use_external_data_format=True)
+    with loggers_at(logging.ERROR, ""):  # its advice to pre-process the model, on the root logger
+        quantize_static(str(encoder), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(ORT_QUANTIZED_OPS), per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        use_external_data_format=True)
     data = out.with_name(out.name + ".data")
     return [out, data] if data.is_file() else [out]
 
@@ -87,13 +89,8 @@ def quantize_for_openvino(encoder: Path, xml: Path, inputs: list[np.ndarray]) ->
     import openvino as ov
 
     ignored = nncf.IgnoredScope(**OPENVINO_IGNORED, validate=False)
-    nncf_log = logging.getLogger("nncf")  # its INFO lines (dozens per run) would drown the export's progress
-    level = nncf_log.level
-    nncf_log.setLevel(logging.WARNING)
-    try:
+    with loggers_at(logging.WARNING, "nncf"):  # its INFO lines, dozens per run
         quantized = nncf.quantize(ov.convert_model(str(encoder)), nncf.Dataset(inputs), subset_size=len(inputs),
                                   model_type=nncf.ModelType.TRANSFORMER, ignored_scope=ignored)
-    finally:
-        nncf_log.setLevel(level)
     xml.parent.mkdir(exist_ok=True)
     ov.save_model(quantized, str(xml), compress_to_fp16=False)

@@ -14,7 +14,8 @@ with that pair is accepted as well. Refusals are 401 with ``WWW-Authenticate`` n
 
 Public: ``/health`` (Label Studio and load balancers poll it), the web page and its static files
 and the API schema (``/docs``, ``/openapi.json``): they hold no data, and a browser must load the
-page before it can ask for the token.
+page before it can ask for the token. ``/webhook`` too: Label Studio posts its events there without
+credentials, and the server reads none of them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-PUBLIC_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/webhook"})
 PUBLIC_PREFIXES = ("/static/",)
 
 

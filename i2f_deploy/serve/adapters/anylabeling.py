@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from i2f_deploy.errors import I2FError
 from i2f_deploy.serve import masks
-from i2f_deploy.serve.adapters.common import pair, to_click
+from i2f_deploy.serve.adapters.common import pair, refuse_prompts, to_click
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.errors import status_of
 from i2f_deploy.serve.images import ImageError, decode_base64
@@ -55,17 +55,18 @@ def metadata(engine: Engine) -> dict[str, Any]:
 
 def predict(engine: Engine, request: PredictRequest) -> dict[str, Any]:
     """Marks -> polygon shapes of the mask."""
-    rgb = decode_base64(request.image, engine.config.max_pixels)
-    image_id = engine.add_image(rgb).image_id
-    height, width = rgb.shape[:2]
     marks = request.params.get("marks") or []
     if not isinstance(marks, list):
         raise I2FError("params.marks must be a list")
+    refuse_prompts({str(m.get("type")) if isinstance(m, dict) else "non-object" for m in marks} - {"point"},
+                   "add points on the object (and points off it) instead")
+    rgb = decode_base64(request.image, engine.config.max_pixels)
+    image_id = engine.add_image(rgb).image_id
+    height, width = rgb.shape[:2]
     clicks = []
     for mark in marks:
-        if isinstance(mark, dict) and mark.get("type") == "point":
-            x, y = pair(mark.get("data"))
-            clicks.append(to_click(x, y, mark.get("label", 1) == 1, width, height))
+        x, y = pair(mark.get("data"))
+        clicks.append(to_click(x, y, mark.get("label", 1) == 1, width, height))
     if not clicks:
         return {"shapes": [], "description": ""}
     epsilon = request.params.get("epsilon_factor", DEFAULT_EPSILON)

@@ -9,8 +9,9 @@ data URI or bare base64), ``app/schemas/shape.py`` (a shape's fields), ``app/mod
 and ``segment_anything.py`` (marks: ``{"type": "point", "data": [x, y], "label": 1 | 0}``;
 widgets of a click model; polygons simplified by ``epsilon_factor`` x perimeter).
 
-The client re-sends the whole image and every mark of the object on each click; the content
-hash and the click states make that one decoder run. Errors keep the protocol's body
+Point marks only: a rectangle mark gets 422 (the model takes clicks). The client re-sends the
+whole image and every mark of the object on each click; the content hash and the click states
+make that one decoder run. Errors keep the protocol's body
 (``{"success": false, "error": {"code", "message"}}``) but with a 4xx status, so the client's
 ``raise_for_status`` reports them instead of showing nothing.
 """

@@ -13,7 +13,8 @@ Each request carries every keypoint of the object so far, in order; the click st
 request after a new keypoint one decoder run. The answer holds a ``brushlabels`` result (if the
 labeling config has a BrushLabels tag) and a ``polygonlabels`` one per outer contour (if it has a
 PolygonLabels tag), points in percent. A keypoint without ``is_positive`` counts as positive (Label
-Studio sets it false for negative keypoints).
+Studio sets it false for negative keypoints). Any other region in the context (a smart rectangle)
+gets 422: the model takes clicks.
 """
 
 from __future__ import annotations

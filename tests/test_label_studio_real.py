@@ -97,10 +97,15 @@ def label_studio_running(venv: Path, data: Path) -> Iterator[Studio]:
             process.wait(30)
 
 
+@pytest.fixture(scope="session")
+def label_studio_venv() -> Path:
+    """Label Studio's environment, looked up before the session's export (a skip costs nothing)."""
+    return tool_venv("label-studio")
+
+
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
-    venv = tool_venv("label-studio")
-    with label_studio_running(venv, tmp_path_factory.mktemp("label-studio")) as running:
+def studio(label_studio_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
+    with label_studio_running(label_studio_venv, tmp_path_factory.mktemp("label-studio")) as running:
         yield running
 
 
@@ -131,9 +136,9 @@ def native_mask(url: str, image_file: bytes, x: int, y: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", ["personal access token", "legacy token"])
-def test_label_studio_interactive_click_to_saved_annotation(kind: str, studio: Studio, personal_access_token: str,
-                                                             tiny_artifacts: Path, golden_image_path: Path,
-                                                             tmp_path: Path) -> None:
+def test_label_studio_interactive_click_to_saved_annotation(label_studio_venv: Path, kind: str, studio: Studio,
+                                                             personal_access_token: str, tiny_artifacts: Path,
+                                                             golden_image_path: Path, tmp_path: Path) -> None:
     personal = kind == "personal access token"
     token = personal_access_token if personal else LEGACY_TOKEN
     image_file = golden_image_path.read_bytes()

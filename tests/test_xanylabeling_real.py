@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from annotation_tools import tool_venv
 from serve_helpers import png_bytes, read_rgb, running_server
@@ -53,14 +54,20 @@ def run_client(venv: Path, work_dir: Path, image_path: Path, marks: list[dict]) 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_xanylabeling_remote_server_client(tiny_artifacts: Path, golden_image_path: Path, tmp_path: Path) -> None:
-    venv = tool_venv("x-anylabeling")
+@pytest.fixture(scope="session")
+def xanylabeling_venv() -> Path:
+    """X-AnyLabeling's environment, looked up before the session's export (a skip costs nothing)."""
+    return tool_venv("x-anylabeling")
+
+
+def test_xanylabeling_remote_server_client(xanylabeling_venv: Path, tiny_artifacts: Path, golden_image_path: Path,
+                                           tmp_path: Path) -> None:
     image_path = tmp_path / "photo.png"
     image_path.write_bytes(png_bytes(read_rgb(golden_image_path)))
     with running_server(tiny_artifacts, tmp_path / "server.log", "--threads", "2", "--token", TOKEN) as (url, _):
         (tmp_path / ".xanylabelingrc").write_text(f"remote_server_settings:\n  server_url: {url}\n  api_key: {TOKEN}\n")
         points = [{"type": "point", "data": [200, 150], "label": 1}, {"type": "point", "data": [120, 90], "label": 0}]
-        answer = run_client(venv, tmp_path, image_path, points)
+        answer = run_client(xanylabeling_venv, tmp_path, image_path, points)
         assert answer["server_url"] == url and answer["models"] == ["inter2former"] and not answer["messages"], answer
         with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             image_id = http.post("/api/images", files={"file": ("photo.png", image_path.read_bytes(), "image/png")}).json()["image_id"]
@@ -72,6 +79,6 @@ def test_xanylabeling_remote_server_client(tiny_artifacts: Path, golden_image_pa
         assert native and [s["shape_type"] for s in answer["shapes"]] == ["polygon"] * len(native)
         assert [s["points"] for s in answer["shapes"]] == native  # its Shape closes on the repeated first point
 
-        box = run_client(venv, tmp_path, image_path, [{"type": "rectangle", "data": [50, 50, 300, 250], "label": 1}])
+        box = run_client(xanylabeling_venv, tmp_path, image_path, [{"type": "rectangle", "data": [50, 50, 300, 250], "label": 1}])
     assert box["shapes"] == [] and len(box["messages"]) == 1
     assert box["messages"][0].startswith("Remote server error: 422 Client Error"), box

@@ -13,8 +13,9 @@ in the model's connection (*Authentication method: Basic Auth*). With ``--basic-
 with that pair is accepted as well. Refusals are 401 with ``WWW-Authenticate`` naming the schemes.
 
 Public: ``/health`` (Label Studio and load balancers poll it), the web page and its static files
-and the API schema (``/docs``, ``/redoc``, ``/openapi.json``, their assets): they hold no data, and a browser must load the
-page before it can ask for the token.
+and the API schema (``/docs``, ``/redoc``, ``/openapi.json``, their assets): they hold no data, and a
+browser must load the page before it can ask for the token. ``/webhook`` too: Label Studio posts
+its events there without credentials, and the server reads none of them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 DOCS_ASSETS = "/static-docs"  # Swagger UI and ReDoc, served from the installed fastapi-offline package
 
-PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+                          "/webhook"})
 PUBLIC_PREFIXES = ("/static/", DOCS_ASSETS + "/")
 
 

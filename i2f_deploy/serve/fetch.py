@@ -6,8 +6,8 @@ make the server request internal addresses (SSRF). The rules:
 * a relative URL (``/data/upload/1/x.png``, ``upload/1/x.png``, ``/storage-data/uploaded/?filepath=``,
   ``/data/local-files/?d=``) is resolved against Label Studio's address and sent with its API key,
   as Label Studio's ML backends do (``label_studio_sdk``'s ``get_local_path``: ``upload/...`` becomes
-  ``/data/upload/...``, base and path joined with one slash, ``Authorization: Bearer KEY`` for a
-  JWT personal access token and ``Token KEY`` for a legacy token, and only to that host);
+  ``/data/upload/...``, base and path joined with one slash; the key as ``label_studio_auth`` sends
+  it, and only to that host);
 * an absolute URL is fetched only if it lies under Label Studio's address or an
   ``--allow-url-prefix`` (same scheme, host and port, path under the prefix's at a ``/``);
 * anything else (another host, another scheme, ``file:``, user info, ``..`` segments) is refused
@@ -18,9 +18,7 @@ make the server request internal addresses (SSRF). The rules:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import logging
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -28,9 +26,14 @@ from dataclasses import dataclass
 import httpx
 
 from i2f_deploy.serve.images import ImageError
+from i2f_deploy.serve.label_studio_auth import LabelStudioAuth
 
 MAX_REDIRECTS = 5
 CHUNK = 1 << 16
+
+# httpx logs every request at INFO with its full URL; a task URL's query string may be a credential
+# (signed storage URLs), and no log line carries one: only its warnings are kept
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -75,19 +78,6 @@ def _split(url: str) -> tuple[str, str, str] | None:
     return parts.scheme, netloc, parts.path or "/"
 
 
-def _is_jwt(token: str) -> bool:
-    """Whether ``token`` is a JWT (Label Studio's personal access tokens), as the SDK tells them
-    apart from legacy tokens: three dot-separated parts, the first a base64url JSON object."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return False
-    try:
-        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
-    except (binascii.Error, ValueError):
-        return False
-    return isinstance(header, dict)
-
-
 class Fetcher:
     """GETs task images under the allowed prefixes; one per server."""
 
@@ -95,7 +85,7 @@ class Fetcher:
                  timeout_s: float, max_bytes: int) -> None:
         self.label_studio = Prefix.parse(label_studio_url) if label_studio_url else None
         self.label_studio_url = label_studio_url.rstrip("/") if label_studio_url else None
-        self.api_key = api_key
+        self.auth = LabelStudioAuth(self.label_studio_url, api_key, timeout_s) if api_key and self.label_studio_url else None
         self.allowed = [p for p in (self.label_studio, *map(Prefix.parse, allow_prefixes)) if p is not None]
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
@@ -120,8 +110,8 @@ class Fetcher:
 
     def _headers(self, url: str) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}  # the size limit counts the image's own bytes
-        if self.api_key and self.label_studio and self.label_studio.admits(url):
-            headers["Authorization"] = f"{'Bearer' if _is_jwt(self.api_key) else 'Token'} {self.api_key}"
+        if self.auth and self.label_studio and self.label_studio.admits(url):
+            headers["Authorization"] = self.auth.header()
         return headers
 
     def get(self, ref: str) -> bytes:

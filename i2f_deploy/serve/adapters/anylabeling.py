@@ -9,8 +9,9 @@ data URI or bare base64), ``app/schemas/shape.py`` (a shape's fields), ``app/mod
 and ``segment_anything.py`` (marks: ``{"type": "point", "data": [x, y], "label": 1 | 0}``;
 widgets of a click model; polygons simplified by ``epsilon_factor`` x perimeter).
 
-The client re-sends the whole image and every mark of the object on each click; the content
-hash and the click states make that one decoder run. Errors keep the protocol's body
+Point marks only: a rectangle mark gets 422 (the model takes clicks). The client re-sends the
+whole image and every mark of the object on each click; the content hash and the click states
+make that one decoder run. Errors keep the protocol's body
 (``{"success": false, "error": {"code", "message"}}``) but with a 4xx status, so the client's
 ``raise_for_status`` reports them instead of showing nothing.
 """
@@ -25,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from i2f_deploy.errors import I2FError
 from i2f_deploy.serve import masks
-from i2f_deploy.serve.adapters.common import pair, to_click
+from i2f_deploy.serve.adapters.common import pair, refuse_prompts, to_click
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.errors import status_of
 from i2f_deploy.serve.images import ImageError, decode_base64
@@ -55,17 +56,18 @@ def metadata(engine: Engine) -> dict[str, Any]:
 
 def predict(engine: Engine, request: PredictRequest) -> dict[str, Any]:
     """Marks -> polygon shapes of the mask."""
-    rgb = decode_base64(request.image, engine.config.max_pixels)
-    image_id = engine.add_image(rgb).image_id
-    height, width = rgb.shape[:2]
     marks = request.params.get("marks") or []
     if not isinstance(marks, list):
         raise I2FError("params.marks must be a list")
+    refuse_prompts({str(m.get("type")) if isinstance(m, dict) else "non-object" for m in marks} - {"point"},
+                   "add points on the object (and points off it) instead")
+    rgb = decode_base64(request.image, engine.config.max_pixels)
+    image_id = engine.add_image(rgb).image_id
+    height, width = rgb.shape[:2]
     clicks = []
     for mark in marks:
-        if isinstance(mark, dict) and mark.get("type") == "point":
-            x, y = pair(mark.get("data"))
-            clicks.append(to_click(x, y, mark.get("label", 1) == 1, width, height))
+        x, y = pair(mark.get("data"))
+        clicks.append(to_click(x, y, mark.get("label", 1) == 1, width, height))
     if not clicks:
         return {"shapes": [], "description": ""}
     epsilon = request.params.get("epsilon_factor", DEFAULT_EPSILON)

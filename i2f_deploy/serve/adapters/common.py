@@ -1,4 +1,11 @@
-"""What the adapters share: points from a tool -> clicks on the image, checked."""
+"""What the adapters share: points from a tool -> clicks on the image, checked.
+
+One pixel convention for every tool: a tool's point is a position on the image, which spans
+``[0, width] x [0, height]`` (pixel ``i`` covers ``[i, i + 1)``). The click is the pixel under the
+point, and the right and bottom edges (``x == width``, Label Studio's 100 %) belong to the last
+pixel; a point beyond the edges is refused. The native API takes pixel indices instead
+(``0 <= x < width``).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,14 @@ from i2f_deploy.prompt_map import Click
 
 
 def to_click(x: Any, y: Any, positive: bool, width: int, height: int) -> Click:
-    """A tool's point (float or int pixels) -> an integer click; 422 when outside the image."""
+    """A tool's point (float or int pixels) -> the click on the pixel under it; 422 off the image."""
     try:
         fx, fy = float(x), float(y)
     except (TypeError, ValueError):
         raise InputError(f"point ({x!r}, {y!r}) is not a pair of numbers") from None
-    if not (math.isfinite(fx) and math.isfinite(fy) and 0 <= fx < width and 0 <= fy < height):
-        raise InputError(f"point ({x}, {y}) lies outside the {width}x{height} image")
-    return Click(y=int(fy), x=int(fx), positive=positive)
+    if not (math.isfinite(fx) and math.isfinite(fy) and 0 <= fx <= width and 0 <= fy <= height):
+        raise InputError(f"point ({x}, {y}) lies outside the {width}x{height} image (0 <= x <= {width}, 0 <= y <= {height})")
+    return Click(y=min(int(fy), height - 1), x=min(int(fx), width - 1), positive=positive)
 
 
 def pair(point: Any) -> tuple[Any, Any]:
@@ -25,3 +32,10 @@ def pair(point: Any) -> tuple[Any, Any]:
     if not isinstance(point, (list, tuple)) or len(point) != 2:
         raise InputError(f"a point must be [x, y], got {point!r}")
     return point[0], point[1]
+
+
+def refuse_prompts(kinds: set[str], how_to_click: str) -> None:
+    """422 for prompts the model cannot take (a box, a brush, ...): Inter2Former takes clicks only,
+    and an empty answer would leave the user with nothing, or with the tool's unrelated complaint."""
+    if kinds:
+        raise InputError(f"Inter2Former takes clicks only, not a {', '.join(sorted(kinds))} prompt: {how_to_click}")

@@ -1,4 +1,4 @@
-"""Label Studio ML backend: ``POST /predict``, ``POST /setup`` (``GET /health`` is the server's).
+"""Label Studio ML backend: ``POST /predict``, ``POST /setup``, ``POST /webhook`` (``GET /health`` is the server's).
 
 Request and answer shapes from HumanSignal/label-studio-ml-backend: ``label_studio_ml/api.py``
 (``/predict`` takes ``{tasks, label_config, project, params: {login, password, context}}`` and
@@ -13,7 +13,8 @@ Each request carries every keypoint of the object so far, in order; the click st
 request after a new keypoint one decoder run. The answer holds a ``brushlabels`` result (if the
 labeling config has a BrushLabels tag) and a ``polygonlabels`` one per outer contour (if it has a
 PolygonLabels tag), points in percent. A keypoint without ``is_positive`` counts as positive (Label
-Studio sets it false for negative keypoints).
+Studio sets it false for negative keypoints). Any other region in the context (a smart rectangle)
+gets 422: the model takes clicks.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fastapi import APIRouter, Body
 from i2f_deploy.errors import InputError
 from i2f_deploy.serve import masks
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
-from i2f_deploy.serve.adapters.common import to_click
+from i2f_deploy.serve.adapters.common import refuse_prompts, to_click
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.config import MB
 from i2f_deploy.serve.fetch import Fetcher
@@ -84,7 +85,10 @@ def predict(engine: Engine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str,
     params = body.get("params") or {}
     context = (params.get("context") if isinstance(params, dict) else None) or body.get("context") or {}
     given = context.get("result") if isinstance(context, dict) else None
-    points = [r for r in given if isinstance(r, dict) and r.get("type") == "keypointlabels"] if isinstance(given, list) else []
+    given = [r for r in given if isinstance(r, dict)] if isinstance(given, list) else []
+    refuse_prompts({str(r.get("type")) for r in given} - {"keypointlabels"},
+                   "click the object with a smart KeyPointLabels tool (Alt+click for a negative click)")
+    points = [r for r in given if r.get("type") == "keypointlabels"]
     tasks = body.get("tasks")
     tasks = tasks if isinstance(tasks, list) else []
     if not points or not tasks:
@@ -100,7 +104,6 @@ def predict(engine: Engine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str,
             x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
         except (KeyError, TypeError, ValueError):
             raise InputError(f"keypoint {point.get('id')!r} has no numeric value.x and value.y (percent)") from None
-        x, y = (min(x, width - 1) if x <= width else x), (min(y, height - 1) if y <= height else y)  # 100 % is the edge
         clicks.append(to_click(x, y, bool(point.get("is_positive", True)), width, height))
         names = value.get("keypointlabels")
         label = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else label
@@ -141,5 +144,11 @@ def router(engine: Engine) -> APIRouter:
     def setup(body: dict[str, Any] = Body(default={}, description="Label Studio's /setup request: project, schema.")) -> dict[str, str]:
         """Label Studio's connection check: the model version."""
         return {"model_version": model_version(engine)}
+
+    @routes.post("/webhook")
+    def webhook() -> dict[str, str]:
+        """Label Studio's events (it registers this URL for every ML backend it connects): acknowledged
+        unread, as this backend does not train."""
+        return {"status": "ok"}
 
     return routes

@@ -206,6 +206,17 @@ def test_reference_and_both_backends_agree_and_a_corrupt_image_is_counted(tiny_a
     assert "NoC@90" in result.output and "0 of 2 image(s) differ" in result.output
 
 
+def test_evaluate_runs_on_hqseg44k_layout(tiny_artifacts, tmp_path):
+    dataset = make_hqseg44k(tmp_path / "sam-hq")
+    out = tmp_path / "out"
+    result = evaluate(str(tiny_artifacts), "--dataset", f"hqseg44k:{dataset}", "--out", str(out), "--clicks", "1",
+                      "--backends", "onnxruntime", "--no-reference", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    assert [r["name"] for r in records(out)] == ["COIFT/s0", "HRSOD/s1"]
+    first = records(out)[0]["contenders"]["onnxruntime"]["clicks"][0]
+    assert Click(y=first[0], x=first[1], positive=first[2]) == FIRST_CLICK_0
+
+
 def test_resume_continues_where_a_killed_run_stopped(tiny_artifacts, tmp_path):
     dataset = make_folder(tmp_path / "mine")
     out = tmp_path / "out"

@@ -25,11 +25,11 @@ class ResultStore:
     or failing before any image leaves nothing behind)."""
 
     def __init__(self, out: Path, header: dict, resume: bool) -> None:
+        if out.exists() and not out.is_dir():
+            raise I2FError(f"--out {out} is a file; give a directory")
         check_output_dir(out, "--out")
         self.out, self.header = out, header
         self.done: dict[str, dict] = {}
-        if out.exists() and not out.is_dir():
-            raise I2FError(f"--out {out} is a file; give a directory")
         has_files = out.is_dir() and any(out.iterdir())
         if has_files and not resume:
             raise I2FError(f"--out {out} is not empty: pass --resume to continue that run, or give a new directory")

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import assert_refused
+from conftest import assert_refused, assert_runs_without_torch
 from i2f_deploy.cli import app
 from i2f_deploy.compare import mask_iou
 from i2f_deploy.evaluate.datasets import HQSEG44K_SUBSETS, DatasetSpec, entries, load
@@ -217,6 +217,19 @@ def test_evaluate_runs_on_hqseg44k_layout(tiny_artifacts, tmp_path):
     assert Click(y=first[0], x=first[1], positive=first[2]) == FIRST_CLICK_0
 
 
+def test_graph_contenders_run_without_torch(tiny_artifacts, tmp_path):
+    dataset = make_folder(tmp_path / "mine")
+    assert_runs_without_torch(f"""
+from pathlib import Path
+from rich.console import Console
+from i2f_deploy.evaluate.runner import EvaluateRequest, run_evaluation
+request = EvaluateRequest(Path({str(tiny_artifacts)!r}), "folder:{dataset}", Path({str(tmp_path / 'out')!r}),
+                          backends="onnxruntime", reference=False, clicks=1, limit=2)
+result = run_evaluation(request, Console())
+assert result["evaluated"] == 1 and result["contenders"] == ["onnxruntime"], result
+""")
+
+
 def test_resume_continues_where_a_killed_run_stopped(tiny_artifacts, tmp_path):
     dataset = make_folder(tmp_path / "mine")
     out = tmp_path / "out"
@@ -288,6 +301,7 @@ def test_validate_runs_its_click_loops_on_a_dataset(tiny_artifacts, tiny_checkpo
         (["--dataset", "davis:{davis}", "--precision", "fp8"], "--precision: unknown fp8"),
         (["--dataset", "davis:{davis}", "--no-reference", "--out", "{full}"], "is not empty: pass --resume"),
         (["--dataset", "davis:{davis}", "--no-reference", "--tolerance", "0.9"], "--tolerance judges masks"),
+        (["--dataset", "davis:{davis}"], "pass --checkpoint (the PyTorch reference needs the weights; --no-reference runs"),
     ],
 )
 def test_bad_inputs_exit_2_and_leave_nothing(tiny_artifacts, tmp_path, args, message):

@@ -17,6 +17,7 @@ from i2f_deploy.validate.clicks import NOC_THRESHOLDS, noc
 __all__ = ["first_difference", "build_summary", "print_table", "write_outputs"]
 
 THRESHOLD_KEYS = [f"{round(t * 100)}" for t in NOC_THRESHOLDS]
+MAX_LISTED = 20  # skipped images and differing images printed; all of them are in summary.json
 
 
 def first_difference(agreement: Sequence[float], bar: float) -> int | None:
@@ -73,17 +74,20 @@ def print_table(result: dict, console: Console) -> None:
                       *(f"{metrics['miou'][k - 1]:.4f}" for k in picked), f"{latency['encoder_ms_mean']:.0f}",
                       f"{latency['click_ms_median']:.0f}")
     console.print(table)
-    for problem in result["problems"]:
+    for problem in result["problems"][:MAX_LISTED]:
         console.print(f"[yellow]skipped[/yellow] {problem['name']}: {problem['problem']}", highlight=False, soft_wrap=True)
     if result["problems"]:
-        console.print(f"{len(result['problems'])} of {result['images']} image(s) skipped (missing or unreadable files)")
+        console.print(f"{len(result['problems'])} of {result['images']} image(s) skipped (missing or unreadable files; "
+                      "all listed in summary.json)", highlight=False)
     if result["difference_bars"]:
         bars = ", ".join(f"{name} {bar}" for name, bar in result["difference_bars"].items())
         console.print(f"masks against the reference (mask IoU below which a click differs: {bars}): "
                       f"{len(result['differences'])} of {result['evaluated']} image(s) differ", highlight=False, soft_wrap=True)
-        for difference in result["differences"]:
+        for difference in result["differences"][:MAX_LISTED]:
             where = ", ".join(f"{name} at click {click}" for name, click in difference["contenders"].items())
             console.print(f"  {difference['name']}: {where}", highlight=False, soft_wrap=True)
+        if len(result["differences"]) > MAX_LISTED:
+            console.print(f"  ... {len(result['differences']) - MAX_LISTED} more in summary.json and images.csv", highlight=False)
 
 
 def _summary_rows(result: dict) -> list[dict]:

@@ -186,7 +186,10 @@ def run_evaluation(request: EvaluateRequest, console: Console, on_record: Callab
     if reference:
         from i2f_deploy.reference import check_weights
 
-        check_weights(request.artifact_dir, manifest, request.checkpoint)
+        try:
+            check_weights(request.artifact_dir, manifest, request.checkpoint)
+        except I2FError as exc:
+            raise I2FError(f"{exc} (the PyTorch reference needs the weights; --no-reference runs without it)") from None
     elif request.tolerance is not None:
         raise I2FError("--tolerance judges masks against the PyTorch reference, which this run does not have")
     manifest.verify(request.artifact_dir)  # once here; the processes load without hashing again

@@ -172,6 +172,25 @@ def test_metrics_follow_the_official_definitions():
     assert result["miou"] == pytest.approx([0.75, (0.86 + 0.70 + 0.97) / 3, (0.91 + 0.88 + 0.60) / 3, (0.96 + 0.89 + 0.99) / 3])
 
 
+def test_contenders_are_each_backend_times_precision(tiny_artifacts):
+    from i2f_deploy.contract import ExportPrecision, PartPrecision
+    from i2f_deploy.errors import I2FError
+    from i2f_deploy.evaluate.contenders import graph_choices
+    from i2f_deploy.runtime import read_manifest
+
+    manifest = read_manifest(tiny_artifacts)
+    choices = graph_choices(manifest, ["onnxruntime", "openvino"], ["f32", "bf16", "default"])
+    assert [(c.name, c.precision, c.reduced) for c in choices] == [
+        ("onnxruntime", None, False), ("openvino", "f32", False), ("openvino-bf16", "bf16", True),
+        ("openvino-default", "default", True)]
+    int8 = manifest.model_copy(update={"precision": ExportPrecision(
+        choice="int8", encoder=PartPrecision(onnxruntime="int8", openvino="int8"))})
+    assert [(c.name, c.precision, c.reduced) for c in graph_choices(int8, ["onnxruntime", "openvino"], ["f32"])] == [
+        ("onnxruntime-int8", None, True), ("openvino-int8", None, True)]
+    with pytest.raises(I2FError, match="runs as exported"):
+        graph_choices(int8, ["openvino"], ["bf16"])
+
+
 # ----------------------------------------------------------------------------- on the tiny export
 
 

@@ -46,11 +46,12 @@ UnsafePickleOption = Annotated[
 ]
 
 
+DATASET_KINDS = ("davis:PATH (img/, gt/, list/val.txt), hqseg44k:PATH (SAM-HQ's data/sam-hq: COIFT, HRSOD, ThinObject5K "
+                 "test, DIS5K-VD) or folder:PATH (images/ and masks/ paired by file name)")
 DatasetOption = Annotated[
     Optional[str],
     typer.Option("--dataset", metavar="KIND:PATH", show_default=False,
-                 help="Images with object masks: davis:PATH (img/, gt/, list/val.txt), hqseg44k:PATH (SAM-HQ's data/sam-hq: "
-                      "COIFT, HRSOD, ThinObject5K test, DIS5K-VD) or folder:PATH (images/ and masks/ paired by file name)."),
+                 help=f"Images with object masks to check on, prompt states and click loops: {DATASET_KINDS}."),
 ]
 
 
@@ -234,9 +235,7 @@ def evaluate(
     artifact_dir: ArtifactDirArgument,
     dataset: Annotated[
         str,
-        typer.Option("--dataset", metavar="KIND:PATH", show_default=False,
-                     help="The benchmark: davis:PATH (img/, gt/, list/val.txt), hqseg44k:PATH (SAM-HQ's data/sam-hq: COIFT, "
-                          "HRSOD, ThinObject5K test, DIS5K-VD) or folder:PATH (images/ and masks/ paired by file name)."),
+        typer.Option("--dataset", metavar="KIND:PATH", show_default=False, help=f"The benchmark: {DATASET_KINDS}."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for per-image results (written as each image finishes), summary JSON/CSV and the plot.", show_default=False)],
     checkpoint: Annotated[

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import read_image_rgb
@@ -167,8 +168,6 @@ def entries(spec: DatasetSpec) -> Iterator[Entry]:
 def _read_mask(path: Path, object_value: int | None) -> np.ndarray:
     """The object of a mask file. PIL keeps a palette PNG's indices (DAVIS's object is index 1),
     which OpenCV would turn into colours."""
-    from PIL import Image
-
     try:
         with Image.open(path) as handle:
             values = np.asarray(handle)

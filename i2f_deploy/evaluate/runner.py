@@ -173,6 +173,8 @@ def run_evaluation(request: EvaluateRequest, console: Console, on_record: Callab
     """Evaluate, write OUT's files and print the table; returns the summary. ``on_record`` sees
     each new record as it is stored."""
     _check(request)
+    import matplotlib  # noqa: F401  (the plot comes last: a missing library is refused now, not after hours)
+
     spec = DatasetSpec.parse(request.dataset)
     backends = comma_list(request.backends, "--backends", BACKENDS)
     precisions = comma_list(request.precision, "--precision")

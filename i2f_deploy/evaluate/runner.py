@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,9 +169,8 @@ def _describe(record: dict, clicks: int) -> str:
                                  for name, run in record["contenders"].items())
 
 
-def run_evaluation(request: EvaluateRequest, console: Console, on_record: Callable[[dict], None] | None = None) -> dict:
-    """Evaluate, write OUT's files and print the table; returns the summary. ``on_record`` sees
-    each new record as it is stored."""
+def run_evaluation(request: EvaluateRequest, console: Console) -> dict:
+    """Evaluate, write OUT's files and print the table; returns the summary."""
     _check(request)
     import matplotlib  # noqa: F401  (the plot comes last: a missing library is refused now, not after hours)
 
@@ -216,8 +215,6 @@ def run_evaluation(request: EvaluateRequest, console: Console, on_record: Callab
             task = progress.add_task("evaluate", total=len(pending))
             for done, record in enumerate(records, 1):
                 store.add(record)
-                if on_record is not None:
-                    on_record(record)
                 progress.advance(task)
                 progress.console.print(f"[{done}/{len(pending)}{_eta(start, done, len(pending))}] {record['name']}: "
                                        f"{_describe(record, request.clicks)}", highlight=False, soft_wrap=True)

@@ -133,6 +133,10 @@ def test_unreadable_or_mismatched_files_are_entries_with_a_problem(tmp_path):
     write_image(root / "images" / "empty.jpg", picture(0)[0])
     write_mask(root / "masks" / "empty.png", np.zeros((96, 128)))
     (root / "masks" / "p1.png").write_bytes(b"truncated")
+    davis = make_davis(tmp_path / "davis", corrupt=False)
+    write_mask(davis / "gt" / "pic0#001.png", picture(0)[1] * 255)
+    with pytest.raises(InputError, match="value 1; the mask holds 0, 255: a 0/255 mask belongs in a folder dataset"):
+        load(next(entries(DatasetSpec.parse(f"davis:{davis}"))))
     found = {e.name: e for e in entries(DatasetSpec.parse(f"folder:{root}"))}
     for name, message in (("small", "mask small.png is 128x96, image small.jpg is 128x50"), ("empty", "no object pixel"),
                           ("p1", "cannot read"), ("lonely", "no mask")):

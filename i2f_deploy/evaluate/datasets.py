@@ -179,8 +179,11 @@ def _read_mask(path: Path, object_value: int | None) -> np.ndarray:
         raise InputError(f"cannot read {path} as a mask (shape {list(values.shape)})")
     mask = values == object_value if object_value is not None else values > 0
     if not mask.any():
-        rule = f"value {object_value}" if object_value is not None else "non-zero"
-        raise InputError(f"{path}: no object pixel ({rule})")
+        if object_value is None:
+            raise InputError(f"{path}: no object pixel (non-zero)")
+        found = ", ".join(str(v) for v in np.unique(values)[:8])
+        raise InputError(f"{path}: no object pixel (value {object_value}; the mask holds {found}: a 0/255 mask "
+                         "belongs in a folder dataset)")
     return mask
 
 

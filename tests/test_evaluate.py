@@ -134,6 +134,9 @@ def test_unreadable_or_mismatched_files_are_entries_with_a_problem(tmp_path):
     write_mask(root / "masks" / "empty.png", np.zeros((96, 128)))
     (root / "masks" / "p1.png").write_bytes(b"truncated")
     davis = make_davis(tmp_path / "davis", corrupt=False)
+    (davis / "list" / "val.txt").write_text("pic0#001\npic1#001\npic0#001\n")
+    assert [(e.name, e.problem) for e in entries(DatasetSpec.parse(f"davis:{davis}"))][1:] == [
+        ("pic1#001", ""), ("pic0#001 (2)", "pic0#001 listed again")]
     write_mask(davis / "gt" / "pic0#001.png", picture(0)[1] * 255)
     with pytest.raises(InputError, match="value 1; the mask holds 0, 255: a 0/255 mask belongs in a folder dataset"):
         load(next(entries(DatasetSpec.parse(f"davis:{davis}"))))

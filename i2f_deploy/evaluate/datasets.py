@@ -161,8 +161,14 @@ READERS: dict[str, Callable[[Path], Iterator[Entry]]] = {"davis": _davis, "hqseg
 
 
 def entries(spec: DatasetSpec) -> Iterator[Entry]:
-    """The dataset's entries in the official order (file names only: nothing is decoded here)."""
-    yield from READERS[spec.kind](spec.path)
+    """The dataset's entries in the official order (file names only: nothing is decoded here).
+    Names are unique (results are recorded by name): a repeated one is a problem entry."""
+    seen: dict[str, int] = {}
+    for entry in READERS[spec.kind](spec.path):
+        seen[entry.name] = seen.get(entry.name, 0) + 1
+        if seen[entry.name] > 1:
+            entry = Entry(f"{entry.name} ({seen[entry.name]})", None, None, None, f"{entry.name} listed again")
+        yield entry
 
 
 def _read_mask(path: Path, object_value: int | None) -> np.ndarray:

@@ -46,6 +46,15 @@ UnsafePickleOption = Annotated[
 ]
 
 
+DATASET_KINDS = ("davis:PATH (img/, gt/, list/val.txt), hqseg44k:PATH (SAM-HQ's data/sam-hq: COIFT, HRSOD, ThinObject5K "
+                 "test, DIS5K-VD) or folder:PATH (images/ and masks/ paired by file name)")
+DatasetOption = Annotated[
+    Optional[str],
+    typer.Option("--dataset", metavar="KIND:PATH", show_default=False,
+                 help=f"Images with object masks to check on, prompt states and click loops: {DATASET_KINDS}."),
+]
+
+
 class _State:
     debug = False  # --debug: let tracebacks through
 
@@ -206,6 +215,7 @@ def validate(
     samples: Annotated[
         Optional[str], typer.Option("--sample", metavar="NAME,...", help=f"Comma-separated built-in samples to run on, from: {', '.join(sample_names())} (default: all).", show_default=False)
     ] = None,
+    dataset: DatasetOption = None,
 ) -> None:
     """Check the exported graphs against the PyTorch model on every backend; exit 1 on failure."""
     from i2f_deploy.validate.cli_support import ValidateRequest, run_validation
@@ -213,10 +223,46 @@ def validate(
     request = ValidateRequest(artifact_dir, checkpoint, backends,
                               [Path(item) for item in comma_list(images, "--images")] if images is not None else [],
                               comma_list(tolerance, "--tolerance") if tolerance is not None else [], report, clicks, seed,
-                              comma_list(samples, "--sample") if samples is not None else None)
+                              comma_list(samples, "--sample") if samples is not None else None, dataset)
     passed = run_validation(request, report_console())
     if not passed:
         raise typer.Exit(1)
+
+
+@app.command("evaluate")
+@one_line_errors
+def evaluate(
+    artifact_dir: ArtifactDirArgument,
+    dataset: Annotated[
+        str,
+        typer.Option("--dataset", metavar="KIND:PATH", show_default=False, help=f"The benchmark: {DATASET_KINDS}."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for per-image results (written as each image finishes), summary JSON/CSV and the plot.", show_default=False)],
+    checkpoint: Annotated[
+        Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from, for the PyTorch reference (not needed for --random-weights exports).", show_default=False)
+    ] = None,
+    backends: Annotated[str, typer.Option(metavar="BACKEND,...", help="Comma-separated graph contenders, from: onnxruntime,openvino.")] = "onnxruntime,openvino",
+    precision: Annotated[str, typer.Option(metavar="PRECISION,...", help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is an openvino contender (non-f32 ones named openvino-<precision>). A bf16 or int8 export runs as exported.")] = "f32",
+    reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also run the PyTorch model the export was made from (needs torch) and report, per image, the first click where a graph contender's mask differs from it.")] = True,
+    clicks: Annotated[int, typer.Option(help="Clicks per image (official protocol: 20).")] = 20,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N images of the dataset.", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: images already recorded there are not run again.")] = False,
+    jobs: Annotated[int, typer.Option(help="Images evaluated in parallel, each job a process with its own runners.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="Inference threads in all, split evenly between the jobs (default: the CPUs available).", show_default=False)] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Seed for ties between equally deep click candidates, drawn afresh per image and contender (default: first in row-major order).")
+    ] = None,
+    tolerance: Annotated[
+        Optional[float], typer.Option(help="Mask IoU against the reference below which a click counts as differing (default: validate's, 0.999 for f32 graphs and 0.99 for reduced precision).", show_default=False)
+    ] = None,
+) -> None:
+    """Run the paper's benchmark (NoC, NoF, mIoU per click, latency) on the exported graphs, next
+    to the PyTorch reference, and write a table, JSON, CSV and a plot."""
+    from i2f_deploy.evaluate.runner import EvaluateRequest, run_evaluation
+
+    request = EvaluateRequest(artifact_dir, dataset, out, checkpoint, backends, precision, reference, clicks, limit,
+                              resume, jobs, threads, seed, tolerance)
+    run_evaluation(request, report_console())
 
 
 @app.command("bench")

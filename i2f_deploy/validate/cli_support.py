@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from rich.console import Console
 
 from i2f_deploy import runtime
 from i2f_deploy.contract import LOGITS, REF_LABEL
-from i2f_deploy.errors import I2FError
+from i2f_deploy.errors import I2FError, InputError
+from i2f_deploy.evaluate.datasets import DatasetSpec, Sample, entries, load
 from i2f_deploy.options import comma_list
 from i2f_deploy.preprocess import read_image_rgb
 from i2f_deploy.outputs import check_output_file
@@ -38,15 +40,14 @@ def parse_tolerances(overrides: list[str]) -> Tolerances:
     return tolerances
 
 
-def bf16_report(validation: Validation, features: dict[str, dict[str, np.ndarray]]) -> list[dict]:
-    """What OpenVINO's reduced default precision costs on the decoder, reported and never judged."""
-    decoder = runtime.load(validation.artifact_dir, "decoder", "openvino", precision="bf16", verify=False)
+def bf16_report(validation: Validation, decoder: runtime.GraphRunner, name: str, features: dict[str, np.ndarray]) -> list[dict]:
+    """What OpenVINO's reduced default precision costs on the decoder (``decoder`` loaded with
+    bf16), on one image's edge-case states: reported and never judged."""
     rows = []
-    for name, image_features in features.items():
-        for case, ref_label in edge_case_states(validation.size).items():
-            reference = validation.reference_logits[(name, case)]
-            logits = decoder.run({**image_features, REF_LABEL: ref_label})[LOGITS]
-            rows.append({"case": f"{name}/{case}", "max_abs": float(np.abs(logits - reference).max()), "iou": logits_iou(logits, reference)})
+    for case, ref_label in edge_case_states(validation.size).items():
+        reference = validation.reference_logits[(name, case)]
+        logits = decoder.run({**features, REF_LABEL: ref_label})[LOGITS]
+        rows.append({"case": f"{name}/{case}", "max_abs": float(np.abs(logits - reference).max()), "iou": logits_iou(logits, reference)})
     return rows
 
 
@@ -63,11 +64,22 @@ class ValidateRequest:
     clicks: int = 20
     seed: int | None = None
     samples: list[str] | None = None
+    dataset: str | None = None
+
+
+def _dataset_samples(text: str, console: Console, problems: list[dict]) -> Iterator[Sample]:
+    """The readable images of ``--dataset`` one at a time; the others reported and recorded."""
+    for entry in entries(DatasetSpec.parse(text)):
+        try:
+            yield load(entry)
+        except InputError as exc:
+            problems.append({"name": entry.name, "problem": str(exc)})
+            console.print(f"[yellow]skipped[/yellow] {entry.name}: {exc}", highlight=False, soft_wrap=True)
 
 
 def run_validation(request: ValidateRequest, console: Console) -> bool:
-    """Edge-case prompt states on every image; official click loops on the built-in samples
-    (their masks are the ground truth), unless images are given."""
+    """Edge-case prompt states on every image; official click loops on the images that come with
+    an object mask (the built-in samples, or a --dataset: its masks are the ground truth)."""
     from i2f_deploy.validate.loops import check_loop
     from i2f_deploy.samples import builtin_samples
 
@@ -77,24 +89,39 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     tolerances = parse_tolerances(request.tolerances)
     if clicks < 1:
         raise I2FError(f"--clicks must be at least 1, got {clicks}")
-    if request.images and request.samples is not None:
-        raise I2FError("--sample and --images both choose the images: give one of them")
+    chosen = [option for option, given in (("--sample", request.samples is not None), ("--images", request.images),
+                                           ("--dataset", request.dataset is not None)) if given]
+    if len(chosen) > 1:
+        raise I2FError(f"{' and '.join(chosen)} {'both' if len(chosen) == 2 else 'all'} choose the images: give one of them")
+    if request.dataset is not None:
+        DatasetSpec.parse(request.dataset)  # a bad path refused before the model loads
     manifest = runtime.read_manifest(artifact_dir)
     model = reference_model(artifact_dir, manifest, checkpoint)
-    loop_samples = [] if request.images else builtin_samples(request.samples)
-    images = [(path.name, read_image_rgb(path)) for path in request.images] or [(sample.name, sample.image) for sample in loop_samples]
     validation = Validation(artifact_dir, model, manifest, backends, tolerances)
     rng = random.Random(request.seed) if request.seed is not None else None
-    features = {}
-    for name, image in images:
+    problems: list[dict] = []
+    if request.images:
+        images = [(path.name, read_image_rgb(path), None) for path in request.images]
+    elif request.dataset is not None:
+        images = ((sample.name, sample.image, sample.mask) for sample in _dataset_samples(request.dataset, console, problems))
+    else:
+        images = ((sample.name, sample.image, sample.mask) for sample in builtin_samples(request.samples))
+    bf16_decoder = runtime.load(artifact_dir, "decoder", "openvino", precision="bf16", verify=False) if "openvino" in backends else None
+    bf16_rows = []
+    for name, image, mask in images:  # one image in memory at a time (a dataset may be large)
         console.log(f"edge cases on {name}")
-        features[name] = validation.run_image(name, image)
-    for sample in loop_samples:
-        console.log(f"{clicks}-click loop on {sample.name}")
-        validation.loops += check_loop(validation, sample.name, sample.image, sample.mask, clicks, rng)
+        features = validation.run_image(name, image)
+        if bf16_decoder is not None:
+            bf16_rows += bf16_report(validation, bf16_decoder, name, features)
+        for case in edge_case_states(validation.size):  # judged: not kept for the next images
+            del validation.reference_logits[(name, case)]
+        if mask is not None:
+            console.log(f"{clicks}-click loop on {name}")
+            validation.loops += check_loop(validation, name, image, mask, clicks, rng)
     extra = {
         "loops": [loop.to_dict() for loop in validation.loops],
-        **({"openvino_bf16": bf16_report(validation, features)} if "openvino" in backends else {}),
+        **({"openvino_bf16": bf16_rows} if "openvino" in backends else {}),
+        **({"dataset": request.dataset, "dataset_problems": problems} if request.dataset is not None else {}),
     }
     print_table(validation, console)
     if report_path is not None:

@@ -12,10 +12,9 @@ import torch
 
 from i2f_deploy.compare import mask_iou
 from i2f_deploy.contract import IMAGE, LOGITS, NUM_ROUTED, REF_LABEL
-from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess, to_target_click
-from i2f_deploy.prompt_map import Click, initial_prompt_map
-from i2f_deploy.runtime.loop import advance
+from i2f_deploy.preprocess import Geometry, logits_to_image, preprocess
 from i2f_deploy.validate.clicks import click_loop, noc
+from i2f_deploy.validate.steps import LoopSteps
 
 
 @dataclass
@@ -33,28 +32,19 @@ class LoopReport:
         return asdict(self)
 
 
-class ReferenceLoop:
-    """The official loop (``runtime.loop.advance``) run with the PyTorch model; remembers the
-    prompt map the decoder read at every iteration. The protocol also runs iterations without a
-    new click, which is why this drives ``advance`` itself rather than a session."""
+class ReferenceLoop(LoopSteps):
+    """The official loop (``validate.steps``) run with the PyTorch model; remembers the prompt
+    map the decoder read at every iteration."""
 
     def __init__(self, validation, image_rgb: np.ndarray) -> None:
         self.validation = validation
-        self.image, self.geometry = preprocess(image_rgb, validation.size)
+        self.image, geometry = preprocess(image_rgb, validation.size)
         self.features = validation.reference_features(self.image)
-        self.ref_label = initial_prompt_map(validation.size)
-        self.prompt_maps: list[np.ndarray] = []
+        super().__init__(self._decode_reference, geometry)
 
-    def _decode(self, prompt_map: np.ndarray) -> dict[str, np.ndarray]:
+    def _decode_reference(self, prompt_map: np.ndarray) -> dict[str, np.ndarray]:
         result = self.validation.reference_decode(self.features, prompt_map)
         return {LOGITS: result.logits.numpy(), NUM_ROUTED: np.asarray(result.routed_tokens.numel())}
-
-    def step(self, click: Click | None) -> np.ndarray:
-        target_click = None if click is None else to_target_click(click, self.geometry)
-        step = advance(self._decode, self.ref_label, target_click)
-        self.prompt_maps.append(step.prompt_map)
-        self.ref_label = step.ref_label
-        return logits_to_image(step.logits, self.geometry) > 0
 
 
 def backend_masks(validation, backend: str, image: np.ndarray, geometry: Geometry, prompt_maps: list[np.ndarray]) -> list[np.ndarray]:

@@ -1,0 +1,1 @@
+"""``i2f-deploy evaluate``: the paper's interactive benchmark measured on the exported graphs."""

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from i2f_deploy.errors import I2FError
 from i2f_deploy.serve import masks
-from i2f_deploy.serve.adapters.common import pair, to_click
+from i2f_deploy.serve.adapters.common import check_count, pair, to_click
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.errors import status_of
 from i2f_deploy.serve.images import ImageError, decode_base64
@@ -55,12 +55,13 @@ def metadata(engine: Engine) -> dict[str, Any]:
 
 def predict(engine: Engine, request: PredictRequest) -> dict[str, Any]:
     """Marks -> polygon shapes of the mask."""
-    rgb = decode_base64(request.image, engine.config.max_pixels)
-    image_id = engine.add_image(rgb).image_id
-    height, width = rgb.shape[:2]
     marks = request.params.get("marks") or []
     if not isinstance(marks, list):
         raise I2FError("params.marks must be a list")
+    check_count(len(marks), engine.config.max_clicks)
+    rgb = decode_base64(request.image, engine.config.max_pixels, engine.memory)
+    image_id = engine.add_image(rgb).image_id
+    height, width = rgb.shape[:2]
     clicks = []
     for mark in marks:
         if isinstance(mark, dict) and mark.get("type") == "point":

@@ -40,9 +40,9 @@ def handler(context: Any, event: Any) -> Any:
         if isinstance(body, (bytes, str)):
             body = json.loads(body)
         request = InteractorRequest.model_validate(body)
-        answer, status = interact(context.user_data.engine, context.user_data.order, request), 200
+        answer, status = bytes(interact(context.user_data.engine, context.user_data.order, request)), 200
     except I2FError as exc:
-        answer, status = {"error": str(exc)}, status_of(exc)
+        answer, status = json.dumps({"error": str(exc)}), status_of(exc)
     except ValueError as exc:  # invalid JSON or fields (pydantic's ValidationError is a ValueError)
-        answer, status = {"error": f"invalid request: {exc}"}, 422
-    return context.Response(body=json.dumps(answer), headers={}, content_type="application/json", status_code=status)
+        answer, status = json.dumps({"error": f"invalid request: {exc}"}), 422
+    return context.Response(body=answer, headers={}, content_type="application/json", status_code=status)

@@ -213,7 +213,7 @@ def preprocess(image_rgb: np.ndarray, target_size: int) -> tuple[np.ndarray, Geo
 def logits_to_image(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
     """Logits at the target size ([S, S] or [1, 1, S, S]) -> float32 [H, W] on the image:
     bilinear to the padded square, then crop (official order; threshold at 0 afterwards)."""
-    (image,) = _upsample_bands(logits, geometry, geometry.height)
+    (image,) = _upsample_bands(logits, geometry, None)
     return image
 
 
@@ -229,8 +229,9 @@ def logits_to_mask(logits: np.ndarray, geometry: Geometry, band_rows: int = 128)
     return mask
 
 
-def _upsample_bands(logits: np.ndarray, geometry: Geometry, band_rows: int) -> Iterator[np.ndarray]:
-    """The checked logits bilinear to the padded square and cropped to the image, in bands of rows."""
+def _upsample_bands(logits: np.ndarray, geometry: Geometry, band_rows: int | None) -> Iterator[np.ndarray]:
+    """The checked logits bilinear to the padded square and cropped to the image, in bands of
+    ``band_rows`` rows (None: one band)."""
     if not isinstance(geometry, Geometry):
         raise InputError(f"expected a Geometry, got {type(geometry).__name__}")
     size = geometry.target_size
@@ -242,7 +243,7 @@ def _upsample_bands(logits: np.ndarray, geometry: Geometry, band_rows: int) -> I
             f"got {list(logits.shape)}")
     grid = logits.reshape(size, size).astype(np.float32, copy=False)
     side = geometry.padded_side
-    return _resize_bands(grid, size, size, side, side, geometry.height, geometry.width, band_rows)
+    return _resize_bands(grid, size, size, side, side, geometry.height, geometry.width, band_rows or geometry.height)
 
 
 def to_target_click(click: Click, geometry: Geometry) -> Click:

@@ -5,7 +5,9 @@ Native flow: post an image once (``POST /api/images`` as a file, or ``/api/image
 is encoded in the background. Open a session on it, then click, undo, redo, reset: each answer
 carries the mask (1-bit PNG as a data URI, or COCO RLE) and its polygons at the image's own
 resolution, with timings. Route handlers are plain functions: FastAPI runs them in its thread
-pool, so graph runs never block the event loop.
+pool, so graph runs never block the event loop. Two are not: ``/health`` only reads counters and
+is answered on the event loop (it never waits for a thread), and Label Studio's ``/predict``
+runs on threads of its own (``pools.WorkPool``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import anyio
 import cv2
 import httpx
 import numpy as np
@@ -34,10 +35,11 @@ from i2f_deploy.cli import app
 from i2f_deploy.preprocess import geometry_for, logits_to_image, logits_to_mask
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve.adapters.cvat import ClickOrder
-from i2f_deploy.serve.budget import MemoryBudget, decode_bytes, mask_bytes
+from i2f_deploy.serve.budget import Busy, MemoryBudget, decode_bytes, mask_bytes
 from i2f_deploy.serve.images import decode_image
+from i2f_deploy.serve.pools import WorkPool
 from i2f_deploy.serve.loadtest import rss_mb, synthetic_image
-from serve_helpers import b64, png_bytes, read_rgb, running_server
+from serve_helpers import b64, free_port, png_bytes, read_rgb, running_server
 
 FETCH_TIMEOUT = 3
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image"/>'
@@ -205,6 +207,30 @@ def test_forty_slow_fetches_leave_health_and_clicks_alone(http: httpx.Client, im
     assert max(latencies) < 1.0, latencies
     assert click.status_code == 200 and in_flight > 0, (click.status_code, in_flight, click_s)
     assert statuses == [424] * 40
+    print(f"40 slow fetches in flight: /health max {max(latencies) * 1e3:.0f} ms, a click {click_s * 1e3:.0f} ms")
+
+
+def test_a_full_work_pool_answers_busy() -> None:
+    """A call that waits longer than the pool's wait for a slot gets Busy (503), not a queue."""
+    pool = WorkPool("slow work", slots=1, wait_s=0.2)
+
+    async def two_calls() -> list[object]:
+        results: list[object] = []
+
+        async def call() -> None:
+            try:
+                results.append(await pool.run(time.sleep, 1.0))
+            except Busy as exc:
+                results.append(exc)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            await anyio.sleep(0.05)
+            group.start_soon(call)
+        return results
+
+    results = anyio.run(two_calls)
+    assert isinstance(results[0], Busy) and "all 1 slots for slow work" in str(results[0]) and results[1] is None
 
 
 # ---------------------------------------------------------------- row 4: limits before any work
@@ -342,25 +368,32 @@ def test_gzip_encoded_task_image_refused_before_decompressing(http: httpx.Client
 
 # ---------------------------------------------------------------- row 8: start-up and shutdown
 def test_start_up_refusals_are_one_line(tiny_artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
     from i2f_deploy.serve import core
 
+    def no_serving(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the server started serving")
+
+    monkeypatch.setattr(uvicorn.Server, "run", no_serving)
     runner = CliRunner()
-    serve = ["serve", str(tiny_artifacts), "--port", "1"]
-    assert_refused(runner.invoke(app, [*serve, "--cache-mb", "1"]), "--cache-mb 1 cannot hold one image")
-    for value in ("inf", "nan", "-inf"):
-        assert_refused(runner.invoke(app, [*serve, "--fetch-timeout", value]), "fetch-timeout must be a finite number")
-    assert_refused(runner.invoke(app, [*serve, "--header-timeout", "inf"]), "header-timeout must be a finite number")
-    assert_refused(runner.invoke(app, [*serve, "--image-memory-mb", "64"]), "--image-memory-mb 64 cannot hold one image")
-
-    def no_engine(config: object) -> None:
-        raise AssertionError("the models were loaded although the port is taken")
-
-    monkeypatch.setattr(core, "Engine", no_engine)
-    with socket.socket() as taken:
+    free = ["serve", str(tiny_artifacts), "--port", str(free_port())]
+    assert_refused(runner.invoke(app, [*free, "--cache-mb", "1"]), "--cache-mb 1 cannot hold one image")
+    with socket.socket() as taken:  # a port in use: a refusal that regressed fails there, it does not serve
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = runner.invoke(app, ["serve", str(tiny_artifacts), "--port", str(port)])
+        serve = ["serve", str(tiny_artifacts), "--port", str(port)]
+        for value in ("inf", "nan", "-inf"):
+            assert_refused(runner.invoke(app, [*serve, "--fetch-timeout", value]), "fetch-timeout must be a finite number")
+        assert_refused(runner.invoke(app, [*serve, "--header-timeout", "inf"]), "header-timeout must be a finite number")
+        assert_refused(runner.invoke(app, [*serve, "--image-memory-mb", "64"]), "--image-memory-mb 64 cannot hold one image")
+
+        def no_engine(config: object) -> None:
+            raise AssertionError("the models were loaded although the port is taken")
+
+        monkeypatch.setattr(core, "Engine", no_engine)
+        result = runner.invoke(app, serve)
     assert_refused(result, f"cannot listen on 127.0.0.1 port {port}: Address already in use")
 
 

@@ -13,6 +13,14 @@ from i2f_deploy.serve.core import NotFound
 from i2f_deploy.serve.images import ImageError
 
 
+RETRY_AFTER_S = 2  # what a 503 tells the client to wait
+
+
+def headers_of(status: int) -> dict[str, str] | None:
+    """A 503's ``Retry-After``; no extra headers otherwise."""
+    return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+
+
 def status_of(exc: I2FError) -> int:
     """404 unknown ids, 503 a full encoder queue or image memory, an image error's own status, else 422."""
     if isinstance(exc, NotFound):
@@ -37,5 +45,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(I2FError)
     async def _i2f_error(request: Request, exc: I2FError) -> JSONResponse:
         status = status_of(exc)
-        headers = {"Retry-After": "2"} if status == 503 else None
-        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers_of(status))

@@ -28,10 +28,11 @@ def to_coco_rle(mask: np.ndarray) -> dict[str, object]:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 
-def rows_json(mask: np.ndarray, before: bytes = b"", after: bytes = b"") -> memoryview:
+def rows_json(mask: np.ndarray, before: bytes = b"", after: bytes = b"") -> bytes:
     """``before``, the mask as a JSON array of rows of 0 and 1 (``[[0,1,...],...]``, what CVAT
-    takes), then ``after``, written into one buffer from the array itself: 2 bytes a pixel, where
-    a nested list of Python ints costs 8 and its JSON text another 2 on top."""
+    takes), then ``after``, written into one buffer from the array itself: 2 bytes a pixel (twice
+    that while the buffer becomes ``bytes``, which Ray Serve can pickle and a memoryview not),
+    where a nested list of Python ints costs 8 and its JSON text another 2 on top."""
     height, width = mask.shape
     row = 2 * width + 2  # "[d,d,...,d]," per row
     text = np.full(len(before) + 1 + height * row - 1 + 1 + len(after), ord(","), np.uint8)
@@ -44,7 +45,7 @@ def rows_json(mask: np.ndarray, before: bytes = b"", after: bytes = b"") -> memo
     digits += ord("0")
     text[len(text) - len(after) - 1] = ord("]")
     text[len(text) - len(after):] = np.frombuffer(after, np.uint8)
-    return memoryview(text)
+    return text.tobytes()
 
 
 def polygons(mask: np.ndarray, epsilon_factor: float = 0.0) -> list[list[list[int]]]:

@@ -27,7 +27,7 @@ from i2f_deploy.errors import I2FError
 from i2f_deploy.serve import masks
 from i2f_deploy.serve.adapters.common import check_count, pair, to_click
 from i2f_deploy.serve.core import Engine
-from i2f_deploy.serve.errors import status_of
+from i2f_deploy.serve.errors import headers_of, status_of
 from i2f_deploy.serve.images import ImageError, decode_base64
 
 MODEL_ID = "inter2former"
@@ -43,7 +43,8 @@ class PredictRequest(BaseModel):
 
 
 def _error(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"success": False, "error": {"code": code, "message": message}}, status_code=status)
+    return JSONResponse({"success": False, "error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers_of(status))
 
 
 def metadata(engine: Engine) -> dict[str, Any]:

@@ -76,7 +76,7 @@ class ClickOrder:
         return ordered
 
 
-def interact(engine: Engine, order: ClickOrder, request: InteractorRequest) -> memoryview:
+def interact(engine: Engine, order: ClickOrder, request: InteractorRequest) -> bytes:
     """One interactor call -> the JSON of ``{"points": [[x, y], ...], "mask": [[0|1, ...], ...]}``
     (the mask written straight from the array: ``masks.rows_json``)."""
     count = len(request.pos_points) + len(request.neg_points)

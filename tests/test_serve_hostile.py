@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import gzip
-import json
-import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 import tracemalloc

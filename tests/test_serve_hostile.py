@@ -33,8 +33,8 @@ from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve.adapters.cvat import ClickOrder
 from i2f_deploy.serve.budget import Busy, MemoryBudget, decode_bytes, mask_bytes
 from i2f_deploy.serve.images import decode_image
-from i2f_deploy.serve.pools import WorkPool
 from i2f_deploy.serve.loadtest import rss_mb, synthetic_image
+from i2f_deploy.serve.pools import WorkPool
 from serve_helpers import b64, free_port, png_bytes, read_rgb, running_server
 
 FETCH_TIMEOUT = 3

@@ -68,14 +68,17 @@ def run(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     sock = bind(host, port)  # before the models load: a port in use is refused at once
-    warn_if_open(config, host)
-    signal.signal(signal.SIGTERM, _stop)
-    engine = Engine(config)
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        # access_log=False: uvicorn's line prints raw paths (session ids); access_log.AccessLog writes one without
-        settings = uvicorn.Config(create_app(engine), log_level="info", timeout_graceful_shutdown=5, access_log=False,
-                                  http=header_timeout_protocol(config.header_timeout_s))
-        uvicorn.Server(settings).run(sockets=[sock])
+        warn_if_open(config, host)
+        engine = Engine(config)
+        try:
+            # access_log=False: uvicorn's line prints raw paths (session ids); access_log.AccessLog writes one without
+            settings = uvicorn.Config(create_app(engine), log_level="info", timeout_graceful_shutdown=5,
+                                      access_log=False, http=header_timeout_protocol(config.header_timeout_s))
+            uvicorn.Server(settings).run(sockets=[sock])
+        finally:
+            engine.close()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sock.close()
-        engine.close()

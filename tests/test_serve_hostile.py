@@ -52,12 +52,12 @@ def gzip_of_zeros(megabytes: int) -> bytes:
 
 
 class ImageServer(ThreadingHTTPServer):
-    """A loopback task image server: a good image, slow headers, a slow body, a gzip bomb.
+    """A loopback task image server: a good image, a 6000 x 6000 one, slow headers, a slow body, a gzip bomb.
     Counts the requests it is serving at once (``active``, ``peak``)."""
 
     daemon_threads = True
 
-    def __init__(self, png: bytes) -> None:
+    def __init__(self, png: bytes, large_png: bytes) -> None:
         self.active = self.peak = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -82,6 +82,8 @@ class ImageServer(ThreadingHTTPServer):
             def answer(self) -> None:
                 if self.path == "/image.png":
                     self.send(200, {"Content-Type": "image/png"}, png)
+                elif self.path == "/large.png":
+                    self.send(200, {"Content-Type": "image/png"}, large_png)
                 elif self.path == "/bomb.png":
                     self.send(200, {"Content-Type": "image/png", "Content-Encoding": "gzip"}, bomb)
                 elif self.path == "/slow-head.png":  # a header byte every 0.5 s: each read within any timeout
@@ -129,9 +131,16 @@ def image(golden_image_path: Path) -> np.ndarray:
     return read_rgb(golden_image_path)
 
 
+def large_png(side: int = 6000, shrink: int = 0) -> bytes:
+    """A 6000 x 6000 PNG of a disc (about 150 kB)."""
+    rgb = np.zeros((side, side, 3), np.uint8)
+    cv2.circle(rgb, (side // 2, side // 2), side // 3 - shrink, (200, 60, 40), -1)
+    return png_bytes(rgb)
+
+
 @pytest.fixture(scope="module")
 def images(image: np.ndarray) -> Iterator[ImageServer]:
-    server = ImageServer(png_bytes(image))
+    server = ImageServer(png_bytes(image), large_png())
     yield server
     server.close()
 
@@ -297,12 +306,7 @@ def test_four_large_images_at_once_stay_within_the_budget(tiny_artifacts: Path, 
     bytes a pixel), their features in the cache, the answers being written (CVAT's mask rows, 2
     bytes a pixel), and 64 MiB for buffers. (Before the budget and the compact answer: +4.4 GiB.)"""
     budget_mb, side = 256, 6000
-    uploads = []
-    for index in range(4):
-        rgb = np.zeros((side, side, 3), np.uint8)
-        cv2.circle(rgb, (side // 2, side // 2), side // 3 - 40 * index, (200, 60, 40), -1)
-        uploads.append(png_bytes(rgb))
-    del rgb
+    uploads = [large_png(side, 40 * index) for index in range(4)]
     with running_server(tiny_artifacts, tmp_path / "server.log", "--threads", "1", "--image-memory-mb",
                         str(budget_mb)) as (url, process), httpx.Client(base_url=url, timeout=120) as client:
         clicked_session(client, synthetic_image(0))  # the graphs' working memory
@@ -331,6 +335,30 @@ def test_four_large_images_at_once_stay_within_the_budget(tiny_artifacts: Path, 
     allowed = budget_mb + 4 * (3 + 2) * side * side / (1 << 20) + features_mb + 64
     assert growth <= allowed, f"peak RSS grew by {growth:.0f} MiB, more than {allowed:.0f} MiB"
     print(f"4 x {side}x{side}: peak RSS +{growth:.0f} MiB (allowed {allowed:.0f}); 503s retried: {[r for _, r in results]}")
+
+
+def test_one_large_image_costs_its_pixels_not_a_gigabyte(http: httpx.Client, served: tuple[str, int]) -> None:
+    """A 6000 x 6000 task image through Label Studio's /predict (fetched, decoded, encoded, one
+    brush RLE answer), then the same image clicked through the native API: each raises the peak
+    memory by its pixels (3 bytes a pixel, kept until the encoder has run), its mask and the
+    answer's temporaries (2 + 2 bytes a pixel), its features, and 64 MiB of buffers (before: +1.39
+    GiB and +1.0 GiB)."""
+    pid, side = served[1], 6000
+    allowed = (3 + 2 + 2) * side * side / (1 << 20) + 21 + 64
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    baseline = rss_mb(pid)
+    response = studio_predict(http, "/large.png")
+    assert response.status_code == 200 and response.json()["results"][0]["result"][0]["type"] == "brushlabels"
+    studio_growth = rss_mb(pid, "VmHWM") - baseline
+    image_id = http.post("/api/images", files={"file": ("large.png", large_png(side, 80), "image/png")}).json()["image_id"]
+    session_id = http.post("/api/sessions?mask=none", json={"image_id": image_id}).json()["session_id"]
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    baseline = rss_mb(pid)
+    assert http.post(f"/api/sessions/{session_id}/clicks", json={"x": side // 2, "y": side // 2}).status_code == 200
+    click_growth = rss_mb(pid, "VmHWM") - baseline
+    print(f"one {side}x{side} image: Label Studio /predict +{studio_growth:.0f} MiB, a native click "
+          f"+{click_growth:.0f} MiB (allowed {allowed:.0f})")
+    assert studio_growth <= allowed and click_growth <= allowed, (studio_growth, click_growth, allowed)
 
 
 # ---------------------------------------------------------------- row 6: no 500

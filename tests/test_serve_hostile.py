@@ -192,6 +192,10 @@ def test_forty_slow_fetches_leave_health_and_clicks_alone(http: httpx.Client, im
     """40 /predict calls whose task image trickles in at a byte a second: while they are all in
     flight, /health answers within a second and a native click on a cached image answers."""
     session_id = clicked_session(http, image)
+    settle = time.monotonic() + 5
+    while images.active and time.monotonic() < settle:  # an earlier test's slow answers notice their hang-up
+        time.sleep(0.1)
+    assert images.active == 0
     with concurrent.futures.ThreadPoolExecutor(40) as pool:
         slow = [pool.submit(studio_predict, http, "/slow-body.png") for _ in range(40)]
         deadline = time.monotonic() + FETCH_TIMEOUT

@@ -67,7 +67,8 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing():
+            # a pipelined request whose headers are already in is being answered: nothing to wait for
+            if not self.transport.is_closing() and self.cycle.response_complete:
                 self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:

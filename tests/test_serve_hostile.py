@@ -344,11 +344,11 @@ def test_four_large_images_at_once_stay_within_the_budget(tiny_artifacts: Path, 
 def test_one_large_image_costs_its_pixels_not_a_gigabyte(http: httpx.Client, served: tuple[str, int]) -> None:
     """A 6000 x 6000 task image through Label Studio's /predict (fetched, decoded, encoded, one
     brush RLE answer), then the same image clicked through the native API: each raises the peak
-    memory by its pixels (3 bytes a pixel, kept until the encoder has run), its mask and the
-    answer's temporaries (2 + 2 bytes a pixel), its features, and 64 MiB of buffers (before: +1.39
-    GiB and +1.0 GiB)."""
+    memory by at most what README's *Memory* documents: its decoded pixels (kept until the encoder
+    has run), its mask, the answer's temporaries (2 bytes a pixel), its features (21 MiB), and 64
+    MiB of buffers (before: +1.6 GiB and +1.0 GiB)."""
     pid, side = served[1], 6000
-    allowed = (3 + 2 + 2) * side * side / (1 << 20) + 21 + 64
+    allowed = (decode_bytes(side, side) + mask_bytes(side, side, 512) + 2 * side * side) / (1 << 20) + 21 + 64
     Path(f"/proc/{pid}/clear_refs").write_text("5")
     baseline = rss_mb(pid)
     response = studio_predict(http, "/large.png")

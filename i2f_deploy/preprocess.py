@@ -18,7 +18,7 @@ weights and rounding differ from PyTorch's float32 computation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ __all__ = [
     "preprocess",
     "resize_bilinear",
     "logits_to_image",
+    "logits_to_mask",
     "to_target_click",
 ]
 
@@ -155,6 +156,15 @@ def _resize(x: np.ndarray, in_h: int, in_w: int, out_h: int, out_w: int,
     ``prepare`` is an element-wise map applied to the input rows actually read, so a large image
     is normalised only where the resize looks.
     """
+    (out,) = _resize_bands(x, in_h, in_w, out_h, out_w, keep_h, keep_w, keep_h, prepare)
+    return out
+
+
+def _resize_bands(x: np.ndarray, in_h: int, in_w: int, out_h: int, out_w: int, keep_h: int, keep_w: int,
+                  band_rows: int, prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """``_resize`` as consecutive bands of at most ``band_rows`` output rows: each output row
+    depends only on its own two input rows, so the bands are the same numbers, and an upsampling
+    to a large image never holds all of its float temporaries at once."""
     vh, vw = x.shape[-2:]
     r0, r1, wr0, wr1 = _axis_weights(in_h, out_h, vh, keep_h)
     c0, c1, wc0, wc1 = _axis_weights(in_w, out_w, vw, keep_w)
@@ -164,10 +174,12 @@ def _resize(x: np.ndarray, in_h: int, in_w: int, out_h: int, out_w: int,
     if prepare is not None:
         xr = prepare(xr)
     tmp = _fma(xr[..., c0], wc0, xr[..., c1] * wc1)
-    t0 = tmp[..., inverse[:keep_h], :]
-    t1 = tmp[..., inverse[keep_h:], :]
-    out = _fma(t0, wr0[:, None], t1 * wr1[:, None])
-    return np.ascontiguousarray(out, dtype=np.float32)
+    for start in range(0, keep_h, band_rows):
+        stop = min(start + band_rows, keep_h)
+        t0 = tmp[..., inverse[start:stop], :]
+        t1 = tmp[..., inverse[keep_h + start:keep_h + stop], :]
+        out = _fma(t0, wr0[start:stop, None], t1 * wr1[start:stop, None])
+        yield np.ascontiguousarray(out, dtype=np.float32)
 
 
 def resize_bilinear(array: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -201,6 +213,25 @@ def preprocess(image_rgb: np.ndarray, target_size: int) -> tuple[np.ndarray, Geo
 def logits_to_image(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
     """Logits at the target size ([S, S] or [1, 1, S, S]) -> float32 [H, W] on the image:
     bilinear to the padded square, then crop (official order; threshold at 0 afterwards)."""
+    (image,) = _upsample_bands(logits, geometry, None)
+    return image
+
+
+def logits_to_mask(logits: np.ndarray, geometry: Geometry, band_rows: int = 128) -> np.ndarray:
+    """``logits_to_image(logits, geometry) > 0`` (bool [H, W]), upsampled ``band_rows`` rows at a
+    time: the same mask, without the image-sized float temporaries (about 30 bytes a pixel) that
+    a large image would otherwise hold at once."""
+    mask = np.empty((geometry.height, geometry.width), bool)
+    start = 0
+    for band in _upsample_bands(logits, geometry, band_rows):
+        mask[start:start + band.shape[0]] = band > 0
+        start += band.shape[0]
+    return mask
+
+
+def _upsample_bands(logits: np.ndarray, geometry: Geometry, band_rows: int | None) -> Iterator[np.ndarray]:
+    """The checked logits bilinear to the padded square and cropped to the image, in bands of
+    ``band_rows`` rows (None: one band)."""
     if not isinstance(geometry, Geometry):
         raise InputError(f"expected a Geometry, got {type(geometry).__name__}")
     size = geometry.target_size
@@ -212,7 +243,7 @@ def logits_to_image(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
             f"got {list(logits.shape)}")
     grid = logits.reshape(size, size).astype(np.float32, copy=False)
     side = geometry.padded_side
-    return _resize(grid, size, size, side, side, geometry.height, geometry.width)
+    return _resize_bands(grid, size, size, side, side, geometry.height, geometry.width, band_rows or geometry.height)
 
 
 def to_target_click(click: Click, geometry: Geometry) -> Click:

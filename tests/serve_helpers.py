@@ -53,15 +53,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(artifact_dir: Path, log: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``i2f-deploy serve`` in a subprocess on 127.0.0.1 (a free port) with torch blocked; yields
-    (base URL, process) once ``/health`` answers, and stops it afterwards."""
+def running_server(artifact_dir: Path, log: Path, *options: str,
+                   host: str = "127.0.0.1") -> Iterator[tuple[str, subprocess.Popen]]:
+    """``i2f-deploy serve`` in a subprocess on ``host`` (a loopback address; a free port) with
+    torch blocked; yields (base URL, process) once ``/health`` answers, and stops it afterwards."""
     port = free_port()
-    command = [sys.executable, "-c", NO_TORCH_SERVER, "serve", str(artifact_dir), "--host", "127.0.0.1",
+    command = [sys.executable, "-c", NO_TORCH_SERVER, "serve", str(artifact_dir), "--host", host,
                "--port", str(port), *options]
     with open(log, "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         try:
             deadline = time.monotonic() + 120
             while True:

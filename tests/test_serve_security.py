@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import logging
 import secrets
+import socket
 import struct
 import threading
 import zlib
@@ -249,7 +250,7 @@ def test_warning_when_listening_beyond_loopback_without_a_token(monkeypatch: pyt
     """``run`` warns before starting (uvicorn and the engine replaced: nothing listens)."""
     import uvicorn
 
-    from i2f_deploy.serve import api, core
+    from i2f_deploy.serve import api, core, listen
 
     class NoEngine:
         def __init__(self, config: ServeConfig) -> None:
@@ -258,7 +259,8 @@ def test_warning_when_listening_beyond_loopback_without_a_token(monkeypatch: pyt
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    monkeypatch.setattr(listen, "bind", lambda host, port: socket.socket())
     monkeypatch.setattr(core, "Engine", NoEngine)
     monkeypatch.setattr(api, "create_app", lambda engine: None)
     config = ServeConfig(Path("unused"))

@@ -18,6 +18,7 @@ from i2f_deploy.preprocess import geometry_for
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 from i2f_deploy.serve.adapters.cvat import ClickOrder
+from i2f_deploy.serve.budget import MemoryBudget
 from i2f_deploy.serve.gate import GraphGate
 from i2f_deploy.serve.images import ImageError, decode_base64, decode_image, image_id
 from i2f_deploy.serve.masks import polygons, to_coco_rle, to_png
@@ -160,17 +161,19 @@ def test_store_drops_least_recently_used_encoded_images_over_its_budget() -> Non
 def test_image_decoding_and_content_ids() -> None:
     rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-    assert (decode_image(png, 10_000) == rgb).all()
+    memory = MemoryBudget(64 << 20)
+    assert (decode_image(png, 10_000, memory) == rgb).all()
     text = base64.b64encode(png).decode()
-    assert image_id(decode_base64(text, 10_000)) == image_id(decode_base64("data:image/png;base64," + text, 10_000)) == image_id(rgb)
+    assert (image_id(decode_base64(text, 10_000, memory)) == image_id(decode_base64("data:image/png;base64," + text, 10_000, memory))
+            == image_id(rgb))
     assert image_id(rgb[:, ::-1]) != image_id(rgb)
     for bad, status, message in ((b"", 422, "empty"), (b"not an image", 422, "cannot decode"),
                                  (png, 413, "more than the limit of 100")):
         with pytest.raises(ImageError, match=message) as caught:
-            decode_image(bad, 100)
+            decode_image(bad, 100, memory)
         assert caught.value.status == status
     with pytest.raises(ImageError, match="not valid base64"):
-        decode_base64("%%%", 10_000)
+        decode_base64("%%%", 10_000, memory)
 
 
 def test_cvat_click_order_keeps_the_previous_order_and_appends_new_points() -> None:

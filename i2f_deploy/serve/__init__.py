@@ -3,8 +3,11 @@ annotation tools call (Label Studio, X-AnyLabeling, CVAT). Needs no torch: numpy
 graph backend and the ``serve`` extra (FastAPI, uvicorn).
 
 Modules, one job each: ``config`` (every limit), ``images`` (bytes/base64/URLs -> pixels and
-content ids), ``store`` (the feature cache), ``states`` (click sequences already decoded),
-``gate`` (graph runs at once), ``core`` (the engine), ``sessions``, ``masks`` (PNG, RLE,
-polygons), ``errors`` (HTTP statuses, body limit), ``api`` (the app), ``adapters/``, ``server``
-(uvicorn), ``ray_app`` (the same app on a Ray cluster, ``serve --ray``), ``loadtest``.
+content ids), ``fetch`` (task images by URL) and ``watchdog`` (its deadline), ``store`` (the
+feature cache), ``states`` (click sequences already decoded), ``gate`` (graph runs at once),
+``budget`` (memory of images in flight), ``pools`` (threads of their own for slow routes),
+``core`` (the engine), ``sessions``, ``masks`` (PNG, RLE, polygons, CVAT's rows), ``errors``
+(HTTP statuses, body limit), ``api`` (the app), ``adapters/``, ``listen`` (the socket, header
+deadline), ``server`` (uvicorn), ``ray_app`` (the same app on a Ray cluster, ``serve --ray``),
+``loadtest``.
 """

@@ -5,7 +5,9 @@ Native flow: post an image once (``POST /api/images`` as a file, or ``/api/image
 is encoded in the background. Open a session on it, then click, undo, redo, reset: each answer
 carries the mask (1-bit PNG as a data URI, or COCO RLE) and its polygons at the image's own
 resolution, with timings. Route handlers are plain functions: FastAPI runs them in its thread
-pool, so graph runs never block the event loop.
+pool, so graph runs never block the event loop. Two are not: ``/health`` only reads counters and
+is answered on the event loop (it never waits for a thread), and Label Studio's ``/predict``
+runs on threads of its own (``pools.WorkPool``).
 """
 
 from __future__ import annotations
@@ -141,9 +143,10 @@ def create_app(engine: Engine) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/health", tags=["health"])
-    def health() -> dict:
+    async def health() -> dict:
         """Liveness and load: Label Studio reads ``status: UP``; counts of encoder and decoder
-        runs, the feature cache and the encoder queue."""
+        runs, the feature cache and the encoder queue. Answered on the event loop (it only reads
+        counters), so it never waits for a worker thread, however busy they are."""
         return {"status": "UP", "model_class": "Inter2Former", "model": engine.model_name,
                 "backend": config.backend, "target_size": engine.target_size, "models_loaded": 1,
                 "sessions": len(sessions), "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
@@ -152,12 +155,12 @@ def create_app(engine: Engine) -> FastAPI:
     @app.post("/api/images", tags=["native"], max_body_size=large)
     def post_image(file: Annotated[UploadFile, File(description="An image file (PNG, JPEG, BMP, WebP, TIFF).")]) -> ImageOut:
         """Upload an image; it is encoded in the background (known images cost nothing)."""
-        return image_out(engine.add_image(decode_image(file.file.read(), config.max_pixels)))
+        return image_out(engine.add_image(decode_image(file.file.read(), config.max_pixels, engine.memory)))
 
     @app.post("/api/images/base64", tags=["native"], max_body_size=large)
     def post_image_base64(body: Base64Image) -> ImageOut:
         """The same as ``POST /api/images`` with the file as base64 in JSON."""
-        return image_out(engine.add_image(decode_base64(body.image, config.max_pixels)))
+        return image_out(engine.add_image(decode_base64(body.image, config.max_pixels, engine.memory)))
 
     @app.get("/api/images/{image_id}", tags=["native"])
     def get_image(image_id: str) -> ImageOut:

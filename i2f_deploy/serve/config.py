@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from i2f_deploy.errors import InputError
-
-MB = 1 << 20
+from i2f_deploy.serve.budget import MB, decode_bytes
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,11 @@ class ServeConfig:
     max_sessions: int = 256  # interactive sessions kept (least recently used dropped first)
     max_clicks: int = 200  # clicks per session or per request
     click_states: int = 4096  # prompt maps kept for undo/redo and adapters' repeated clicks
-    fetch_timeout_s: float = 10.0  # images Label Studio names by URL
+    fetch_timeout_s: float = 10.0  # images Label Studio names by URL: the whole transfer, headers included
     fetch_max_mb: int = 32
+    fetch_workers: int = 8  # Label Studio /predict calls (each fetches its image) at once, in a pool of their own
+    image_memory_mb: int = 512  # decodes and masks of images in flight; beyond it 503 (budget.MemoryBudget)
+    header_timeout_s: float = 10.0  # a connection must send a request's headers within this (listen.py)
     label_studio_url: str | None = None  # base of relative task URLs (/data/upload/...)
     label_studio_api_key: str | None = None
     allow_url_prefixes: tuple[str, ...] = ()  # other image URL prefixes fetched (besides Label Studio's)
@@ -38,12 +41,18 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         for name in ("cache_mb", "max_upload_mb", "max_json_kb", "max_pixels", "graph_runs", "encoder_queue",
-                     "max_sessions", "max_clicks", "click_states", "fetch_max_mb"):
+                     "max_sessions", "max_clicks", "click_states", "fetch_max_mb", "fetch_workers", "image_memory_mb"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not self.fetch_timeout_s > 0:
-            raise InputError(f"fetch-timeout must be positive, got {self.fetch_timeout_s!r}")
+        for name in ("fetch_timeout_s", "header_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise InputError(f"{name[:-2].replace('_', '-')} must be a finite number of seconds above 0, got {value!r}")
+        need = decode_bytes(self.max_pixels, 1)
+        if need > self.image_memory_mb * MB:
+            raise InputError(f"--image-memory-mb {self.image_memory_mb} cannot hold one image of --max-pixels "
+                             f"{self.max_pixels} (about {need / MB:.0f} MiB to decode it): raise it or lower --max-pixels")
         if self.token is not None and not self.token.strip():
             raise InputError("token must not be empty (leave it unset to serve without one)")
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from i2f_deploy import runtime
-from i2f_deploy.contract import IMAGE, REF_LABEL
+from i2f_deploy.contract import IMAGE, REF_LABEL, Manifest
 from i2f_deploy.errors import I2FError, InputError
-from i2f_deploy.preprocess import geometry_for, logits_to_image, preprocess, to_target_click
+from i2f_deploy.preprocess import geometry_for, logits_to_mask, preprocess, to_target_click
 from i2f_deploy.prompt_map import Click, initial_prompt_map
 from i2f_deploy.runtime.loop import advance
+from i2f_deploy.serve.budget import Busy, MemoryBudget
 from i2f_deploy.serve.config import MB, ServeConfig
 from i2f_deploy.serve.gate import GraphGate
 from i2f_deploy.serve.images import image_id
@@ -45,10 +46,6 @@ ENCODE_WAIT_S = 300.0  # a click waits this long at most for its image's encodin
 
 class NotFound(I2FError):
     """An unknown (or evicted) image or session id: HTTP 404."""
-
-
-class Busy(I2FError):
-    """The encoder queue is full: HTTP 503, try again later."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,7 @@ class Engine:
         self.manifest = manifest
         self.target_size = manifest.target_size
         self.model_name = str(manifest.config["name"])
+        check_cache_holds_an_image(manifest, config.cache_mb)
         load = dict(backend=config.backend, threads=config.threads)
         self._encoder = runtime.load(config.artifact_dir, "encoder", **load)
         self._decoder = runtime.load(config.artifact_dir, "decoder", **load)
@@ -89,6 +87,7 @@ class Engine:
         self._decoder_lock = contextlib.nullcontext() if shared else threading.Lock()
         self.gate = GraphGate(config.graph_runs)
         self.store = ImageStore(config.cache_mb * MB)
+        self.memory = MemoryBudget(config.image_memory_mb * MB)
         self.states = ClickStates(config.click_states, self.target_size)
         self._initial = initial_prompt_map(self.target_size)
         self._queue: queue.Queue[Entry | None] = queue.Queue(config.encoder_queue)
@@ -184,26 +183,42 @@ class Engine:
                 decode_ms += (time.perf_counter() - run_start) * 1e3
             return out
 
-        for index in range(known, len(clicks)):
-            step = advance(decode, ref_label, to_target_click(clicks[index], entry.geometry))
-            ref_label = step.ref_label
-            self.states.put(key, clicks[:index + 1], ref_label)
+        geometry = entry.geometry
+        with self.memory.hold_mask(geometry.width, geometry.height, self.target_size):
+            for index in range(known, len(clicks)):
+                step = advance(decode, ref_label, to_target_click(clicks[index], geometry))
+                ref_label = step.ref_label
+                self.states.put(key, clicks[:index + 1], ref_label)
+            mask = logits_to_mask(step.logits, geometry)
         runs = len(clicks) - known
         with self._counts_lock:
             self.decoder_runs += runs
-        mask = logits_to_image(step.logits, entry.geometry) > 0
         return Segmentation(key, clicks, mask, step.num_routed, _timings(start, waited, decode_ms, runs))
 
     # ------------------------------------------------------------------ state
     def stats(self) -> dict[str, object]:
         return {"encoder_runs": self.encoder_runs, "decoder_runs": self.decoder_runs,
                 "encoder_queue": self._queue.qsize(), "cache": self.store.stats(),
-                "click_states": len(self.states)}
+                "click_states": len(self.states), "image_memory_bytes": self.memory.held_bytes}
 
     def close(self) -> None:
-        """Stop the encoder worker (after the images already queued)."""
+        """Stop the encoder worker after the images already queued, and say so in the log."""
+        waiting = self._queue.qsize()
+        if waiting:
+            log.info("encoding the %d images still queued before stopping", waiting)
         self._queue.put(None)
         self._worker.join(timeout=ENCODE_WAIT_S)
+        log.info("encoder stopped after %d encoder runs", self.encoder_runs)
+
+
+def check_cache_holds_an_image(manifest: Manifest, cache_mb: int) -> None:
+    """Refuse a feature cache too small for one image's encoder outputs: every image would be
+    dropped as soon as it is encoded, and no session could open."""
+    outputs = manifest.io["encoder"].outputs.values()
+    need = sum(int(np.prod(o.shape)) * np.dtype(o.dtype).itemsize for o in outputs)
+    if need > cache_mb * MB:
+        raise InputError(f"--cache-mb {cache_mb} cannot hold one image: this export's encoder outputs take "
+                         f"{need / MB:.1f} MiB per image")
 
 
 def _timings(start: float, waited: float, decode_ms: float, runs: int) -> dict[str, float]:

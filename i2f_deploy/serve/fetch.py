@@ -13,13 +13,15 @@ make the server request internal addresses (SSRF). The rules:
 * anything else (another host, another scheme, ``file:``, user info, ``..`` segments) is refused
   with 403 before any connection, and so is every redirect that leaves those prefixes (redirects
   are followed one at a time, each checked);
-* every fetch has a timeout (connect, each read, and the whole transfer) and a size limit.
+* every fetch has a deadline for the whole transfer, headers and redirects included
+  (``watchdog.Deadline``), and a size limit; a response with a ``Content-Encoding`` is refused
+  before its body is read (the size limit would count compressed bytes; gzip of 1 GB of zeros is
+  1 MB), and URLs with control characters or that do not parse are refused with 422.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import urllib.parse
 from dataclasses import dataclass
 
@@ -27,6 +29,7 @@ import httpx
 
 from i2f_deploy.serve.images import ImageError
 from i2f_deploy.serve.label_studio_auth import LabelStudioAuth
+from i2f_deploy.serve.watchdog import Deadline
 
 MAX_REDIRECTS = 5
 CHUNK = 1 << 16
@@ -92,7 +95,13 @@ class Fetcher:
 
     def resolve(self, ref: str) -> str:
         """The absolute URL of a task's image reference (relative ones against Label Studio's address)."""
-        if urllib.parse.urlsplit(ref).scheme or ref.startswith("//"):
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in ref):  # urlsplit would drop tabs and newlines
+            raise ImageError(f"the image URL {ref!r} contains control characters")
+        try:
+            scheme = urllib.parse.urlsplit(ref).scheme
+        except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+            raise ImageError(f"the image URL {ref!r} is not a valid URL: {exc}") from None
+        if scheme or ref.startswith("//"):
             return ref
         if self.label_studio_url is None:
             raise ImageError(f"the image URL {ref!r} is relative and no Label Studio URL is configured "
@@ -118,11 +127,12 @@ class Fetcher:
         """The bytes at a task's image reference, within the limits; ImageError (403, 413, 424) otherwise."""
         url = self.resolve(ref)
         self.check(url)
-        deadline = time.monotonic() + self.timeout_s
-        with httpx.Client(timeout=self.timeout_s, follow_redirects=False, trust_env=False) as client:
+        with (Deadline(self.timeout_s) as deadline,
+              httpx.Client(timeout=self.timeout_s, follow_redirects=False, trust_env=False) as client):
             for _ in range(MAX_REDIRECTS + 1):
                 try:
-                    with client.stream("GET", url, headers=self._headers(url)) as response:
+                    with client.stream("GET", url, headers=self._headers(url),
+                                       extensions={"trace": deadline.trace}) as response:
                         if response.is_redirect:
                             target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
                             self.check(target)
@@ -130,14 +140,20 @@ class Fetcher:
                             continue
                         if response.status_code != 200:
                             raise ImageError(f"fetching {url} failed: HTTP {response.status_code}", 424)
-                        return self._read(url, response, deadline)
-                except httpx.TimeoutException:
-                    raise ImageError(f"fetching {url} failed: timed out after {self.timeout_s:g} s", 424) from None
+                        return self._read(url, response)
+                except httpx.InvalidURL as exc:
+                    raise ImageError(f"the image URL {url!r} is not a valid URL: {exc}") from None
                 except httpx.HTTPError as exc:
+                    if deadline.expired or isinstance(exc, httpx.TimeoutException):
+                        raise ImageError(f"fetching {url} failed: timed out after {self.timeout_s:g} s", 424) from None
                     raise ImageError(f"fetching {url} failed: {exc}", 424) from None
         raise ImageError(f"fetching {ref} failed: more than {MAX_REDIRECTS} redirects", 424)
 
-    def _read(self, url: str, response: httpx.Response, deadline: float) -> bytes:
+    def _read(self, url: str, response: httpx.Response) -> bytes:
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise ImageError(f"the image at {url} came with Content-Encoding {encoding!r}: only unencoded images are "
+                             "fetched (the size limit must count the image's own bytes)", 424)
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             raise ImageError(f"the image at {url} has {int(length)} bytes, more than the limit of {self.max_bytes}", 413)
@@ -146,6 +162,4 @@ class Fetcher:
             data += chunk
             if len(data) > self.max_bytes:
                 raise ImageError(f"the image at {url} is larger than the limit of {self.max_bytes} bytes", 413)
-            if time.monotonic() > deadline:
-                raise ImageError(f"fetching {url} failed: timed out after {self.timeout_s:g} s", 424)
         return bytes(data)

@@ -11,12 +11,16 @@ import base64
 import binascii
 import hashlib
 import io
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from i2f_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    from i2f_deploy.serve.budget import MemoryBudget
 
 
 class ImageError(InputError):
@@ -35,10 +39,10 @@ def image_id(rgb: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def check_declared_size(data: bytes, max_pixels: int) -> None:
-    """413 when the file's header declares more than ``max_pixels``, read without decoding the
-    pixels (Pillow reads only the header on open), so that a small file declaring a huge image
-    costs nothing; 422 when there is no image header."""
+def check_declared_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) the file's header declares, read without decoding the pixels (Pillow reads
+    only the header on open), so that a small file declaring a huge image costs nothing: 413
+    beyond ``max_pixels``, 422 when there is no image header."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
@@ -48,24 +52,27 @@ def check_declared_size(data: bytes, max_pixels: int) -> None:
         raise ImageError("cannot decode the image (not a PNG, JPEG, BMP, WebP or TIFF file, or corrupt)") from None
     if width * height > max_pixels:
         raise ImageError(f"the image declares {width}x{height} pixels, more than the limit of {max_pixels}", 413)
+    return width, height
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int, memory: MemoryBudget) -> np.ndarray:
     """Encoded image bytes (PNG, JPEG, BMP, WebP, TIFF) -> RGB uint8 [H, W, 3]; the pixel count is
-    checked on the header before anything is decoded (413 beyond ``max_pixels``)."""
+    checked on the header before anything is decoded (413 beyond ``max_pixels``), and the decode
+    holds its memory in ``memory`` (503 when images in flight already hold too much)."""
     if not data:
         raise ImageError("the image is empty")
-    check_declared_size(data, max_pixels)
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise ImageError("cannot decode the image (not a PNG, JPEG, BMP, WebP or TIFF file, or corrupt)")
-    height, width = bgr.shape[:2]
-    if height * width > max_pixels:
-        raise ImageError(f"the image has {width}x{height} pixels, more than the limit of {max_pixels}", 413)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    width, height = check_declared_size(data, max_pixels)
+    with memory.hold_decode(width, height):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None or bgr.size == 0:
+            raise ImageError("cannot decode the image (not a PNG, JPEG, BMP, WebP or TIFF file, or corrupt)")
+        height, width = bgr.shape[:2]
+        if height * width > max_pixels:
+            raise ImageError(f"the image has {width}x{height} pixels, more than the limit of {max_pixels}", 413)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second copy of a large image
 
 
-def decode_base64(text: str, max_pixels: int) -> np.ndarray:
+def decode_base64(text: str, max_pixels: int, memory: MemoryBudget) -> np.ndarray:
     """Base64 text, bare or as a ``data:image/...;base64,`` URI -> RGB uint8 [H, W, 3]."""
     if not isinstance(text, str):
         raise ImageError("the image must be a base64 string")
@@ -77,4 +84,4 @@ def decode_base64(text: str, max_pixels: int) -> np.ndarray:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ImageError("the image is not valid base64") from None
-    return decode_image(data, max_pixels)
+    return decode_image(data, max_pixels, memory)

@@ -44,6 +44,7 @@ from i2f_deploy.contract import Manifest
 from i2f_deploy.errors import I2FError
 from i2f_deploy.preprocess import Geometry, geometry_for
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.serve.budget import MemoryBudget
 from i2f_deploy.serve.config import MB, ServeConfig
 from i2f_deploy.serve.core import Busy, Engine, ImageInfo, NotFound, Segmentation
 from i2f_deploy.serve.images import image_id
@@ -166,6 +167,7 @@ class RayEngine:
         self._bytes = 0
         self._lock = threading.Lock()
         self._replicas: dict[str, dict[str, Any]] = {}
+        self.memory = MemoryBudget(config.image_memory_mb * MB)  # the images this ingress decodes
 
     # ------------------------------------------------------------------ images
     def add_image(self, rgb: np.ndarray) -> ImageInfo:

@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 
 from i2f_deploy.errors import I2FError
 from i2f_deploy.serve import masks
-from i2f_deploy.serve.adapters.common import pair, refuse_prompts, to_click
+from i2f_deploy.serve.adapters.common import check_count, pair, refuse_prompts, to_click
 from i2f_deploy.serve.core import Engine
-from i2f_deploy.serve.errors import status_of
+from i2f_deploy.serve.errors import headers_of, status_of
 from i2f_deploy.serve.images import ImageError, decode_base64
 
 MODEL_ID = "inter2former"
@@ -44,7 +44,8 @@ class PredictRequest(BaseModel):
 
 
 def _error(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"success": False, "error": {"code": code, "message": message}}, status_code=status)
+    return JSONResponse({"success": False, "error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers_of(status))
 
 
 def metadata(engine: Engine) -> dict[str, Any]:
@@ -61,7 +62,8 @@ def predict(engine: Engine, request: PredictRequest) -> dict[str, Any]:
         raise I2FError("params.marks must be a list")
     refuse_prompts({str(m.get("type")) if isinstance(m, dict) else "non-object" for m in marks} - {"point"},
                    "add points on the object (and points off it) instead")
-    rgb = decode_base64(request.image, engine.config.max_pixels)
+    check_count(len(marks), engine.config.max_clicks)
+    rgb = decode_base64(request.image, engine.config.max_pixels, engine.memory)
     image_id = engine.add_image(rgb).image_id
     height, width = rgb.shape[:2]
     clicks = []

@@ -28,15 +28,17 @@ def _bits(value: int, width: int) -> np.ndarray:
 
 
 def mask_to_rle(mask: np.ndarray) -> list[int]:
-    """A bool [H, W] mask -> Label Studio brush RLE bytes."""
-    flat = np.repeat(np.asarray(mask, bool).reshape(-1), 4)
-    values = flat.astype(np.int64) * 255
+    """A bool [H, W] mask -> Label Studio brush RLE bytes. The runs are found on the pixels and
+    their lengths multiplied by 4 (each pixel is 4 equal RGBA values), so no array of 4 values a
+    pixel is ever built."""
+    flat = np.asarray(mask, bool).reshape(-1)
     starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
-    lengths = np.diff(np.concatenate([starts, [flat.size]]))
+    lengths = 4 * np.diff(np.concatenate([starts, [flat.size]]))
+    values = flat[starts].astype(np.int64) * 255
     # runs longer than the widest field are split into chunks of 2**16 values
     limit = 1 << RUN_FIELD_BITS[-1]
     pieces = -(-lengths // limit)
-    chunk_values = np.repeat(values[starts], pieces)
+    chunk_values = np.repeat(values, pieces)
     chunk_lengths = np.full(int(pieces.sum()), limit, np.int64)
     last = np.cumsum(pieces) - 1
     chunk_lengths[last] = lengths - (pieces - 1) * limit
@@ -48,6 +50,6 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     offsets = np.repeat(np.cumsum(widths) - widths, widths)
     position = np.arange(int(widths.sum())) - offsets
     body = (np.repeat(codes, widths) >> (np.repeat(widths, widths) - 1 - position)) & 1
-    header = np.concatenate([_bits(flat.size, 32), _bits(WORD_BITS - 1, 5),
+    header = np.concatenate([_bits(4 * flat.size, 32), _bits(WORD_BITS - 1, 5),
                              *[_bits(b - 1, 4) for b in RUN_FIELD_BITS]])
     return np.packbits(np.concatenate([header, body]).astype(np.uint8)).tolist()

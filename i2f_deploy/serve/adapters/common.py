@@ -20,11 +20,18 @@ def to_click(x: Any, y: Any, positive: bool, width: int, height: int) -> Click:
     """A tool's point (float or int pixels) -> the click on the pixel under it; 422 off the image."""
     try:
         fx, fy = float(x), float(y)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
         raise InputError(f"point ({x!r}, {y!r}) is not a pair of numbers") from None
     if not (math.isfinite(fx) and math.isfinite(fy) and 0 <= fx <= width and 0 <= fy <= height):
         raise InputError(f"point ({x}, {y}) lies outside the {width}x{height} image (0 <= x <= {width}, 0 <= y <= {height})")
     return Click(y=min(int(fy), height - 1), x=min(int(fx), width - 1), positive=positive)
+
+
+def check_count(count: int, max_clicks: int) -> None:
+    """422 for more points than ``--max-clicks``, checked before the image is decoded or anything
+    else is done with them."""
+    if count > max_clicks:
+        raise InputError(f"{count} points: more than the limit of {max_clicks}")
 
 
 def pair(point: Any) -> tuple[Any, Any]:

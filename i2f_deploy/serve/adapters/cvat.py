@@ -16,17 +16,19 @@ exactly the user's order when points are added or removed one at a time.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from i2f_deploy.errors import InputError
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve import masks
-from i2f_deploy.serve.adapters.common import pair, to_click
+from i2f_deploy.serve.adapters.common import check_count, pair, to_click
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.images import decode_base64
 
@@ -49,16 +51,23 @@ class ClickOrder:
         self._lock = threading.Lock()
 
     def order(self, image_id: str, clicks: list[Click]) -> list[Click]:
+        """The longest prefix of the last sequence still present, then the other clicks in the
+        order given (linear in the number of clicks)."""
         with self._lock:
             previous = self._last.get(image_id, ())
-        remaining = list(clicks)
+        available = Counter(clicks)
         ordered = []
-        for click in previous:  # the longest prefix of the last sequence still present
-            if click not in remaining:
+        for click in previous:
+            if not available[click]:
                 break
-            remaining.remove(click)
+            available[click] -= 1
             ordered.append(click)
-        ordered += remaining
+        used = Counter(ordered)
+        for click in clicks:  # the rest, skipping as many copies of each as the prefix took
+            if used[click]:
+                used[click] -= 1
+            else:
+                ordered.append(click)
         with self._lock:
             self._last[image_id] = tuple(ordered)
             self._last.move_to_end(image_id)
@@ -67,29 +76,34 @@ class ClickOrder:
         return ordered
 
 
-def interact(engine: Engine, order: ClickOrder, request: InteractorRequest) -> dict[str, Any]:
-    """One interactor call -> ``{"points": [[x, y], ...], "mask": [[0|1, ...], ...]}``."""
-    rgb = decode_base64(request.image, engine.config.max_pixels)
+def interact(engine: Engine, order: ClickOrder, request: InteractorRequest) -> bytes:
+    """One interactor call -> the JSON of ``{"points": [[x, y], ...], "mask": [[0|1, ...], ...]}``
+    (the mask written straight from the array: ``masks.rows_json``)."""
+    count = len(request.pos_points) + len(request.neg_points)
+    check_count(count, engine.config.max_clicks)
+    if not count:
+        raise InputError("no points: give at least one positive or negative point")
+    rgb = decode_base64(request.image, engine.config.max_pixels, engine.memory)
     image_id = engine.add_image(rgb).image_id
     height, width = rgb.shape[:2]
+    del rgb  # the store holds the pixels until the encoder has run
     clicks = [to_click(*pair(p), True, width, height) for p in request.pos_points]
     clicks += [to_click(*pair(p), False, width, height) for p in request.neg_points]
-    if not clicks:
-        raise InputError("no points: give at least one positive or negative point")
     result = engine.segment(image_id, order.order(image_id, clicks))
     assert result.mask is not None
     outlines = masks.polygons(result.mask)
     points = max(outlines, key=len) if outlines else []
-    return {"points": points, "mask": result.mask.astype(int).tolist()}
+    return masks.rows_json(result.mask, b'{"points": ' + json.dumps(points).encode() + b', "mask": ', b"}")
 
 
 def router(engine: Engine) -> APIRouter:
     routes = APIRouter(prefix="/cvat", tags=["CVAT"])
     order = ClickOrder()
 
-    @routes.post("/interactor")
-    def interactor(request: InteractorRequest) -> dict[str, Any]:
+    @routes.post("/interactor", response_class=Response,
+                 responses={200: {"content": {"application/json": {"example": {"points": [[0, 0]], "mask": [[1]]}}}}})
+    def interactor(request: InteractorRequest) -> Response:
         """CVAT's interactor call, as its nuclio functions receive it."""
-        return interact(engine, order, request)
+        return Response(interact(engine, order, request), media_type="application/json")
 
     return routes

@@ -28,11 +28,12 @@ from fastapi import APIRouter, Body
 from i2f_deploy.errors import InputError
 from i2f_deploy.serve import masks
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
-from i2f_deploy.serve.adapters.common import refuse_prompts, to_click
+from i2f_deploy.serve.adapters.common import check_count, refuse_prompts, to_click
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.config import MB
 from i2f_deploy.serve.fetch import Fetcher
 from i2f_deploy.serve.images import decode_base64, decode_image
+from i2f_deploy.serve.pools import WorkPool
 
 OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
 
@@ -69,7 +70,8 @@ def _image_ref(task: Any, key: str | None) -> str:
 
 def _load(engine: Engine, fetcher: Fetcher, ref: str) -> str:
     max_pixels = engine.config.max_pixels
-    rgb = decode_base64(ref, max_pixels) if ref.startswith("data:") else decode_image(fetcher.get(ref), max_pixels)
+    rgb = (decode_base64(ref, max_pixels, engine.memory) if ref.startswith("data:")
+           else decode_image(fetcher.get(ref), max_pixels, engine.memory))
     return engine.add_image(rgb).image_id
 
 
@@ -93,6 +95,7 @@ def predict(engine: Engine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str,
     tasks = tasks if isinstance(tasks, list) else []
     if not points or not tasks:
         return {"results": []}  # no interaction yet (e.g. pre-annotation when a task opens)
+    check_count(len(points), engine.config.max_clicks)
     outputs, key = _tags(body.get("label_config"))
     image_id = _load(engine, fetcher, _image_ref(tasks[0], key))
     geometry = engine.image(image_id).geometry
@@ -102,7 +105,7 @@ def predict(engine: Engine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str,
         value = point.get("value") or {}
         try:
             x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise InputError(f"keypoint {point.get('id')!r} has no numeric value.x and value.y (percent)") from None
         clicks.append(to_click(x, y, bool(point.get("is_positive", True)), width, height))
         names = value.get("keypointlabels")
@@ -134,11 +137,14 @@ def model_version(engine: Engine) -> str:
 def router(engine: Engine) -> APIRouter:
     routes = APIRouter(tags=["Label Studio"])
     fetcher = fetcher_for(engine)
+    pool = WorkPool("Label Studio /predict (each fetches its task image)", engine.config.fetch_workers,
+                    engine.config.fetch_timeout_s)
 
     @routes.post("/predict")
-    def predict_route(body: dict[str, Any] = Body(description="Label Studio's /predict request: tasks, label_config, params.context.")) -> dict[str, Any]:
-        """Label Studio ML backend prediction for the interactive (smart keypoint) context."""
-        return predict(engine, fetcher, body)
+    async def predict_route(body: dict[str, Any] = Body(description="Label Studio's /predict request: tasks, label_config, params.context.")) -> dict[str, Any]:
+        """Label Studio ML backend prediction for the interactive (smart keypoint) context, on
+        threads of its own (``pools.WorkPool``: slow task image servers hold only those)."""
+        return await pool.run(predict, engine, fetcher, body)
 
     @routes.post("/setup", max_body_size=engine.config.max_json_kb * 1024)
     def setup(body: dict[str, Any] = Body(default={}, description="Label Studio's /setup request: project, schema.")) -> dict[str, str]:

@@ -4,7 +4,6 @@ never tries to import torch. Also the CLI's own refusals."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import httpx

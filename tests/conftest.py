@@ -144,3 +144,13 @@ def assert_refused(result, message: str) -> None:
 def leftovers(parent: Path) -> list[str]:
     """Hidden scratch entries an interrupted export would leave in ``parent``."""
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def require_native() -> None:
+    """The native kernels must have been built by the install (a missing library fails the test:
+    CI runs the native path; the function-body path has tests of its own)."""
+    from i2f_deploy.custom_ops.native import KERNELS_LIBRARY, OPENVINO_LIBRARY, library_dir
+
+    missing = [name for name in (KERNELS_LIBRARY, OPENVINO_LIBRARY) if not (library_dir() / name).is_file()]
+    if missing:
+        pytest.fail(f"native kernels not built: {', '.join(missing)} missing in {library_dir()} (pip install -e . with g++ and CMake)")

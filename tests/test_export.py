@@ -19,6 +19,7 @@ from i2f_deploy.custom_ops import DOMAIN
 from i2f_deploy.custom_ops.registry import OP_TYPES
 
 BACKENDS = ("onnxruntime", "openvino")
+KERNEL_PATHS = [("onnxruntime", "function-body"), ("openvino", "function-body"), ("openvino", "native")]
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
 
 
@@ -27,6 +28,7 @@ def test_decoder_holds_one_node_and_one_function_per_custom_op(tiny_artifacts):
     custom = [node.op_type for node in model.graph.node if node.domain == DOMAIN]
     assert sorted(set(custom)) == sorted(OP_TYPES)
     assert custom.count("TokenRouting") == 1 and custom.count("BSQAttention") == 2 and custom.count("HybridMoE") == 2
+    assert custom.count("DLUUpsample") == 4
     assert sorted(f.name for f in model.functions if f.domain == DOMAIN) == sorted(OP_TYPES)
     onnx.checker.check_model(model, full_check=True)
     inlined = onnx.load(str(tiny_artifacts / "decoder_inlined.onnx"))
@@ -45,9 +47,10 @@ def test_stock_onnxruntime_runs_the_decoder_file(tiny_artifacts, golden):
     assert int(num_routed) == len(golden["state_medium/full_attention_tokens"])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_decoder_reproduces_every_golden_case(tiny_artifacts, golden, tiny_model, golden_encoded, backend):
-    decoder = runtime.load(tiny_artifacts, "decoder", backend)
+@pytest.mark.parametrize("backend,kernels", KERNEL_PATHS)
+def test_decoder_reproduces_every_golden_case(tiny_artifacts, golden, tiny_model, golden_encoded, backend, kernels):
+    decoder = runtime.load(tiny_artifacts, "decoder", backend, kernels=kernels)
+    assert decoder.kernels == kernels
     feeds = {name: golden[name] for name in FEATURES}
     for case in DECODER_CASES:
         out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
@@ -59,9 +62,9 @@ def test_decoder_reproduces_every_golden_case(tiny_artifacts, golden, tiny_model
 
 
 @pytest.mark.parametrize("value", [0, 1, 2, 3, 4])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_decoder_routing_extremes(tiny_artifacts, golden, tiny_model, golden_encoded, backend, value):
-    decoder = runtime.load(tiny_artifacts, "decoder", backend)
+@pytest.mark.parametrize("backend,kernels", KERNEL_PATHS)
+def test_decoder_routing_extremes(tiny_artifacts, golden, tiny_model, golden_encoded, backend, kernels, value):
+    decoder = runtime.load(tiny_artifacts, "decoder", backend, kernels=kernels)
     ref_label = np.full((1, 1, 512, 512), value, np.uint8)
     out = decoder.run({**{name: golden[name] for name in FEATURES}, "ref_label": ref_label})
     reference = tiny_model.decode_detailed(*golden_encoded, torch.from_numpy(ref_label))
@@ -118,7 +121,7 @@ def test_manifest_describes_the_artifacts(tiny_artifacts, tiny_checkpoint):
     manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
     assert manifest["weights"] == {"source": "checkpoint", "file": tiny_checkpoint.name, "sha256": sha256(tiny_checkpoint)}
     assert manifest["target_size"] == 512 and manifest["routing"] == "dynamic"
-    assert manifest["custom_ops"] == {"domain": DOMAIN, "version": 1, "op_types": list(OP_TYPES)}
+    assert manifest["custom_ops"] == {"domain": DOMAIN, "version": 2, "op_types": list(OP_TYPES)}
     files = {p.relative_to(tiny_artifacts).as_posix() for p in tiny_artifacts.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["checksums"]) == files
     assert manifest["io"]["decoder"]["inputs"]["ref_label"] == {"dtype": "uint8", "shape": [1, 1, 512, 512]}

@@ -39,13 +39,13 @@ def profile_onnxruntime(onnx_path: Path, feeds: dict[str, np.ndarray], threads: 
 
 
 def profile_openvino(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3,
-                     limit: int = 12) -> list[dict]:
+                     limit: int = 12, native: bool = False) -> list[dict]:
     import openvino as ov
 
     from i2f_deploy.custom_ops.openvino import register
 
     core = ov.Core()
-    register(core, str(onnx_path))
+    register(core, str(onnx_path), native)
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
               "PERF_COUNT": True}
     compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)

@@ -1,4 +1,5 @@
-"""OpenVINO runner: reads the ONNX file with the custom ops registered from their functions, or an IR."""
+"""OpenVINO runner: reads the ONNX file with the custom ops registered from their functions or
+the native extension (``kernels``), or an IR."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 
 class OpenVinoRunner:
     def __init__(self, path: Path, threads: int | None, precision: str = "f32",
-                 performance_hint: str = "latency", streams: int | None = None) -> None:
+                 performance_hint: str = "latency", streams: int | None = None, kernels: str = "function-body") -> None:
         try:
             import openvino as ov
 
@@ -27,8 +28,9 @@ class OpenVinoRunner:
         if performance_hint not in HINTS:
             raise I2FError(f"unknown OpenVINO performance hint {performance_hint!r}; choose from {', '.join(HINTS)}")
         core = ov.Core()
+        self.kernels = kernels  # "native" or "function-body" (runtime.kernel_path)
         if path.suffix == ".onnx":  # an IR (NNCF's int8 encoder) carries no custom ops
-            register(core, str(path))
+            register(core, str(path), native=kernels == "native")
         config: dict[str, object] = {"PERFORMANCE_HINT": HINTS[performance_hint]}
         if streams:
             config["NUM_STREAMS"] = streams

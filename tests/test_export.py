@@ -301,3 +301,25 @@ def test_onnxruntime_fuses_every_encoder_gelu(tiny_artifacts, tmp_path):
     optimized = [node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
     source = [node.op_type for node in onnx.load(str(tiny_artifacts / "encoder.onnx")).graph.node]
     assert "Erf" in source and "Erf" not in optimized and optimized.count("Gelu") == source.count("Erf")
+
+
+def test_function_bodies_serve_openvino_when_the_native_library_is_absent(tiny_artifacts, golden, tmp_path, monkeypatch, caplog):
+    """An install without a compiler: "auto" runs the function bodies, says so, and keeps parity;
+    "native" is refused in one line."""
+    from i2f_deploy.errors import I2FError
+
+    monkeypatch.setenv("I2F_NATIVE_LIB_DIR", str(tmp_path))  # holds no library
+    with caplog.at_level("WARNING"):
+        decoder = runtime.load(tiny_artifacts, "decoder", "openvino")
+    assert decoder.kernels == "function-body"
+    assert "OpenVINO runs the custom ops' function bodies" in caplog.text and "was not built" in caplog.text
+    feeds = {name: golden[name] for name in FEATURES}
+    for case in DECODER_CASES:
+        out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
+        assert_close(out["logits"], golden[f"{case}/logits"], atol=1e-3, what=case)
+        np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
+    with pytest.raises(I2FError, match="native kernels requested, but .* was not built") as refusal:
+        runtime.load(tiny_artifacts, "decoder", "openvino", kernels="native")
+    assert "\n" not in str(refusal.value)
+    with pytest.raises(I2FError, match="onnxruntime has no native kernels"):
+        runtime.load(tiny_artifacts, "decoder", "onnxruntime", kernels="native")

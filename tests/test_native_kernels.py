@@ -25,8 +25,8 @@ STAGE_CHANNELS = (256, 64, 16, 4)  # a stage's input channels; its output has a 
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _native_built():
-    require_native()
+def _kernels_built():
+    require_native(openvino=False)
 
 
 def _model(node: onnx.NodeProto, edge_weight: np.ndarray | None = None) -> onnx.ModelProto:
@@ -103,6 +103,7 @@ def test_last_stage_at_the_target_sizes(size, where):
 def test_openvino_runs_the_op_on_either_path(tmp_path, backend_kernels):
     from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
 
+    require_native()
     upsampler = random_stage(16, seed=7)
     x, edge_map = random_inputs(16, GRID_H, GRID_W, seed=8)
     node = helper.make_node(dlu_upsample.OP_TYPE, list(dlu_upsample.INPUTS), ["y"], domain=DOMAIN, channels=4)
@@ -153,6 +154,7 @@ def test_openvino_refuses_a_box_outside_the_grid_with_nan(tmp_path):
     refuses by filling its output with NaN; the next valid call is served."""
     from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
 
+    require_native()
     feeds = _valid_feeds()
     node = helper.make_node(dlu_upsample.OP_TYPE, list(dlu_upsample.INPUTS), ["y"], domain=DOMAIN, channels=4)
     path = tmp_path / "dlu.onnx"

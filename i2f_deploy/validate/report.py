@@ -19,6 +19,7 @@ def to_json(validation: Validation, extra: dict) -> dict:
         "artifact_dir": str(validation.artifact_dir),
         "target_size": validation.size,
         "backends": validation.backends,
+        "kernels": validation.kernels,
         "tolerances": dataclasses.asdict(validation.tolerances),
         "gates": {backend: gate_text(validation, backend) for backend in validation.backends},
         "passed": validation.passed,
@@ -49,6 +50,7 @@ def gate_text(validation: Validation, backend: str) -> str:
 def print_gates(validation: Validation, console: Console) -> None:
     for backend in validation.backends:
         console.print(f"gate: {gate_text(validation, backend)}", highlight=False)
+        console.print(f"custom ops on {backend}: {validation.kernels[backend]}", highlight=False)
 
 
 def print_table(validation: Validation, console: Console) -> None:

@@ -164,3 +164,19 @@ def test_openvino_refuses_a_box_outside_the_grid_with_nan(tmp_path):
     refused = runner.run({**feeds, "box": np.array([6, 1, 10, 5], np.int64)})["y"]
     assert refused.shape == (1, 4, 8, 8) and np.isnan(refused).all()
     assert_close(runner.run(feeds)["y"], run_function_body(feeds, 4), atol=1e-4)
+
+
+def test_openvino_native_results_do_not_depend_on_the_thread_count(tmp_path):
+    """The kernel splits its work over OpenVINO's threads by output channel and row block, each
+    output written by one task: one thread and two give the same bits."""
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+
+    require_native()
+    x, edge_map = random_inputs(16, GRID_H, GRID_W, seed=11)
+    feeds = stage_feeds(random_stage(16, seed=12), x, edge_map, BOXES["whole image"])
+    node = helper.make_node(dlu_upsample.OP_TYPE, list(dlu_upsample.INPUTS), ["y"], domain=DOMAIN, channels=4)
+    path = tmp_path / "dlu.onnx"
+    onnx.save(_model(node), path)
+    one, two = (OpenVinoRunner(path, threads=threads, kernels="native").run(feeds)["y"] for threads in (1, 2))
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, call_native(feeds, 4))  # and the single-threaded C entry's

@@ -27,6 +27,10 @@ class NativeKernelError(ValueError):
     """A kernel refused its inputs (the message is the kernel's one-line reason)."""
 
 
+class NativeLoadError(RuntimeError):
+    """A native library is there but does not load (built for another OpenVINO, or damaged)."""
+
+
 def library_dir() -> Path:
     return Path(os.environ.get(LIB_DIR_VARIABLE) or Path(__file__).parent / "lib")
 

@@ -17,7 +17,7 @@ from onnx import helper
 from openvino.frontend.onnx import ConversionExtension
 
 from i2f_deploy.custom_ops import DOMAIN
-from i2f_deploy.custom_ops.native import OPENVINO_LIBRARY, OPENVINO_OPS, library_dir, openvino_extension
+from i2f_deploy.custom_ops.native import OPENVINO_LIBRARY, OPENVINO_OPS, NativeLoadError, library_dir, openvino_extension
 
 _ONNX_TYPES = {
     ov.Type.f32: onnx.TensorProto.FLOAT,
@@ -81,7 +81,11 @@ def register(core: ov.Core, model_path: str, native: bool) -> None:
         library = openvino_extension()
         if library is None:
             raise FileNotFoundError(f"the native kernels were not built ({library_dir() / OPENVINO_LIBRARY} is missing)")
-        core.add_extension(str(library))
+        try:
+            core.add_extension(str(library))
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[-1]
+            raise NativeLoadError(f"{library} does not load into OpenVINO {ov.__version__}: {reason}") from None
         skip = OPENVINO_OPS
     for extension in conversion_extensions(core, model, skip):
         core.add_extension(extension)

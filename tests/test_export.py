@@ -323,3 +323,14 @@ def test_function_bodies_serve_openvino_when_the_native_library_is_absent(tiny_a
     assert "\n" not in str(refusal.value)
     with pytest.raises(I2FError, match="onnxruntime has no native kernels"):
         runtime.load(tiny_artifacts, "decoder", "onnxruntime", kernels="native")
+
+
+def test_a_native_library_that_does_not_load_is_refused_in_one_line(tiny_artifacts, tmp_path, monkeypatch):
+    """Built for another OpenVINO, or damaged: an error naming the fix, not a fallback."""
+    from i2f_deploy.errors import I2FError
+
+    (tmp_path / "libi2f_openvino.so").write_bytes(b"not a library")
+    monkeypatch.setenv("I2F_NATIVE_LIB_DIR", str(tmp_path))
+    with pytest.raises(I2FError, match=r"libi2f_openvino.so does not load into OpenVINO .*: .*reinstall i2f-deploy") as refusal:
+        runtime.load(tiny_artifacts, "decoder", "openvino")
+    assert "\n" not in str(refusal.value)

@@ -20,6 +20,7 @@ class OpenVinoRunner:
         try:
             import openvino as ov
 
+            from i2f_deploy.custom_ops.native import NativeLoadError
             from i2f_deploy.custom_ops.openvino import register
         except ImportError:
             raise I2FError("backend openvino is not installed (pip install openvino)") from None
@@ -30,7 +31,11 @@ class OpenVinoRunner:
         core = ov.Core()
         self.kernels = kernels  # "native" or "function-body" (runtime.kernel_path)
         if path.suffix == ".onnx":  # an IR (NNCF's int8 encoder) carries no custom ops
-            register(core, str(path), native=kernels == "native")
+            try:
+                register(core, str(path), native=kernels == "native")
+            except NativeLoadError as error:
+                raise I2FError(f"{error}; reinstall i2f-deploy to rebuild the native kernels, "
+                               "or load with kernels='function-body'") from None
         config: dict[str, object] = {"PERFORMANCE_HINT": HINTS[performance_hint]}
         if streams:
             config["NUM_STREAMS"] = streams

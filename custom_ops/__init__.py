@@ -1,8 +1,8 @@
 """Custom ONNX operators of the ``ai.inter2former`` domain.
 
-One module per operator (``token_routing``, ``bsq_attention``, ``hybrid_moe``) declares it once:
-its documented schema, its ONNX function body (standard ops, so stock ONNX Runtime runs a model
-that carries it) and its PyTorch side for the exporter (``torch_op``: the model's code eagerly,
+One module per operator (``token_routing``, ``bsq_attention``, ``hybrid_moe``, ``dlu_upsample``)
+declares it once: its documented schema, its ONNX function body (standard ops, so stock ONNX
+Runtime runs a model that carries it) and its PyTorch side for the exporter (``torch_op``: the model's code eagerly,
 one node under export). ``registry.OPS`` lists them (adding an op: its module and that line);
 ``registry`` attaches the functions to an exported model; ``openvino`` registers every op with
 OpenVINO's ONNX frontend from those functions. This package's ``__init__`` imports neither torch
@@ -10,4 +10,4 @@ nor the op modules, so runtimes can use ``openvino`` alone.
 """
 
 DOMAIN = "ai.inter2former"
-VERSION = 1
+VERSION = 2  # 2: DLUUpsample added (the other ops unchanged since 1)

@@ -27,17 +27,22 @@ class FunctionBuilder:
     def _fresh(self, hint: str) -> str:
         return f"{hint}_{next(self._ids)}"
 
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attributes: object) -> str | tuple[str, ...]:
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, refs: Sequence[onnx.AttributeProto] = (),
+           **attributes: object) -> str | tuple[str, ...]:
+        """A node; ``refs`` are attributes that take the calling node's (``helper.make_attribute_ref``)."""
         names = [self._fresh(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, **attributes))
+        node = helper.make_node(op_type, list(inputs), names, **attributes)
+        node.attribute.extend(refs)
+        self.nodes.append(node)
         return names[0] if outputs == 1 else tuple(names)
 
     def const(self, value: object, dtype: type = np.int64) -> str:
         tensor = numpy_helper.from_array(np.asarray(value, dtype=dtype), name=self._fresh("const"))
         return self.op("Constant", value=tensor)
 
-    def build(self, outputs: dict[str, str]) -> onnx.FunctionProto:
-        """Name the results and return the function (outputs: declared name -> value name)."""
+    def build(self, outputs: dict[str, str], attributes: Sequence[str] = ()) -> onnx.FunctionProto:
+        """Name the results and return the function (outputs: declared name -> value name;
+        ``attributes``: the caller's attributes that ``refs`` read)."""
         for declared, value in outputs.items():
             self.nodes.append(helper.make_node("Identity", [value], [declared]))
         return helper.make_function(
@@ -47,5 +52,6 @@ class FunctionBuilder:
             list(outputs),
             self.nodes,
             opset_imports=[helper.make_opsetid("", BODY_OPSET)],
+            attributes=list(attributes),
             doc_string=self.doc,
         )

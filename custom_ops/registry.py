@@ -7,11 +7,16 @@ from collections.abc import Callable
 import onnx
 from onnx import helper
 
-from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, hybrid_moe, token_routing
 
-OPS = (token_routing, bsq_attention, hybrid_moe)
+OPS = (token_routing, bsq_attention, hybrid_moe, dlu_upsample)
 OP_TYPES = tuple(op.OP_TYPE for op in OPS)
 FUNCTIONS: dict[str, Callable[..., onnx.FunctionProto]] = {op.OP_TYPE: op.function_proto for op in OPS}
+
+
+def _referenced_attributes(op_type: str) -> tuple[str, ...]:
+    """Attributes the op's function body takes from the calling node (none: generated per value)."""
+    return next(getattr(op, "ATTRIBUTES", ()) for op in OPS if op.OP_TYPE == op_type)
 
 
 def node_attributes(node: onnx.NodeProto) -> dict[str, object]:
@@ -22,7 +27,8 @@ def attach_functions(model: onnx.ModelProto) -> list[str]:
     """Give every custom op used by ``model`` its model-local function; returns the op types.
 
     A function body is generated for the attributes of the nodes it serves, so all nodes of one
-    op type must share their attributes.
+    op type must share their attributes, unless the body reads them from the calling node
+    (an op module's ``ATTRIBUTES``).
     """
     seen: dict[str, dict[str, object]] = {}
     for node in model.graph.node:
@@ -31,6 +37,9 @@ def attach_functions(model: onnx.ModelProto) -> list[str]:
         if node.op_type not in FUNCTIONS:
             raise ValueError(f"unknown op {DOMAIN}::{node.op_type}")
         attributes = node_attributes(node)
+        if _referenced_attributes(node.op_type):
+            seen.setdefault(node.op_type, {})
+            continue
         if seen.setdefault(node.op_type, attributes) != attributes:
             raise ValueError(f"{node.op_type} nodes differ in attributes: {seen[node.op_type]} vs {attributes}")
     existing = {(f.domain, f.name) for f in model.functions}

@@ -286,6 +286,10 @@ def bench(
     openvino_hint: Annotated[Literal["latency", "throughput"], typer.Option(help="OpenVINO performance hint.")] = "latency",
     openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = None,
     precision: Annotated[str, typer.Option(help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is a contender (non-f32 ones are named openvino-<precision>).")] = "f32",
+    openvino_kernels: Annotated[
+        Optional[str],
+        typer.Option(help="Comma-separated, from: function-body,native: how OpenVINO runs the custom ops; each is a contender (native ones are named <openvino row>-native). Default: both where the native kernels were built.", show_default=False),
+    ] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every row and the speed-ups as JSON.")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV.")] = None,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of decoder latency vs routed tokens.")] = None,
@@ -302,7 +306,7 @@ def bench(
     settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort_spinning=ort_spinning,
                         openvino_hint=openvino_hint, openvino_streams=openvino_streams)
     request = BenchRequest(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings,
-                           json_path, csv_path, plot_path, profile_path)
+                           openvino_kernels, json_path, csv_path, plot_path, profile_path)
     run_bench(request, report_console())
 
 

@@ -9,6 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from conftest import require_native
 from i2f_deploy.bench.scenarios import SCENARIOS, scenario_prompt_map
 from i2f_deploy.bench.work import decoder_gflop, neck_flop
 from i2f_deploy.cli import app
@@ -23,6 +24,7 @@ def bench(*args: str):
 
 
 def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, tmp_path):
+    require_native()  # so OpenVINO's rows come on both custom-op paths
     paths = {kind: tmp_path / f"bench.{kind}" for kind in ("json", "csv", "png")}
     profile = tmp_path / "profile.json"
     result = bench(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--repeat", "1", "--warmup", "0",
@@ -33,11 +35,14 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     rows = report["rows"]
     assert all(set(row) == ROW_FIELDS for row in rows)
     decoder_rows = {(r["backend"], r["routing"], r["scenario"]) for r in rows if r["part"] == "decoder"}
-    graph_backends = ("onnxruntime", "openvino", "openvino-bf16")
+    encoder_backends = ("onnxruntime", "openvino", "openvino-bf16")
+    graph_backends = (*encoder_backends, "openvino-native", "openvino-bf16-native")
     expected = {(b, "dynamic", s) for b in ("torch", *graph_backends) for s in SCENARIOS}
     assert decoder_rows == expected | {("torch", "dense", s) for s in SCENARIOS}
-    assert {r["backend"] for r in rows if r["part"] == "encoder"} == {"torch", *graph_backends}
+    assert {r["backend"] for r in rows if r["part"] == "encoder"} == {"torch", *encoder_backends}
     assert {r["settings"].get("openvino_precision") for r in rows if r["backend"].startswith("openvino")} == {"f32", "bf16"}
+    for row in rows:  # which path ran the custom ops, as the runner said
+        assert row["settings"].get("kernels") == (None if row["backend"] == "torch" else "native" if row["backend"].endswith("-native") else "function-body")
     for row in rows:
         assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["peak_rss_mb"] > 0
     by_key = {(r["backend"], r["routing"], r["scenario"]): r for r in rows if r["part"] == "decoder"}
@@ -55,7 +60,7 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
         assert len(list(csv.DictReader(handle))) == len(rows)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     profiles = json.loads(profile.read_text())
-    assert {(p["backend"], p["part"]) for p in profiles} == {(b, part) for b in ("onnxruntime", "openvino") for part in ("encoder", "decoder")}
+    assert {(p["backend"], p["part"]) for p in profiles} == {(b, part) for b in ("onnxruntime", "openvino") for part in ("encoder", "decoder")} | {("openvino-native", "decoder")}
     for entry in profiles:
         assert entry["scenario"] == ("medium" if entry["part"] == "decoder" else "image") and entry["ops"]
         assert all(op["ms_per_run"] >= 0 and 0 <= op["share"] <= 1 for op in entry["ops"])
@@ -88,6 +93,7 @@ def test_work_grows_with_routed_tokens_by_the_attention_cost(tiny_config):
         (["{art}", "--threads", "two"], "not a positive integer"),
         (["{art}", "--sizes", "2048"], "no artifact directory of that target size"),
         (["{art}", "--precision", "f16"], "--precision: unknown f16"),
+        (["{art}", "--openvino-kernels", "fast"], "--openvino-kernels: unknown fast"),
         (["/nonexistent/artifacts"], "no manifest.json"),
         (["{art}", "--json", "/nonexistent/dir/out.json"], "does not exist"),
     ],

@@ -10,10 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2f_deploy.compare import assert_close
-from i2f_deploy.export.dlu import FactoredStage, phase_filters
+from i2f_deploy.custom_ops.dlu_upsample import phase_filters
+from i2f_deploy.custom_ops.registry import attach_functions
+from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.model.head import Upsample2x
 from i2f_deploy.model.routing import Box, box_from_tensor, crop
+from conftest import require_native
 
 GRID_H, GRID_W = 7, 9  # the low-resolution image the crops are taken from
 BOXES = {  # left, top, right, bottom on the low-resolution grid
@@ -45,12 +48,8 @@ def inputs(channels: int, seed: int) -> tuple[Tensor, Tensor]:
     return x, edge_map
 
 
-def inside_flags(box: Box) -> Tensor:
-    return torch.tensor([box.left > 0, box.top > 0, box.right < GRID_W, box.bottom < GRID_H], dtype=torch.float32)
-
-
 def test_phase_filters_interpolate_constants_and_read_nothing_beyond_the_window():
-    filters = phase_filters()
+    filters = torch.from_numpy(phase_filters())
     torch.testing.assert_close(filters.sum(-1), torch.ones(2, 3, dtype=torch.float64))
     signal = torch.randn(1, 1, 1, 11, dtype=torch.float64)
     upsampled = F.interpolate(signal, scale_factor=(1, 2), mode="bicubic", align_corners=False)[0, 0, 0]
@@ -71,7 +70,7 @@ def test_factored_stage_equals_the_direct_stage(channels, name):
     with torch.no_grad():
         term = F.pixel_unshuffle(stage.conv(edge_map), 2)
         direct = stage(crop(x_full, box), crop(edge_map, box.scaled(2)))
-        factored = FactoredStage(stage)(crop(x_full, box), edge_map, term, box, inside_flags(box))
+        factored = FactoredStage(stage)(crop(x_full, box), edge_map, term, torch.tensor(BOXES[name]))
     assert factored.shape == direct.shape
     scale = direct.abs().max().item()
     assert (factored - direct).abs().max().item() <= 1e-5 * max(scale, 1.0), name
@@ -86,8 +85,7 @@ class BoxedStage(nn.Module):
 
     def forward(self, x: Tensor, edge_map: Tensor, term: Tensor, values: Tensor) -> Tensor:
         box = box_from_tensor(values, x.shape[-2], x.shape[-1])
-        inside = torch.stack([values[0] > 0, values[1] > 0, values[2] < x.shape[-1], values[3] < x.shape[-2]]).float()
-        return self.factored(crop(x, box), edge_map, term, box, inside)
+        return self.factored(crop(x, box), edge_map, term, values)
 
 
 @pytest.fixture(scope="module")
@@ -98,18 +96,25 @@ def exported_stage(tmp_path_factory):
         term = F.pixel_unshuffle(stage.conv(edge_map), 2)
     example = (x, edge_map, term, torch.tensor(BOXES["middle"]))
     proto = trace_to_onnx(BoxedStage(stage), example, ("x", "edge_map", "term", "box"), ("y",), 18)
+    attach_functions(proto)
     path = tmp_path_factory.mktemp("stage") / "stage.onnx"
     path.write_bytes(proto.SerializeToString())
     return stage, (x, edge_map, term), path
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "openvino-native"])
 def test_exported_factored_stage_equals_the_direct_stage_on_every_crop(exported_stage, backend):
     from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
     from i2f_deploy.runtime.ort_backend import OrtRunner
 
     stage, (x, edge_map, term), path = exported_stage
-    runner = OrtRunner(path, threads=1) if backend == "onnxruntime" else OpenVinoRunner(path, threads=1)
+    if backend == "onnxruntime":
+        runner = OrtRunner(path, threads=1)
+    elif backend == "openvino-native":
+        require_native()
+        runner = OpenVinoRunner(path, threads=1, kernels="native")
+    else:
+        runner = OpenVinoRunner(path, threads=1, kernels="function-body")
     for name, values in BOXES.items():
         box = Box(*values)
         with torch.no_grad():

@@ -19,6 +19,7 @@ from i2f_deploy.custom_ops import DOMAIN
 from i2f_deploy.custom_ops.registry import OP_TYPES
 
 BACKENDS = ("onnxruntime", "openvino")
+KERNEL_PATHS = [("onnxruntime", "function-body"), ("openvino", "function-body"), ("openvino", "native")]
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
 
 
@@ -27,6 +28,7 @@ def test_decoder_holds_one_node_and_one_function_per_custom_op(tiny_artifacts):
     custom = [node.op_type for node in model.graph.node if node.domain == DOMAIN]
     assert sorted(set(custom)) == sorted(OP_TYPES)
     assert custom.count("TokenRouting") == 1 and custom.count("BSQAttention") == 2 and custom.count("HybridMoE") == 2
+    assert custom.count("DLUUpsample") == 4
     assert sorted(f.name for f in model.functions if f.domain == DOMAIN) == sorted(OP_TYPES)
     onnx.checker.check_model(model, full_check=True)
     inlined = onnx.load(str(tiny_artifacts / "decoder_inlined.onnx"))
@@ -45,9 +47,10 @@ def test_stock_onnxruntime_runs_the_decoder_file(tiny_artifacts, golden):
     assert int(num_routed) == len(golden["state_medium/full_attention_tokens"])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_decoder_reproduces_every_golden_case(tiny_artifacts, golden, tiny_model, golden_encoded, backend):
-    decoder = runtime.load(tiny_artifacts, "decoder", backend)
+@pytest.mark.parametrize("backend,kernels", KERNEL_PATHS)
+def test_decoder_reproduces_every_golden_case(tiny_artifacts, golden, tiny_model, golden_encoded, backend, kernels):
+    decoder = runtime.load(tiny_artifacts, "decoder", backend, kernels=kernels)
+    assert decoder.kernels == kernels
     feeds = {name: golden[name] for name in FEATURES}
     for case in DECODER_CASES:
         out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
@@ -59,9 +62,9 @@ def test_decoder_reproduces_every_golden_case(tiny_artifacts, golden, tiny_model
 
 
 @pytest.mark.parametrize("value", [0, 1, 2, 3, 4])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_decoder_routing_extremes(tiny_artifacts, golden, tiny_model, golden_encoded, backend, value):
-    decoder = runtime.load(tiny_artifacts, "decoder", backend)
+@pytest.mark.parametrize("backend,kernels", KERNEL_PATHS)
+def test_decoder_routing_extremes(tiny_artifacts, golden, tiny_model, golden_encoded, backend, kernels, value):
+    decoder = runtime.load(tiny_artifacts, "decoder", backend, kernels=kernels)
     ref_label = np.full((1, 1, 512, 512), value, np.uint8)
     out = decoder.run({**{name: golden[name] for name in FEATURES}, "ref_label": ref_label})
     reference = tiny_model.decode_detailed(*golden_encoded, torch.from_numpy(ref_label))
@@ -118,7 +121,7 @@ def test_manifest_describes_the_artifacts(tiny_artifacts, tiny_checkpoint):
     manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
     assert manifest["weights"] == {"source": "checkpoint", "file": tiny_checkpoint.name, "sha256": sha256(tiny_checkpoint)}
     assert manifest["target_size"] == 512 and manifest["routing"] == "dynamic"
-    assert manifest["custom_ops"] == {"domain": DOMAIN, "version": 1, "op_types": list(OP_TYPES)}
+    assert manifest["custom_ops"] == {"domain": DOMAIN, "version": 2, "op_types": list(OP_TYPES)}
     files = {p.relative_to(tiny_artifacts).as_posix() for p in tiny_artifacts.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["checksums"]) == files
     assert manifest["io"]["decoder"]["inputs"]["ref_label"] == {"dtype": "uint8", "shape": [1, 1, 512, 512]}
@@ -298,3 +301,36 @@ def test_onnxruntime_fuses_every_encoder_gelu(tiny_artifacts, tmp_path):
     optimized = [node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
     source = [node.op_type for node in onnx.load(str(tiny_artifacts / "encoder.onnx")).graph.node]
     assert "Erf" in source and "Erf" not in optimized and optimized.count("Gelu") == source.count("Erf")
+
+
+def test_function_bodies_serve_openvino_when_the_native_library_is_absent(tiny_artifacts, golden, tmp_path, monkeypatch, caplog):
+    """An install without a compiler: "auto" runs the function bodies, says so, and keeps parity;
+    "native" is refused in one line."""
+    from i2f_deploy.errors import I2FError
+
+    monkeypatch.setenv("I2F_NATIVE_LIB_DIR", str(tmp_path))  # holds no library
+    with caplog.at_level("WARNING"):
+        decoder = runtime.load(tiny_artifacts, "decoder", "openvino")
+    assert decoder.kernels == "function-body"
+    assert "OpenVINO runs the custom ops' function bodies" in caplog.text and "was not built" in caplog.text
+    feeds = {name: golden[name] for name in FEATURES}
+    for case in DECODER_CASES:
+        out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
+        assert_close(out["logits"], golden[f"{case}/logits"], atol=1e-3, what=case)
+        np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
+    with pytest.raises(I2FError, match="native kernels requested, but .* was not built") as refusal:
+        runtime.load(tiny_artifacts, "decoder", "openvino", kernels="native")
+    assert "\n" not in str(refusal.value)
+    with pytest.raises(I2FError, match="onnxruntime has no native kernels"):
+        runtime.load(tiny_artifacts, "decoder", "onnxruntime", kernels="native")
+
+
+def test_a_native_library_that_does_not_load_is_refused_in_one_line(tiny_artifacts, tmp_path, monkeypatch):
+    """Built for another OpenVINO, or damaged: an error naming the fix, not a fallback."""
+    from i2f_deploy.errors import I2FError
+
+    (tmp_path / "libi2f_openvino.so").write_bytes(b"not a library")
+    monkeypatch.setenv("I2F_NATIVE_LIB_DIR", str(tmp_path))
+    with pytest.raises(I2FError, match=r"libi2f_openvino.so does not load into OpenVINO .*: .*reinstall i2f-deploy") as refusal:
+        runtime.load(tiny_artifacts, "decoder", "openvino")
+    assert "\n" not in str(refusal.value)

@@ -12,6 +12,7 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+from conftest import require_native
 from i2f_deploy.cli import app
 from i2f_deploy.validate.decisions import dlu_box_decision
 
@@ -23,11 +24,13 @@ def validate(*args: str):
 
 
 def test_faithful_export_passes_on_both_backends(tiny_artifacts, tiny_checkpoint, golden_image_path, tmp_path):
+    require_native()  # OpenVINO's decoder validated on the native kernels
     report = tmp_path / "report.json"
     result = validate(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path), "--report", str(report))
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert data["passed"] and data["backends"] == ["onnxruntime", "openvino"]
+    assert data["kernels"] == {"onnxruntime": "function-body", "openvino": "native"}
     assert {case["backend"] for case in data["cases"]} == {"onnxruntime", "openvino"}
     assert {case["case"].split("/")[-1] for case in data["cases"] if case["part"] == "decoder"} >= {
         "zero-routed", "all-routed", "tiny-object-at-corner", "object-touching-border", "click-on-border-pixel"

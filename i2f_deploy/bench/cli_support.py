@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from i2f_deploy.errors import I2FError
 from i2f_deploy.options import comma_list, positive_ints
 from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
+
+OPENVINO_KERNELS = ("function-body", "native")
 
 
 def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoint: Path | None) -> list[Target]:
@@ -38,9 +41,9 @@ def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoin
 
 
 def write_profiles(targets: list[Target], backends: list[str], scenario: str, threads: int, path: Path,
-                   console: Console) -> None:
+                   console: Console, openvino_kernels: tuple[str, ...] = ("function-body",)) -> None:
     """Per-operator time of one encoding and of one ``scenario`` click on each graph backend (f32
-    exports), as JSON and a table."""
+    exports; the click on OpenVINO once per custom-op path), as JSON and a table."""
     import numpy as np
     import torch
 
@@ -69,13 +72,18 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
         feeds = runtime.load(target.artifact_dir, "decoder", "onnxruntime", verify=False).with_derived(feeds)
         feeds[REF_LABEL] = scenario_prompt_map(scenario, target.size)
         onnx_path = target.artifact_dir / target.manifest.files.decoder.onnx
-        for backend, profiler in (("onnxruntime", profile_onnxruntime), ("openvino", profile_openvino)):
-            if backend in backends:
-                ops = profiler(onnx_path, {k: np.ascontiguousarray(v) for k, v in feeds.items()}, threads)
-                profiles.append({"size": target.size, "routing": target.routing, "backend": backend, "part": "decoder",
-                                 "scenario": scenario, "threads": threads, "ops": ops})
-                top = ", ".join(f"{o['op_type']} {o['ms_per_run']:.1f} ms ({o['share']:.0%})" for o in ops[:5])
-                console.print(f"profile {target.size} {backend} {scenario}: {top}")
+        feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+        decoders = [("onnxruntime", lambda: profile_onnxruntime(onnx_path, feeds, threads))] if "onnxruntime" in backends else []
+        if "openvino" in backends:
+            decoders += [("openvino" if kernels == "function-body" else "openvino-native",
+                          lambda native=kernels == "native": profile_openvino(onnx_path, feeds, threads, native=native))
+                         for kernels in openvino_kernels]
+        for backend, profile in decoders:
+            ops = profile()
+            profiles.append({"size": target.size, "routing": target.routing, "backend": backend, "part": "decoder",
+                             "scenario": scenario, "threads": threads, "ops": ops})
+            top = ", ".join(f"{o['op_type']} {o['ms_per_run']:.1f} ms ({o['share']:.0%})" for o in ops[:5])
+            console.print(f"profile {target.size} {backend} {scenario}: {top}")
     path.write_text(json.dumps(profiles, indent=2))
     console.print(f"wrote {path}")
 
@@ -92,6 +100,7 @@ class BenchRequest:
     sizes: str | None
     precisions: str
     settings: Settings
+    openvino_kernels: str | None = None  # None: both paths where the native kernels were built
     json_path: Path | None = None
     csv_path: Path | None = None
     plot_path: Path | None = None
@@ -110,12 +119,13 @@ def run(request: BenchRequest, console: Console) -> None:
         runtime.check_threads(count, "--threads")
     precisions = tuple(comma_list(request.precisions, "--precision", tuple(OPENVINO_PRECISIONS)))
     targets = select_targets(request.artifact_dirs, sizes, request.checkpoint)  # reads and verifies files
-    settings = replace(request.settings, openvino_precisions=precisions)
     start = time.perf_counter()
 
     def progress(message: str) -> None:
         console.print(f"[dim][{time.perf_counter() - start:7.1f}s][/dim] {message}", highlight=False)
 
+    settings = replace(request.settings, openvino_precisions=precisions,
+                       openvino_kernels=openvino_kernel_paths(request.openvino_kernels, chosen_backends, progress))
     rows = run_bench(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
     print_table(rows, console)
     meta = {
@@ -135,4 +145,17 @@ def run(request: BenchRequest, console: Console) -> None:
         console.print(f"wrote {plot_path}")
     if profile_path:
         scenario = "medium" if "medium" in chosen_scenarios else chosen_scenarios[0]
-        write_profiles(targets, chosen_backends, scenario, thread_counts[-1], profile_path, console)
+        write_profiles(targets, chosen_backends, scenario, thread_counts[-1], profile_path, console, settings.openvino_kernels)
+
+
+def openvino_kernel_paths(requested: str | None, backends: list[str], progress: Callable[[str], None]) -> tuple[str, ...]:
+    """The OpenVINO custom-op paths to time: as asked, else both where the native kernels were built."""
+    from i2f_deploy.custom_ops.native import openvino_extension
+
+    if requested is not None:
+        return tuple(comma_list(requested, "--openvino-kernels", OPENVINO_KERNELS))
+    if openvino_extension() is None:
+        if "openvino" in backends:
+            progress("native kernels not built: OpenVINO rows run the function bodies only")
+        return ("function-body",)
+    return OPENVINO_KERNELS

@@ -39,16 +39,20 @@ def profile_onnxruntime(onnx_path: Path, feeds: dict[str, np.ndarray], threads: 
 
 
 def profile_openvino(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3,
-                     limit: int = 12) -> list[dict]:
+                     limit: int = 12, native: bool = False) -> list[dict]:
     import openvino as ov
 
+    from i2f_deploy.custom_ops import DOMAIN
     from i2f_deploy.custom_ops.openvino import register
 
     core = ov.Core()
-    register(core, str(onnx_path))
+    register(core, str(onnx_path), native)
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
               "PERF_COUNT": True}
-    compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+    model = core.read_model(str(onnx_path))
+    # an extension's op runs as a "Reference" node: named here by its own type (e.g. DLUUpsample)
+    custom = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops() if op.get_type_info().version_id == DOMAIN}
+    compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     request.infer(feeds)
     totals: Counter = Counter()
@@ -56,5 +60,5 @@ def profile_openvino(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int
         request.infer(feeds)
         for info in request.profiling_info:
             if info.status == ov.ProfilingInfo.Status.EXECUTED:
-                totals[info.node_type] += info.real_time.total_seconds() * 1000
+                totals[custom.get(info.node_name, info.node_type)] += info.real_time.total_seconds() * 1000
     return _top(totals, runs, limit)

@@ -50,6 +50,7 @@ class Settings:
     openvino_hint: str = "latency"
     openvino_streams: int | None = None
     openvino_precisions: tuple[str, ...] = ("f32",)  # one OpenVINO contender each; f32 is "openvino"
+    openvino_kernels: tuple[str, ...] = ("function-body",)  # and each of these; native ones are "<label>-native"
 
 
 @dataclass
@@ -142,6 +143,8 @@ def _row(target: Target, contender: Contender, part: str, scenario: str, setting
     median, p10, p90 = _quantiles(timings)
     recorded = asdict(settings)
     recorded.pop("openvino_precisions")
+    recorded.pop("openvino_kernels")
+    recorded["kernels"] = contender.kernels
     recorded["export_precision"] = target.precision
     if contender.backend != "onnxruntime":
         recorded.pop("ort_spinning")
@@ -183,6 +186,7 @@ class Contender:
     load_encoder: Callable[[], Callable[[], object]] | None  # loaded only while it is timed
     decode: Callable[[np.ndarray], RoutingOutcome]
     precision: str | None = None  # OpenVINO's inference precision
+    kernels: str | None = None  # how a graph backend runs the custom ops: "native" or "function-body"
 
 
 def torch_contender(target: Target, routing: str, features: dict[str, np.ndarray], image: np.ndarray,
@@ -204,8 +208,9 @@ def torch_contender(target: Target, routing: str, features: dict[str, np.ndarray
 
 
 def graph_contender(target: Target, backend: str, settings: Settings, features: dict[str, np.ndarray],
-                    image: np.ndarray, precision: str | None = "f32") -> Contender:
-    """``precision``: OpenVINO's inference precision; None for the export's own."""
+                    image: np.ndarray, precision: str | None = "f32", kernels: str = "function-body") -> Contender:
+    """``precision``: OpenVINO's inference precision; None for the export's own. ``kernels``: the
+    custom ops' path; a native contender times no encoder (it has no custom op: the same graph)."""
     load_options = {
         "threads": settings.threads,
         "precision": precision,
@@ -214,7 +219,7 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
         "streams": settings.openvino_streams,
         "verify": False,  # done by Target
     }
-    decoder = runtime.load(target.artifact_dir, "decoder", backend, **load_options)
+    decoder = runtime.load(target.artifact_dir, "decoder", backend, kernels=kernels, **load_options)
     features = decoder.with_derived(features)  # per image, as a session gets them from its encoder
 
     def load_encoder() -> Callable[[], object]:
@@ -228,11 +233,13 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
     exported = target.manifest.precision.encoder.on(backend)
     if exported != "f32":
         return Contender(f"{backend}-{exported}", target.routing, load_encoder, decode,
-                         exported if backend == "openvino" else None)
+                         exported if backend == "openvino" else None, decoder.kernels)
     if backend != "openvino":
-        return Contender(backend, target.routing, load_encoder, decode)
+        return Contender(backend, target.routing, load_encoder, decode, None, decoder.kernels)
     label = backend if precision == "f32" else f"{backend}-{precision}"
-    return Contender(label, target.routing, load_encoder, decode, precision)
+    if kernels == "native":
+        return Contender(f"{label}-native", target.routing, None, decode, precision, decoder.kernels)
+    return Contender(label, target.routing, load_encoder, decode, precision, decoder.kernels)
 
 
 def contenders_for(target: Target, backends: list[str], settings: Settings, features: dict[str, np.ndarray],
@@ -250,7 +257,8 @@ def contenders_for(target: Target, backends: list[str], settings: Settings, feat
                 contenders.append(torch_contender(target, "dense", features, image, False))
         elif backend == "openvino":
             for precision in settings.openvino_precisions:
-                contenders.append(graph_contender(target, backend, settings, features, image, precision))
+                for kernels in settings.openvino_kernels:
+                    contenders.append(graph_contender(target, backend, settings, features, image, precision, kernels))
         else:
             contenders.append(graph_contender(target, backend, settings, features, image))
     return contenders

@@ -19,84 +19,28 @@ Everything that differs at the crop border lands on the output's border ring, an
 there alone (:func:`_add_on_ring`): the bicubic clamps its reads to the crop (the
 replicate-padded low-resolution maps get that right), the convolution reads zeros one
 high-resolution pixel beyond the crop (a single phase and tap per side, ``phase 0, shift -1`` at
-the first row or column and ``phase 1, shift +1`` at the last: :func:`_beyond_only`), and the
-per-image edge term saw image pixels there.
+the first row or column and ``phase 1, shift +1`` at the last: :func:`~i2f_deploy.custom_ops.dlu_upsample.beyond_only`),
+and the per-image edge term saw image pixels there. Everything after the mixing is one
+``DLUUpsample`` node in the decoder graph (:mod:`i2f_deploy.custom_ops.dlu_upsample`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from i2f_deploy.custom_ops import dlu_upsample
+from i2f_deploy.custom_ops.dlu_upsample import HALF_WINDOW, WINDOW, beyond_only, column_kernel, phase_filters, row_kernel
 from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import OUTSIDE_LOGIT, DynamicLocalUpsampling, Upsample2x
-from i2f_deploy.model.routing import Box, crop, paste
-
-CUBIC_A = -0.75
-EVEN_DISTANCES = (1.75, 0.75, 0.25, 1.25)  # of inputs j-2..j+1 from high-resolution sample 2j
-ODD_DISTANCES = (1.25, 0.25, 0.75, 1.75)  # of inputs j-1..j+2 from sample 2j+1
-WINDOW = 5  # low-resolution inputs j-2..j+2 that the three taps of one output phase read
-HALF_WINDOW = WINDOW // 2
-PHASES = 2
-SHIFTS = (-1, 0, 1)  # a 3x3 tap's offset along one axis, at the high resolution
+from i2f_deploy.model.routing import Box, box_from_tensor, crop, paste
 
 
-def cubic_weight(distance: float) -> float:
-    """Keys' cubic convolution kernel with A = -0.75, as PyTorch and OpenCV use it."""
-    x = abs(distance)
-    if x <= 1:
-        return ((CUBIC_A + 2) * x - (CUBIC_A + 3)) * x * x + 1
-    if x < 2:
-        return ((CUBIC_A * x - 5 * CUBIC_A) * x + 8 * CUBIC_A) * x - 4 * CUBIC_A
-    return 0.0
-
-
-def phase_filters() -> Tensor:
-    """[phase, shift, 5] float64: the weights of inputs j-2..j+2 in high-resolution sample
-    ``2j + phase + shift`` of a bicubic x2 (PyTorch's: half-pixel centres, A = -0.75)."""
-    filters = torch.zeros(PHASES, len(SHIFTS), WINDOW, dtype=torch.float64)
-    for phase in range(PHASES):
-        for index, shift in enumerate(SHIFTS):
-            sample = phase + shift  # high-resolution offset from 2j
-            source = sample // 2  # low-resolution j' of that sample, relative to j
-            if sample % 2 == 0:  # even sample 2j' reads j'-2..j'+1
-                first, distances = source - 2, EVEN_DISTANCES
-            else:  # odd sample 2j'+1 reads j'-1..j'+2
-                first, distances = source - 1, ODD_DISTANCES
-            for offset, distance in enumerate(distances):
-                filters[phase, index, first + offset + HALF_WINDOW] = cubic_weight(distance)
-    return filters
-
-
-def _beyond_only(filters: Tensor, side: str) -> Tensor:
-    """The part of ``filters`` that reads the high-resolution sample just beyond the crop."""
-    kept = torch.zeros_like(filters)
-    if side == "first":
-        kept[0, 0] = filters[0, 0]  # sample 2*0 + 0 - 1 = -1
-    else:
-        kept[1, 2] = filters[1, 2]  # sample 2*(n-1) + 1 + 1 = 2n
-    return kept
-
-
-def _row_kernel(filters: Tensor, channels: int) -> Tensor:
-    """Grouped conv weight [channels*6, 3, 1, 5], a group per (channel, ky): input kx, output phase_x."""
-    kernel = torch.zeros(channels * 3, PHASES, 3, WINDOW, dtype=torch.float64)
-    for kx in range(3):
-        for phase in range(PHASES):
-            kernel[:, phase, kx] = filters[phase, kx]
-    return kernel.reshape(channels * 3 * PHASES, 3, 1, WINDOW)
-
-
-def _column_kernel(filters: Tensor, channels: int) -> Tensor:
-    """Grouped conv weight [channels*4, 6, 5, 1], a group per channel: input (ky, phase_x),
-    output (phase_y, phase_x), the order a pixel shuffle interleaves."""
-    kernel = torch.zeros(channels, PHASES, PHASES, 3 * PHASES, WINDOW, dtype=torch.float64)
-    for phase_y in range(PHASES):
-        for phase_x in range(PHASES):
-            for ky in range(3):
-                kernel[:, phase_y, phase_x, ky * PHASES + phase_x] = filters[phase_y, ky]
-    return kernel.reshape(channels * PHASES * PHASES, 3 * PHASES, WINDOW, 1)
+def _per_channel(kernel: np.ndarray, channels: int) -> Tensor:
+    """One channel's grouped-convolution kernel repeated for ``channels`` groups, float32."""
+    return torch.from_numpy(np.tile(kernel, (channels, 1, 1, 1))).float().contiguous()
 
 
 class EdgeTerms(nn.Module):
@@ -166,55 +110,61 @@ class FactoredStage(nn.Module):
         self.register_buffer("mix_bias", (mix @ stage.norm.bias.detach().double()).float())
         filters = phase_filters()
         kernels = {
-            "mix": (mix * stage.norm.weight.detach().double()).view(self.channels * 9, -1, 1, 1),
-            "rows": _row_kernel(filters, self.channels),
-            "rows_first": _row_kernel(_beyond_only(filters, "first"), self.channels),
-            "rows_last": _row_kernel(_beyond_only(filters, "last"), self.channels),
-            "columns": _column_kernel(filters, self.channels),
-            "columns_first": _column_kernel(_beyond_only(filters, "first"), self.channels),
-            "columns_last": _column_kernel(_beyond_only(filters, "last"), self.channels),
+            "mix": (mix * stage.norm.weight.detach().double()).view(self.channels * 9, -1, 1, 1).float().contiguous(),
+            "rows": _per_channel(row_kernel(filters), self.channels),
+            "rows_first": _per_channel(row_kernel(beyond_only(filters, "first")), self.channels),
+            "rows_last": _per_channel(row_kernel(beyond_only(filters, "last")), self.channels),
+            "columns": _per_channel(column_kernel(filters), self.channels),
+            "columns_first": _per_channel(column_kernel(beyond_only(filters, "first")), self.channels),
+            "columns_last": _per_channel(column_kernel(beyond_only(filters, "last")), self.channels),
         }
         for name, kernel in kernels.items():
-            self.register_buffer(name, kernel.float().contiguous())
+            self.register_buffer(name, kernel)
 
-    def _rows(self, x: Tensor, kernel: Tensor) -> Tensor:
-        return F.conv2d(x, kernel, groups=3 * self.channels)
-
-    def _columns(self, x: Tensor, kernel: Tensor) -> Tensor:
+    def _filter(self, x: Tensor, kernel: Tensor) -> Tensor:
+        """A row or column filter: a convolution grouped by output channel."""
         return F.conv2d(x, kernel, groups=self.channels)
 
     def _columns_within_crop(self, x: Tensor) -> Tensor:
         """Column filter of a thin [.., h+4, 1] strip, its reads beyond the crop removed."""
         height = x.shape[-2] - 2 * HALF_WINDOW
-        head = self._columns(x.narrow(-2, 0, WINDOW), self.columns_first)
-        tail = self._columns(x.narrow(-2, height - 1, WINDOW), self.columns_last)
-        return self._columns(x, self.columns) - F.pad(head, (0, 0, 0, height - 1)) - F.pad(tail, (0, 0, height - 1, 0))
+        head = self._filter(x.narrow(-2, 0, WINDOW), self.columns_first)
+        tail = self._filter(x.narrow(-2, height - 1, WINDOW), self.columns_last)
+        return self._filter(x, self.columns) - F.pad(head, (0, 0, 0, height - 1)) - F.pad(tail, (0, 0, height - 1, 0))
 
-    def forward(self, x: Tensor, edge_map: Tensor, term: Tensor, box: Box, inside: Tensor) -> Tensor:
-        """``x`` the crop [1, in, h, w] of ``box``; ``edge_map`` and ``term`` (pixel-unshuffled,
-        see :class:`EdgeTerms`) whole; ``inside`` as in :func:`_edge_ring`."""
+    def forward(self, x: Tensor, edge_map: Tensor, term: Tensor, box: Tensor) -> Tensor:
+        """``x`` the crop [1, in, h, w] of ``box`` (int64 [4] on the stage's input grid);
+        ``edge_map`` and ``term`` (pixel-unshuffled, see :class:`EdgeTerms`) whole."""
         height, width = x.shape[-2:]
         torch._check(height + 2 * HALF_WINDOW >= 1)  # the replicate pad's own size check, stated
         torch._check(width + 2 * HALF_WINDOW >= 1)  # for crops sized at run time
         # replicate padding commutes with the 1x1 mixing: pad the narrower of the two
         padded = F.pad(standardise(x, self.eps), (HALF_WINDOW,) * 4, mode="replicate")
-        mixed = F.conv2d(padded, self.mix, self.mix_bias)
-        by_rows = self._rows(mixed, self.rows)
-        phases = self._columns(by_rows, self.columns)
+        mixed = F.conv2d(padded, self.mix, self.mix_bias)  # a standard convolution: the runtimes' GEMM
+        x = dlu_upsample.torch_op(mixed, edge_map, term, box, self)
+        return F.silu(x) if self.silu else x
+
+    def upsample_mixed(self, mixed: Tensor, edge_map: Tensor, term: Tensor, values: Tensor) -> Tensor:
+        """``DLUUpsample`` computed eagerly (see :mod:`i2f_deploy.custom_ops.dlu_upsample`)."""
+        grid_h, grid_w = term.shape[-2:]
+        box = box_from_tensor(values, grid_h, grid_w)
+        inside = torch.stack([values[0] > 0, values[1] > 0, values[2] < grid_w, values[3] < grid_h]).float()
+        height, width = mixed.shape[-2] - 2 * HALF_WINDOW, mixed.shape[-1] - 2 * HALF_WINDOW
+        by_rows = self._filter(mixed, self.rows)
+        phases = self._filter(by_rows, self.columns)
         # the reads one high-resolution pixel beyond the crop, as ring strips: rows (phase_y 0 of
         # the first low-resolution row, 1 of the last), then columns (with their own row ends)
-        top = F.pixel_shuffle(self._columns(by_rows.narrow(-2, 0, WINDOW), self.columns_first), 2).narrow(-2, 0, 1)
-        bottom = F.pixel_shuffle(self._columns(by_rows.narrow(-2, height - 1, WINDOW), self.columns_last), 2).narrow(-2, 1, 1)
-        left = self._columns_within_crop(self._rows(mixed.narrow(-1, 0, WINDOW), self.rows_first))
-        right = self._columns_within_crop(self._rows(mixed.narrow(-1, width - 1, WINDOW), self.rows_last))
+        top = F.pixel_shuffle(self._filter(by_rows.narrow(-2, 0, WINDOW), self.columns_first), 2).narrow(-2, 0, 1)
+        bottom = F.pixel_shuffle(self._filter(by_rows.narrow(-2, height - 1, WINDOW), self.columns_last), 2).narrow(-2, 1, 1)
+        left = self._columns_within_crop(self._filter(mixed.narrow(-1, 0, WINDOW), self.rows_first))
+        right = self._columns_within_crop(self._filter(mixed.narrow(-1, width - 1, WINDOW), self.rows_last))
         left = F.pixel_shuffle(left, 2).narrow(-1, 0, 1)
         right = F.pixel_shuffle(right, 2).narrow(-1, 1, 1)
         above, below, edge_left, edge_right = _edge_ring(self.edge_weight, edge_map, box.scaled(2), inside)
         x = F.pixel_shuffle(phases + crop(term, box), 2)
         rows = torch.cat([top + above, bottom + below], dim=-2)
         columns = torch.cat([left + edge_left, right + edge_right], dim=-1)
-        x = _add_on_ring(x, -rows, -columns)
-        return F.silu(x) if self.silu else x
+        return _add_on_ring(x, -rows, -columns)
 
 
 class FactoredDLU(nn.Module):
@@ -229,9 +179,8 @@ class FactoredDLU(nn.Module):
         """features [1,C,h,w] -> (logits [1,1,16h,16w] with -100 outside the box, box int64 [4])."""
         grid_h, grid_w = features.shape[-2:]
         _, values, box = self.head.locate(features)
-        inside = torch.stack([values[0] > 0, values[1] > 0, values[2] < grid_w, values[3] < grid_h]).float()
         x = crop(features, box)
         for level, (stage, edge_map, term) in enumerate(zip(self.stages, edge_maps, edge_terms)):
-            x = stage(x, edge_map, term, box.scaled(2**level), inside)
+            x = stage(x, edge_map, term, values * 2**level)
         scale = self.head.scale
         return paste(x, box.scaled(scale), grid_h * scale, grid_w * scale, OUTSIDE_LOGIT), values

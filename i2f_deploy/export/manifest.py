@@ -64,7 +64,8 @@ def write_manifest(
         "backends": {
             "onnxruntime": "stock onnxruntime: the custom ops carry ONNX functions that it inlines",
             "openvino": (
-                "read decoder.onnx after registering the custom ops (i2f_deploy.custom_ops.openvino.register), "
+                "read decoder.onnx after registering the custom ops (i2f_deploy.custom_ops.openvino.register; "
+                "native=True runs DLUUpsample on the extension library built at install), "
                 "or read decoder_inlined.onnx or openvino/*.xml as they are; compile with "
                 "INFERENCE_PRECISION_HINT=f32 for parity"
             ),

@@ -1,12 +1,15 @@
 """Run exported graphs without torch: ``load(artifact_dir, part, backend)`` -> ``.run(inputs)``.
 
 Imports numpy and the chosen backend only. The decoder's custom ops need nothing on ONNX
-Runtime (they carry ONNX functions); on OpenVINO they are registered from those functions.
+Runtime (they carry ONNX functions); on OpenVINO they are registered from those functions, or
+run the native kernels built at install (``kernels``). Every runner's ``kernels`` says which.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -16,12 +19,14 @@ from i2f_deploy.contract import IMAGE, REF_LABEL, Manifest
 from i2f_deploy.errors import I2FError
 
 BACKENDS = ("onnxruntime", "openvino")
+KERNELS = ("auto", "native", "function-body")  # how the custom ops run; "auto": native where built
 
 
 class GraphRunner(Protocol):
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     input_shapes: dict[str, tuple[int | None, ...]]
+    kernels: str  # how its custom ops run: "native" or "function-body"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
@@ -47,6 +52,33 @@ def check_threads(threads: int | None, option: str = "threads") -> None:
         raise I2FError(f"{option} must be an integer from 1 to {limit} (the CPUs available), got {threads!r}")
 
 
+@cache
+def _say_function_bodies(reason: str) -> None:
+    logging.getLogger(__name__).warning("OpenVINO runs the custom ops' function bodies: %s", reason)
+
+
+def kernel_path(backend: str, kernels: str) -> str:
+    """"native" or "function-body": the path the custom ops take for a ``kernels`` request."""
+    from i2f_deploy.custom_ops.native import OPENVINO_LIBRARY, library_dir, openvino_extension
+
+    if kernels not in KERNELS:
+        raise I2FError(f"unknown kernels {kernels!r}; choose from {', '.join(KERNELS)}")
+    if kernels == "function-body":
+        return kernels
+    if backend == "onnxruntime":
+        if kernels == "native":
+            raise I2FError("onnxruntime has no native kernels (its wheel ships no C API headers; docs/performance.md): "
+                           "use kernels='function-body' or backend openvino")
+        return "function-body"
+    if openvino_extension() is None:
+        reason = f"{library_dir() / OPENVINO_LIBRARY} was not built (no C++ compiler or OpenVINO at install)"
+        if kernels == "native":
+            raise I2FError(f"native kernels requested, but {reason}: reinstall i2f-deploy with g++, CMake and openvino present")
+        _say_function_bodies(reason)
+        return "function-body"
+    return "native"
+
+
 def read_manifest(artifact_dir: str | Path) -> Manifest:
     """The manifest of an artifact directory of this contract version (others are refused)."""
     return Manifest.read(artifact_dir)
@@ -63,14 +95,14 @@ def _check_target_size(graph: GraphRunner, manifest: Manifest, path: Path) -> No
 
 
 def _load_graph(path: Path, backend: str, threads: int | None, precision: str, spinning: bool,
-                performance_hint: str, streams: int | None) -> GraphRunner:
+                performance_hint: str, streams: int | None, kernels: str) -> GraphRunner:
     if backend == "onnxruntime":
         from i2f_deploy.runtime.ort_backend import OrtRunner
 
         return OrtRunner(path, threads, spinning)
     from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
 
-    return OpenVinoRunner(path, threads, precision, performance_hint, streams)
+    return OpenVinoRunner(path, threads, precision, performance_hint, streams, kernels)
 
 
 def load(
@@ -84,6 +116,7 @@ def load(
     performance_hint: str = "latency",
     streams: int | None = None,
     verify: bool = True,
+    kernels: str = "auto",
 ) -> GraphRunner:
     """Load ``part`` ("encoder" or "decoder") of an export on ``backend``.
 
@@ -97,7 +130,9 @@ def load(
     intra-op thread spin-wait (lower latency, busier cores); ``verify`` checks the part's files
     against the manifest's sizes and SHA-256 first (a second or less; pass False once a product
     has verified its copy); ``performance_hint`` ("latency" or
-    "throughput") and ``streams`` are OpenVINO's.
+    "throughput") and ``streams`` are OpenVINO's. ``kernels`` ("auto", "native" or
+    "function-body") chooses how the custom ops run; "auto" takes the native kernels where they
+    were built (OpenVINO) and logs a warning where not; the runner's ``kernels`` says which ran.
     """
     if backend not in BACKENDS:
         raise I2FError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -109,7 +144,7 @@ def load(
     exported = manifest.precision.part(part).on(backend)
     if precision is None:
         precision = "bf16" if exported == "bf16" else "f32"
-    options = (backend, threads, precision, spinning, performance_hint, streams)
+    options = (backend, threads, precision, spinning, performance_hint, streams, kernel_path(backend, kernels))
     graph_file = files.onnx
     if backend == "openvino" and exported == "int8":
         graph_file = str(files.openvino)

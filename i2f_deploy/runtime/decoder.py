@@ -23,6 +23,7 @@ class DecoderRunner:
         self.input_names = graph.input_names
         self.input_shapes = graph.input_shapes
         self.output_names = graph.output_names
+        self.kernels = graph.kernels
         self._load_edge_conv = load_edge_conv
         self._edge_conv: GraphRunner | None = None
 

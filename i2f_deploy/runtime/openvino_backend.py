@@ -1,4 +1,5 @@
-"""OpenVINO runner: reads the ONNX file with the custom ops registered from their functions, or an IR."""
+"""OpenVINO runner: reads the ONNX file with the custom ops registered from their functions or
+the native extension (``kernels``), or an IR."""
 
 from __future__ import annotations
 
@@ -15,19 +16,26 @@ HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 
 class OpenVinoRunner:
     def __init__(self, path: Path, threads: int | None, precision: str = "f32",
-                 performance_hint: str = "latency", streams: int | None = None) -> None:
+                 performance_hint: str = "latency", streams: int | None = None, kernels: str = "function-body") -> None:
         try:
             import openvino as ov
         except ImportError:
             raise I2FError("backend openvino is not installed (pip install openvino)") from None
+        from i2f_deploy.custom_ops.native import NativeLoadError
         from i2f_deploy.custom_ops.openvino import register
+
         if precision not in PRECISIONS:
             raise I2FError(f"unknown OpenVINO precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         if performance_hint not in HINTS:
             raise I2FError(f"unknown OpenVINO performance hint {performance_hint!r}; choose from {', '.join(HINTS)}")
         core = ov.Core()
+        self.kernels = kernels  # "native" or "function-body" (runtime.kernel_path)
         if path.suffix == ".onnx":  # an IR (NNCF's int8 encoder) carries no custom ops
-            register(core, str(path))
+            try:
+                register(core, str(path), native=kernels == "native")
+            except NativeLoadError as error:
+                raise I2FError(f"{error}; reinstall i2f-deploy to rebuild the native kernels, "
+                               "or load with kernels='function-body'") from None
         config: dict[str, object] = {"PERFORMANCE_HINT": HINTS[performance_hint]}
         if streams:
             config["NUM_STREAMS"] = streams

@@ -197,7 +197,8 @@ class Engine:
 
     # ------------------------------------------------------------------ state
     def stats(self) -> dict[str, object]:
-        return {"encoder_runs": self.encoder_runs, "decoder_runs": self.decoder_runs,
+        return {"kernels": self._decoder.kernels,  # how the decoder runs its custom ops
+                "encoder_runs": self.encoder_runs, "decoder_runs": self.decoder_runs,
                 "encoder_queue": self._queue.qsize(), "cache": self.store.stats(),
                 "click_states": len(self.states), "image_memory_bytes": self.memory.held_bytes}
 

@@ -21,6 +21,7 @@ def to_json(validation: Validation, extra: dict) -> dict:
         "artifact_dir": str(validation.artifact_dir),
         "target_size": validation.size,
         "backends": validation.backends,
+        "kernels": validation.kernels,
         "tolerances": dataclasses.asdict(validation.tolerances),
         "gates": {backend: gate_text(validation, backend) for backend in validation.backends},
         "passed": validation.passed,
@@ -54,6 +55,7 @@ def gate_text(validation: Validation, backend: str) -> str:
 def print_gates(validation: Validation, console: Console) -> None:
     for backend in validation.backends:
         console.print(f"gate: {gate_text(validation, backend)}", highlight=False, soft_wrap=True)
+        console.print(f"custom ops on {backend}: {validation.kernels[backend]}", highlight=False)
 
 
 def print_table(validation: Validation, console: Console) -> None:

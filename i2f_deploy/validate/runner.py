@@ -119,6 +119,8 @@ class Validation:
             backend: {part: runtime.load(artifact_dir, part, backend, verify=False) for part in PARTS}
             for backend in backends
         }
+        # how each backend's decoder runs the custom ops: "native" or "function-body"
+        self.kernels = {backend: parts["decoder"].kernels for backend, parts in self.runners.items()}
         self.edge_terms = EdgeTerms(model.decode_head)
         self.reports: list[CaseReport] = []
         self.reference_logits: dict[tuple[str, str], np.ndarray] = {}  # (image, state) -> logits

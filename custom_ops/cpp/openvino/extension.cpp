@@ -1,0 +1,12 @@
+// The library's entry point for ov::Core::add_extension: each native op for OpenVINO's graphs
+// and IR, and its mapping from the ONNX node of the ai.inter2former domain.
+#include <openvino/core/extension.hpp>
+#include <openvino/core/op_extension.hpp>
+#include <openvino/frontend/onnx/extension/op.hpp>
+
+#include "dlu_upsample_op.hpp"
+
+OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
+    std::make_shared<ov::OpExtension<i2f::openvino::DLUUpsample>>(),
+    std::make_shared<ov::frontend::onnx::OpExtension<i2f::openvino::DLUUpsample>>("DLUUpsample", "ai.inter2former"),
+}));

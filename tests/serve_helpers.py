@@ -7,8 +7,10 @@ import contextlib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -77,3 +79,29 @@ def running_server(artifact_dir: Path, log: Path, *options: str,
             yield url, process
         finally:
             stop_server(process)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A stand-in's request handler: answers in one call and logs nothing."""
+
+    def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A stand-in HTTP server on 127.0.0.1 (a free port), serving from a thread once made."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"

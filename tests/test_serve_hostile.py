@@ -16,7 +16,6 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import anyio
@@ -35,7 +34,7 @@ from i2f_deploy.serve.budget import Busy, MemoryBudget, decode_bytes, mask_bytes
 from i2f_deploy.serve.images import decode_image
 from i2f_deploy.serve.loadtest import rss_mb, synthetic_image
 from i2f_deploy.serve.pools import WorkPool
-from serve_helpers import b64, free_port, png_bytes, read_rgb, running_server
+from serve_helpers import LoopbackServer, QuietHandler, b64, free_port, png_bytes, read_rgb, running_server
 
 FETCH_TIMEOUT = 3
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image"/>'
@@ -51,7 +50,7 @@ def gzip_of_zeros(megabytes: int) -> bytes:
     return b"".join(packer.compress(zeros) for _ in range(megabytes)) + packer.flush()
 
 
-class ImageServer(ThreadingHTTPServer):
+class ImageServer(LoopbackServer):
     """A loopback task image server: a good image, a 6000 x 6000 one, slow headers, a slow body, a gzip bomb.
     Counts the requests it is serving at once (``active``, ``peak``)."""
 
@@ -64,7 +63,7 @@ class ImageServer(ThreadingHTTPServer):
         bomb = gzip_of_zeros(GZIP_OF_ZEROS_MB)
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
@@ -103,22 +102,7 @@ class ImageServer(ThreadingHTTPServer):
                 else:
                     self.send(404, {}, b"")
 
-            def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in {**headers, "Content-Length": str(len(body))}.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(Handler)
 
     def close(self) -> None:
         self.stop.set()

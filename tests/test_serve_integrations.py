@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -20,7 +18,7 @@ import numpy as np
 import pytest
 
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
-from serve_helpers import b64, png_bytes, read_rgb, running_server
+from serve_helpers import LoopbackServer, QuietHandler, b64, png_bytes, read_rgb, running_server
 
 TOKEN = "integration-token-" + "y" * 12
 SIGNATURE = "X-Signature=s3cretsignature"
@@ -40,7 +38,7 @@ PERSONAL_TOKEN = jwt({"token_type": "refresh", "exp": 8_000_000_000, "iat": 1_70
 REVOKED_TOKEN = jwt({"token_type": "refresh", "exp": 8_000_000_000, "iat": 1_700_000_000, "jti": "b2", "user_id": "1"})
 
 
-class FakeLabelStudio(ThreadingHTTPServer):
+class FakeLabelStudio(LoopbackServer):
     """Label Studio's token refresh (``POST /api/token/refresh/``) and its file serving, which
     answers 401 unless the request carries an access token it issued and that has not expired."""
 
@@ -52,13 +50,9 @@ class FakeLabelStudio(ThreadingHTTPServer):
         self.fetches: list[tuple[str, int]] = []  # (path with query, status answered)
         studio = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def answer(self, status: int, body: bytes, kind: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send(status, {"Content-Type": kind}, body)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -79,15 +73,7 @@ class FakeLabelStudio(ThreadingHTTPServer):
                 studio.fetches.append((self.path, status))
                 self.answer(status, studio.image if status == 200 else b'{"detail": "no"}', "image/png")
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(Handler)
 
 
 @pytest.fixture(scope="module")

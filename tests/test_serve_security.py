@@ -7,13 +7,11 @@ useless, CORS closed, and request log lines free of ids, tokens and image data."
 from __future__ import annotations
 
 import base64
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import logging
 import secrets
 import socket
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 from i2f_deploy.serve import server
 from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.loadtest import rss_mb
-from serve_helpers import png_bytes, read_rgb, running_server
+from serve_helpers import LoopbackServer, QuietHandler, png_bytes, read_rgb, running_server
 
 TOKEN = "t0ken-" + "x" * 20
 API_KEY = "legacy-api-key-123"
@@ -33,7 +31,7 @@ LABEL_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="br
                 '<KeyPointLabels name="kp" toName="image" smart="true"/></View>')
 
 
-class Recorder(ThreadingHTTPServer):
+class Recorder(LoopbackServer):
     """A loopback HTTP server that records every request (path, Authorization) it receives."""
 
     def __init__(self, routes: dict[str, tuple[int, dict[str, str], bytes]]) -> None:
@@ -41,25 +39,12 @@ class Recorder(ThreadingHTTPServer):
         self.requests: list[tuple[str, str | None]] = []
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 recorder.requests.append((self.path, self.headers.get("Authorization")))
-                status, headers, body = recorder.routes.get(self.path, (404, {}, b""))
-                self.send_response(status)
-                for name, value in {**headers, "Content-Length": str(len(body))}.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
+                self.send(*recorder.routes.get(self.path, (404, {}, b"")))
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(Handler)
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,16 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
+def png_to_mask(data: bytes) -> np.ndarray:
+    """A mask PNG as the server writes it (0 background, 255 object) -> bool [H, W]."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) > 127
+
+
+def coco_rle_to_mask(rle: dict) -> np.ndarray:
+    """Uncompressed COCO RLE (column-major runs, background first) -> bool [H, W]."""
+    flat = np.concatenate([np.full(n, i % 2, bool) for i, n in enumerate(rle["counts"])])
+    return flat.reshape(rle["size"], order="F")
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -20,7 +20,7 @@ from i2f_deploy.runtime.session import InteractiveSession
 from i2f_deploy.serve.api import create_app
 from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
-from serve_helpers import b64, png_bytes, read_rgb
+from serve_helpers import coco_rle_to_mask, png_to_mask, b64, png_bytes, read_rgb
 from test_serve_units import decode_brush_rle
 
 CLICKS = [(200, 200, True), (120, 90, False), (330, 250, True)]
@@ -66,14 +66,11 @@ def post_image(client: TestClient, image: np.ndarray) -> dict:
 
 
 def png_mask(result: dict) -> np.ndarray:
-    data = base64.b64decode(result["mask"]["data"].split(",", 1)[1])
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) > 127
+    return png_to_mask(base64.b64decode(result["mask"]["data"].split(",", 1)[1]))
 
 
 def rle_mask(result: dict) -> np.ndarray:
-    rle = result["mask"]["data"]
-    flat = np.concatenate([np.full(n, i % 2, bool) for i, n in enumerate(rle["counts"])])
-    return flat.reshape(rle["size"], order="F")
+    return coco_rle_to_mask(result["mask"]["data"])
 
 
 def test_native_flow_matches_the_interactive_session(client: TestClient, engine: Engine, image: np.ndarray,

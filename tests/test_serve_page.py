@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from browser import ARTIFACTS, require_chromium, serving_in_process
-from serve_helpers import free_port, png_bytes
+from serve_helpers import coco_rle_to_mask, free_port, png_bytes, png_to_mask
 
 VIEWPORT = {"width": 1000, "height": 700}
 READY = "document.body.dataset.state === 'ready'"
@@ -113,12 +113,8 @@ def session_of(page) -> str:
     return page.get_attribute("#overlay", "data-session")
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) > 127
-
-
 def page_mask(base_url: str, session_id: str) -> np.ndarray:
-    return decode_png(httpx.get(f"{base_url}/api/sessions/{session_id}/mask.png").content)
+    return png_to_mask(httpx.get(f"{base_url}/api/sessions/{session_id}/mask.png").content)
 
 
 def native_mask(base_url: str, session_id: str) -> np.ndarray:
@@ -128,16 +124,6 @@ def native_mask(base_url: str, session_id: str) -> np.ndarray:
     for click in current["clicks"]:
         assert httpx.post(f"{base_url}/api/sessions/{fresh}/clicks", json=click).status_code == 200
     return page_mask(base_url, fresh)
-
-
-def rle_to_mask(rle: dict) -> np.ndarray:
-    height, width = rle["size"]
-    flat = np.zeros(height * width, bool)
-    at = 0
-    for index, run in enumerate(rle["counts"]):
-        flat[at:at + run] = index % 2 == 1
-        at += run
-    return flat.reshape(width, height).T  # column-major
 
 
 def test_encoding_shows_its_elapsed_time_and_a_click_shows_busy(page, engine, tmp_path: Path) -> None:
@@ -239,7 +225,7 @@ def test_two_objects_export_as_png_per_object_and_coco(page, base_url: str, tmp_
     assert [a["object"] for a in coco["annotations"]] == [1, 2]
     for annotation, session in zip(coco["annotations"], (first, second)):
         expected = native_mask(base_url, session)
-        mask = rle_to_mask(annotation["rle"])
+        mask = coco_rle_to_mask(annotation["rle"])
         np.testing.assert_array_equal(mask, expected)
         rows, cols = np.nonzero(mask)
         assert annotation["area"] == int(mask.sum())
@@ -255,7 +241,7 @@ def test_two_objects_export_as_png_per_object_and_coco(page, base_url: str, tmp_
     assert sorted(d.suggested_filename for d in downloads) == ["objects-object-1.png", "objects-object-2.png"]
     for item in sorted(downloads, key=lambda d: d.suggested_filename):
         session = first if item.suggested_filename.endswith("1.png") else second
-        np.testing.assert_array_equal(decode_png(Path(item.path()).read_bytes()), native_mask(base_url, session))
+        np.testing.assert_array_equal(png_to_mask(Path(item.path()).read_bytes()), native_mask(base_url, session))
 
     page.keyboard.press("Tab")  # back to object 1: its clicks and session
     assert session_of(page) == first

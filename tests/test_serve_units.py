@@ -25,6 +25,8 @@ from i2f_deploy.serve.masks import polygons, to_coco_rle, to_png
 from i2f_deploy.serve.states import ClickStates
 from i2f_deploy.serve.store import Entry, ImageStore
 
+from serve_helpers import coco_rle_to_mask
+
 
 def decode_brush_rle(data: list[int]) -> np.ndarray:
     """Label Studio's brush RLE decoder written from the format (thi-ng rle-pack, as documented in
@@ -79,11 +81,7 @@ def test_brush_rle_splits_runs_longer_than_its_widest_field() -> None:
 def test_coco_rle_is_column_major_starting_with_background(mask: np.ndarray) -> None:
     rle = to_coco_rle(mask)
     assert rle["size"] == list(mask.shape)
-    values, flat = [], []
-    for index, count in enumerate(rle["counts"]):
-        flat += [index % 2] * count
-    values = np.array(flat, bool).reshape(mask.shape, order="F")
-    assert (values == mask).all()
+    assert (coco_rle_to_mask(rle) == mask).all()
 
 
 def test_png_and_polygons_of_a_mask() -> None:

@@ -4,7 +4,7 @@ makes) and the shipped ``examples/`` (one image and its object mask).
 
 Python blocks run with this test's Python, shell blocks with ``bash -e``, each on its own, in
 page order, with this environment's ``i2f-deploy`` and ``python`` first on PATH. An HTML comment
-on the line right before a block (the pages do not show it) changes how it runs:
+before a block, with at most blank lines between (the pages do not show it), changes how it runs:
 
 * ``<!-- snippet: skip: REASON -->``: not run (the real checkpoint, another machine, an
   annotation tool); a skip without a reason fails ``test_marks``, which lists every skip;
@@ -56,7 +56,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(REPO)}:{self.line}"
+        return f"{self.page.relative_to(REPO) if self.page.is_relative_to(REPO) else self.page}:{self.line}"
 
     @property
     def skip_reason(self) -> str | None:
@@ -72,6 +72,7 @@ class Block:
 def read_blocks(page: Path) -> tuple[list[Block], list[str]]:
     """The page's fenced blocks (indentation of list items removed) and its malformed marks."""
     lines = page.read_text(encoding="utf-8").splitlines()
+    name = page.relative_to(REPO) if page.is_relative_to(REPO) else page
     blocks: list[Block] = []
     problems: list[str] = []
     mark: tuple[int, str] | None = None
@@ -80,13 +81,13 @@ def read_blocks(page: Path) -> tuple[list[Block], list[str]]:
         line = lines[index]
         marked = MARK.match(line)
         fence = FENCE.match(line)
-        if mark is not None and not fence:
-            problems.append(f"{page.relative_to(REPO)}:{mark[0]}: a snippet mark must be the line right before a code block")
+        if mark is not None and not fence and line.strip():
+            problems.append(f"{name}:{mark[0]}: a snippet mark must come right before a code block (blank lines aside)")
             mark = None
         if marked:
             body = marked["body"].strip()
             if not (SKIP.match(body) or SERVER.match(body)):
-                problems.append(f"{page.relative_to(REPO)}:{index + 1}: {line.strip()!r} is neither "
+                problems.append(f"{name}:{index + 1}: {line.strip()!r} is neither "
                                 "'snippet: skip: REASON' (a reason is required) nor 'snippet: server http://127.0.0.1:PORT'")
             mark = (index + 1, body)
         elif fence:
@@ -98,7 +99,7 @@ def read_blocks(page: Path) -> tuple[list[Block], list[str]]:
             mark, index = None, end
         index += 1
     if mark is not None:
-        problems.append(f"{page.relative_to(REPO)}:{mark[0]}: a snippet mark must be the line right before a code block")
+        problems.append(f"{name}:{mark[0]}: a snippet mark must come right before a code block (blank lines aside)")
     return blocks, problems
 
 
@@ -118,6 +119,17 @@ def test_marks():
     for block in skipped:
         print(f"  {block.where}: {block.skip_reason}")
     assert sum(map(len, map(runnable, PAGES))) > 0
+
+
+def test_malformed_marks_are_refused(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("<!-- snippet: skip: -->\n```bash\ntrue\n```\n\n<!-- snippet: skip: a reason -->\ntext\n```bash\n```\n"
+                    "<!-- snippet: server http://0.0.0.0:8000 -->\n```bash\ntrue\n```\n"
+                    "  <!-- snippet: skip: indented, in a list -->\n\n  ```python\n  pass\n  ```\n")
+    blocks, problems = read_blocks(page)
+    assert [problem.split(": ", 1)[0] for problem in problems] == [f"{page}:1", f"{page}:6", f"{page}:10"], problems
+    assert [(block.line, block.code, block.skip_reason) for block in blocks] == [
+        (3, "true\n", None), (9, "\n", None), (12, "true\n", None), (17, "pass\n", "indented, in a list")]
 
 
 def test_the_readme_first_bash_block_holds_the_two_commands():

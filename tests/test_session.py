@@ -122,7 +122,7 @@ def test_session_reproduces_the_pytorch_loop_click_by_click(tiny_artifacts, port
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_session_end_to_end_against_the_pytorch_loop(tiny_artifacts, golden_rgb, reference_masks, backend):
     """Exported encoder + decoder vs the PyTorch model (with the edge numerics the encoder graph
-    implements, see the README's faithfulness notes) end to end, click by click."""
+    implements, see docs/faithfulness.md) end to end, click by click."""
     session = InteractiveSession(tiny_artifacts, backend)
     session.set_image(golden_rgb)
     ious = [mask_iou(session.add_click(c).mask, m) for c, m in zip(CLICKS, reference_masks)]

@@ -31,6 +31,8 @@ shuffle, and corrections on the output's border ring only.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import onnx
 import torch
@@ -53,6 +55,8 @@ HALF_WINDOW = WINDOW // 2
 PHASES = 2
 SHIFTS = (-1, 0, 1)  # a 3x3 tap's offset along one axis, at the high resolution
 TAPS = 9
+Side = Literal["first", "last"]  # the crop's first or last row (column) along one axis
+SIDES: tuple[Side, ...] = get_args(Side)
 
 
 def cubic_weight(distance: float) -> float:
@@ -82,13 +86,16 @@ def phase_filters() -> np.ndarray:
     return filters
 
 
-def beyond_only(filters: np.ndarray, side: str) -> np.ndarray:
-    """The part of ``filters`` that reads the high-resolution sample just beyond the crop."""
+def beyond_only(filters: np.ndarray, side: Side) -> np.ndarray:
+    """The part of ``filters`` that reads the high-resolution sample just beyond the crop's
+    ``side`` (the crop's first or last low-resolution position along the filtered axis)."""
     kept = np.zeros_like(filters)
     if side == "first":
         kept[0, 0] = filters[0, 0]  # sample 2*0 + 0 - 1 = -1
-    else:
+    elif side == "last":
         kept[1, 2] = filters[1, 2]  # sample 2*(n-1) + 1 + 1 = 2n
+    else:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     return kept
 
 
@@ -132,8 +139,8 @@ def function_proto() -> onnx.FunctionProto:
         return b.op("Conv", x, kernel, refs=[group])
 
     rows, columns = per_channel(row_kernel(filters)), per_channel(column_kernel(filters))
-    rows_first, rows_last = (per_channel(row_kernel(beyond_only(filters, s))) for s in ("first", "last"))
-    columns_first, columns_last = (per_channel(column_kernel(beyond_only(filters, s))) for s in ("first", "last"))
+    rows_first, rows_last = (per_channel(row_kernel(beyond_only(filters, side))) for side in SIDES)
+    columns_first, columns_last = (per_channel(column_kernel(beyond_only(filters, side))) for side in SIDES)
 
     def scalar(tensor: str, index: int) -> str:
         return b.op("Gather", tensor, b.const(index))

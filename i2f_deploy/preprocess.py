@@ -149,7 +149,7 @@ def _axis_weights(in_size: int, out_size: int, valid: int, keep: int
     return np.minimum(i0, valid - 1), np.minimum(i1, valid - 1), lam0, lam1
 
 
-Combine = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+_Combine = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def _combine_fma(v0: np.ndarray, w0: np.ndarray, v1: np.ndarray, w1: np.ndarray) -> np.ndarray:
@@ -186,7 +186,7 @@ def _resize(x: np.ndarray, in_h: int, in_w: int, out_h: int, out_w: int,
 
 
 def _resize_bands(x: np.ndarray, in_h: int, in_w: int, out_h: int, out_w: int, keep_h: int, keep_w: int,
-                  band_rows: int, combine: Combine,
+                  band_rows: int, combine: _Combine,
                   prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[np.ndarray]:
     """``_resize`` as consecutive bands of at most ``band_rows`` output rows, each tap pair
     weighted by ``combine``: each output row depends only on its own two input rows, so the

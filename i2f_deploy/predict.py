@@ -87,11 +87,11 @@ def predict(
         if not (click.x < width and click.y < height):
             raise InputError(f"click (x={click.x}, y={click.y}) lies outside the {width}x{height} "
                              f"image {image_path}")
-    session = InteractiveSession(artifact_dir, backend=backend, threads=threads, cache_size=0, history=0)
-    session.set_image(image)
     prediction: Prediction | None = None
-    for click in clicks:
-        prediction = session.add_click(click)
+    with InteractiveSession.from_artifact(artifact_dir, backend, threads, cache_size=0, history=0) as session:
+        session.set_image(image)
+        for click in clicks:
+            prediction = session.add_click(click.x, click.y, click.positive)
     assert prediction is not None
     _write_png(out_mask, prediction.mask.astype(np.uint8) * 255)
     if overlay is not None:

@@ -54,7 +54,7 @@ def client(engine: Engine) -> TestClient:
 @pytest.fixture(scope="module")
 def reference(tiny_artifacts: Path, image: np.ndarray) -> list[np.ndarray]:
     """InteractiveSession's masks after each of CLICKS."""
-    session = InteractiveSession(tiny_artifacts, threads=2)
+    session = InteractiveSession.from_artifact(tiny_artifacts, threads=2)
     session.set_image(image)
     return [session.add_click(x=x, y=y, positive=p).mask.copy() for x, y, p in CLICKS]
 

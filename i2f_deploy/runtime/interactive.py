@@ -33,15 +33,16 @@ def start_map(size: int) -> np.ndarray:
     return ref_label
 
 
-def segment(decode: Decode, image_id: str, geometry: Geometry, clicks: Sequence[Click],
-            states: ClickStates, keep_last: bool = True) -> tuple[State | None, int]:
+def segment(decode: Decode, image_id: str, geometry: Geometry, clicks: Sequence[Click], states: ClickStates,
+            keep_last: bool = True, held: tuple[tuple[Click, ...], State | None] = ((), None)) -> tuple[State | None, int]:
     """The state after ``clicks`` (image pixels, in order) on image ``image_id`` and the decoder
     runs it took. ``decode`` runs the decoder on the image's features and a prompt map.
 
     A state whose logits ``states`` keeps costs nothing; else the loop continues from the longest
     known prefix of ``clicks`` (one decoder run per remaining click), and every state it passes
     is put in ``states`` (prompt map only), the last one unless ``keep_last`` is False (a caller
-    that holds it and puts it once it moves on). ``clicks`` are checked against the image first."""
+    that holds it and puts it once it moves on). ``held`` is such a caller's state and its
+    clicks: a known prefix too. ``clicks`` are checked against the image first."""
     clicks = tuple(clicks)
     targets = [to_target_click(click, geometry) for click in clicks]
     if not clicks:
@@ -49,8 +50,14 @@ def segment(decode: Decode, image_id: str, geometry: Geometry, clicks: Sequence[
     state = states.take(image_id, clicks)
     if state is not None:
         return state, 0
-    known, ref_label = states.longest_prefix(image_id, clicks, len(clicks) - 1)
-    ref_label = start_map(geometry.target_size) if ref_label is None else ref_label
+    known, ref_label = 0, start_map(geometry.target_size)
+    held_clicks, held_state = held
+    if held_state is not None and len(held_clicks) < len(clicks) and clicks[:len(held_clicks)] == held_clicks:
+        known, ref_label = len(held_clicks), held_state.ref_label
+    if known < len(clicks) - 1:
+        cached, cached_map = states.longest_prefix(image_id, clicks, len(clicks) - 1)
+        if cached > known and cached_map is not None:
+            known, ref_label = cached, cached_map
     for index in range(known, len(clicks)):
         step = advance(decode, ref_label, targets[index])
         state = State(step.ref_label, step.logits, step.num_routed)

@@ -9,7 +9,8 @@ Two bounds: ``capacity`` states keep their prompt map (run lengths, zlib'ed: a f
 all), and the ``logits_capacity`` most recently put of them also keep their target-size logits and
 ``num_routed`` (float32 byte planes, the two high ones zlib'ed: ~0.67x raw), which is what makes
 a state free to return to. Without logits a state costs one decoder run from the prompt map
-before it. Thread-safe.
+before it. A state taken out carries its packed form, so putting it back (a run of undos) packs
+nothing again. Thread-safe.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class State:
     ref_label: np.ndarray  # uint8 [1, 1, S, S]: the prediction folded in, where the next click starts
     logits: np.ndarray  # float32 [1, 1, S, S]: the decoder's output
     num_routed: int
+    packed: tuple[bytes, tuple[bytes, bytes]] | None = field(default=None, repr=False)  # as ClickStates keeps it
 
 
 def pack_prompt_map(ref_label: np.ndarray) -> bytes:
@@ -86,8 +88,10 @@ class ClickStates:
         """Keep ``state`` as the state after ``clicks``; with its logits if ``logits`` (and the
         bound allows any)."""
         key = (image_id, tuple(clicks))
-        packed = pack_prompt_map(state.ref_label)
-        kept = (pack_logits(state.logits), state.num_routed) if logits and self.logits_capacity else None
+        packed = state.packed[0] if state.packed else pack_prompt_map(state.ref_label)
+        kept = None
+        if logits and self.logits_capacity:
+            kept = (state.packed[1] if state.packed else pack_logits(state.logits), state.num_routed)
         with self._lock:
             self._maps[key] = packed
             self._maps.move_to_end(key)
@@ -111,7 +115,7 @@ class ClickStates:
             if kept is None or packed is None:
                 return None
             self._maps.move_to_end(key)
-        return State(unpack_prompt_map(packed, self.size), unpack_logits(kept[0], self.size), kept[1])
+        return State(unpack_prompt_map(packed, self.size), unpack_logits(kept[0], self.size), kept[1], (packed, kept[0]))
 
     def longest_prefix(self, image_id: str, clicks: Sequence[Click], limit: int) -> tuple[int, np.ndarray | None]:
         """(k, prompt map after ``clicks[:k]``) for the largest known k <= ``limit``; (0, None) if none."""

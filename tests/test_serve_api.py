@@ -463,3 +463,17 @@ def test_nuclio_handler_calls_the_same_core(tiny_artifacts: Path, image: np.ndar
         assert invalid.status_code == 422
     finally:
         context.user_data.engine.close()
+
+
+def test_the_recorded_click_script_is_reproducible_and_undo_restores_earlier_answers(tiny_artifacts: Path,
+                                                                                    image: np.ndarray) -> None:
+    """tests/click_script.py, the record a refactor of the serving path must leave byte-identical:
+    two fresh engines answer it identically, and its undo and redo answers are the earlier ones."""
+    from click_script import record
+
+    first = record(tiny_artifacts, image)
+    assert record(tiny_artifacts, image) == first
+    answers = {a["request"]: a for a in json.loads(first)}
+    second_click = answers["POST /api/sessions/<session_id>/clicks?mask=rle"]["body"]
+    undone = answers["POST /api/sessions/<session_id>/undo?mask=rle"]["body"]
+    assert {**undone, "can_redo": False, "timings": None} == {**second_click, "timings": None}

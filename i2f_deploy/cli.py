@@ -12,6 +12,7 @@ import typer
 from i2f_deploy import __version__
 from i2f_deploy.errors import I2FError
 from i2f_deploy.options import comma_list
+from i2f_deploy.runtime.options import OpenVinoOptions, OrtOptions
 from i2f_deploy.samples import sample_names
 
 app = typer.Typer(
@@ -282,9 +283,9 @@ def bench(
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per row.")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each row.")] = 2,
     settle_ms: Annotated[int, typer.Option(min=0, help="Untimed pause after each timed run, so the next contender does not share the cores with this one's spin-waiting threads.")] = 50,
-    ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = True,
-    openvino_hint: Annotated[Literal["latency", "throughput"], typer.Option(help="OpenVINO performance hint.")] = "latency",
-    openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = None,
+    ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = OrtOptions.model_fields["spinning"].default,
+    openvino_hint: Annotated[Literal["latency", "throughput"], typer.Option(help="OpenVINO performance hint.")] = OpenVinoOptions.model_fields["performance_hint"].default,
+    openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = OpenVinoOptions.model_fields["streams"].default,
     precision: Annotated[str, typer.Option(help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is a contender (non-f32 ones are named openvino-<precision>).")] = "f32",
     openvino_kernels: Annotated[
         Optional[str],
@@ -303,8 +304,8 @@ def bench(
     from i2f_deploy.bench.cli_support import run as run_bench
     from i2f_deploy.bench.runner import Settings
 
-    settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort_spinning=ort_spinning,
-                        openvino_hint=openvino_hint, openvino_streams=openvino_streams)
+    settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort=OrtOptions(spinning=ort_spinning),
+                        openvino=OpenVinoOptions(performance_hint=openvino_hint, streams=openvino_streams))
     request = BenchRequest(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings,
                            openvino_kernels, json_path, csv_path, plot_path, profile_path)
     run_bench(request, report_console())

@@ -11,6 +11,7 @@ import typer
 
 from i2f_deploy import __version__
 from i2f_deploy.errors import I2FError
+from i2f_deploy.loadtest import default as loadtest_default
 from i2f_deploy.options import comma_list
 from i2f_deploy.runtime.options import OpenVinoOptions, OrtOptions
 from i2f_deploy.samples import sample_names
@@ -29,7 +30,7 @@ INTERNAL_ERROR = 3
 # modules of the optional extras (pyproject.toml), for a one-line hint when one is missing
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "onnxsim": "export", "skimage": "export",
           "matplotlib": "export", "nncf": "export", "openvino": "openvino", "ray": "ray", "fastapi": "serve", "uvicorn": "serve",
-          "multipart": "serve", "httpx": "serve", "PIL": "serve"}
+          "multipart": "serve", "httpx": "serve", "PIL": "serve", "psutil": "serve"}
 
 ConfigOption = Annotated[
     str, typer.Option("--config", "-c", help="Shipped config name (e.g. inter2former-base-1024) or a TOML file.")
@@ -394,6 +395,47 @@ def serve(
     from i2f_deploy.serve import ray_app
 
     ray_app.run(config, host, port, replicas or 1, address)
+
+
+@app.command("loadtest")
+@one_line_errors
+def loadtest(
+    artifact_dir: ArtifactDirArgument,
+    users: Annotated[int, typer.Option(help="Simulated people clicking at once.")] = loadtest_default("users"),
+    images: Annotated[int, typer.Option(help="Images each user posts (the same ones for every user, unless --own-images).")] = loadtest_default("images"),
+    clicks: Annotated[int, typer.Option(help="Clicks per user on each image (then one undo and one redo).")] = loadtest_default("clicks"),
+    backend: Annotated[Backend, typer.Option(help="Inference backend of the server.")] = loadtest_default("backend"),
+    threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the server's).", show_default=False)] = loadtest_default("threads"),
+    graph_runs: Annotated[Optional[int], typer.Option(help="Graph runs at once per server or replica (default: the server's).", show_default=False)] = loadtest_default("graph_runs"),
+    cache_mb: Annotated[int, typer.Option(help="The server's feature cache in MiB: the memory budget the run is checked against.")] = loadtest_default("cache_mb"),
+    slack_mb: Annotated[int, typer.Option(help="Memory growth in MiB allowed beyond --cache-mb (sessions, buffers).")] = loadtest_default("slack_mb"),
+    max_seconds: Annotated[float, typer.Option(help="Stop clicking after this many seconds (the run then fails).")] = loadtest_default("max_seconds"),
+    ray_replicas: Annotated[int, typer.Option("--ray", metavar="N", help="Serve with --ray --replicas N on a local Ray cluster (0: the single process; memory is then not measured).")] = loadtest_default("ray_replicas"),
+    own_images: Annotated[bool, typer.Option("--own-images", help="Each user posts images of its own (default: all users post the same ones).")] = loadtest_default("own_images"),
+    json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Also write the report here.", show_default=False)] = None,
+    server_log: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the server's output here.", show_default=False)] = None,
+) -> None:
+    """Load a server on 127.0.0.1 with simulated users clicking at once, and print a JSON report:
+    click latency, errors, encoder runs and the server's memory against its cache budget. Exit
+    status 1 if a request failed, an image was encoded twice or memory outgrew the budget."""
+    import json
+
+    from i2f_deploy.loadtest import load_test
+    from i2f_deploy.loadtest import run as run_load
+    from i2f_deploy.outputs import check_output_file
+
+    check_output_file(json_path, "--json")
+    check_output_file(server_log, "--server-log")
+    test = load_test(artifact_dir=artifact_dir, users=users, images=images, clicks=clicks, backend=backend, threads=threads,
+                     graph_runs=graph_runs, cache_mb=cache_mb, slack_mb=slack_mb, max_seconds=max_seconds,
+                     ray_replicas=ray_replicas, own_images=own_images, server_log=server_log)
+    report = run_load(test)
+    text = json.dumps(report, indent=2)
+    typer.echo(text)
+    if json_path:
+        json_path.write_text(text + "\n")
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command("configs")

@@ -412,7 +412,7 @@ def test_nuclio_handler_calls_the_same_core(tiny_artifacts: Path, image: np.ndar
 
     from i2f_deploy.serve.cvat import main
 
-    monkeypatch.setenv("I2F_ARTIFACTS", str(tiny_artifacts))
+    monkeypatch.setenv("I2F_ARTIFACT_DIR", str(tiny_artifacts))
     monkeypatch.setenv("I2F_THREADS", "2")
     context = SimpleNamespace(user_data=SimpleNamespace(), Response=lambda **kw: SimpleNamespace(**kw))
     main.init_context(context)

@@ -78,4 +78,4 @@ def test_serve_help_and_refusals(tmp_path: Path) -> None:
     for option in ("--host", "--port", "--backend", "--threads", "--cache-mb", "--max-upload-mb", "--graph-runs"):
         assert option in help_text
     assert_refused(runner.invoke(app, ["serve", str(tmp_path)]), "no manifest.json")
-    assert_refused(runner.invoke(app, ["serve", str(tmp_path), "--cache-mb", "0"]), "cache-mb must be a positive integer")
+    assert_refused(runner.invoke(app, ["serve", str(tmp_path), "--cache-mb", "0"]), "--cache-mb / I2F_CACHE_MB must be at least 1, got 0")

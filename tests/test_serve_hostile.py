@@ -402,8 +402,9 @@ def test_start_up_refusals_are_one_line(tiny_artifacts: Path, monkeypatch: pytes
         port = taken.getsockname()[1]
         serve = ["serve", str(tiny_artifacts), "--port", str(port)]
         for value in ("inf", "nan", "-inf"):
-            assert_refused(runner.invoke(app, [*serve, "--fetch-timeout", value]), "fetch-timeout must be a finite number")
-        assert_refused(runner.invoke(app, [*serve, "--header-timeout", "inf"]), "header-timeout must be a finite number")
+            assert_refused(runner.invoke(app, [*serve, "--fetch-timeout", value]),
+                           f"--fetch-timeout / I2F_FETCH_TIMEOUT_S must be finite, got {value}")
+        assert_refused(runner.invoke(app, [*serve, "--header-timeout", "inf"]), "--header-timeout / I2F_HEADER_TIMEOUT_S must be finite")
         assert_refused(runner.invoke(app, [*serve, "--image-memory-mb", "64"]), "--image-memory-mb 64 cannot hold one image")
 
         def no_engine(config: object) -> None:

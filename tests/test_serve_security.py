@@ -251,6 +251,8 @@ def test_warning_when_listening_beyond_loopback_without_a_token(monkeypatch: pyt
     monkeypatch.setattr(listen, "bind", lambda host, port: socket.socket())
     monkeypatch.setattr(core, "Engine", NoEngine)
     monkeypatch.setattr(api, "create_app", lambda engine: None)
+    for name in ("I2F_SERVE_TOKEN", "BASIC_AUTH_USER", "BASIC_AUTH_PASS"):  # set by the served fixture: the settings read them
+        monkeypatch.delenv(name, raising=False)
     config = ServeConfig(artifact_dir=Path("unused"))
     for host, warned in (("0.0.0.0", True), ("192.168.1.5", True), ("127.0.0.1", False), ("localhost", False),
                          ("::1", False)):

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper
 
-from conftest import require_native
 from i2f_deploy.compare import assert_close
 from i2f_deploy.custom_ops import DOMAIN, VERSION, dlu_upsample, native
 from i2f_deploy.custom_ops.native import NativeKernelError
@@ -19,7 +18,10 @@ from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import Upsample2x
 from i2f_deploy.model.routing import Box, crop
-from test_dlu import BOXES, GRID_H, GRID_W, random_stage
+
+from support.dlu import BOXES, GRID_H, GRID_W, random_stage
+from support.native import require_native
+
 
 STAGE_CHANNELS = (256, 64, 16, 4)  # a stage's input channels; its output has a quarter
 

@@ -7,7 +7,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -132,7 +132,7 @@ def run(request: BenchRequest, console: Console) -> None:
         "artifacts": [str(t.artifact_dir) for t in targets],
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "python": platform.python_version()},
-        "settings": {**asdict(settings), "threads": thread_counts},
+        "settings": {**settings.record(), "threads": thread_counts},
     }
     if json_path:
         write_json(rows, json_path, meta)

@@ -50,6 +50,7 @@ SERVE_SETTINGS = {name: name for name in (
     "label_studio_api_key", "token", "basic_auth_user", "basic_auth_pass")} | {
     "fetch_timeout": "fetch_timeout_s", "header_timeout": "header_timeout_s", "allow_url_prefix": "allow_url_prefixes",
     "cors_origin": "cors_origins", "allowed_host": "allowed_hosts"}
+SERVE_LIST_OPTIONS = ("allow_url_prefix", "cors_origin", "allowed_host")  # comma lists, like every list option
 UnsafePickleOption = Annotated[
     bool,
     typer.Option("--allow-unsafe-pickle", help="Load checkpoints that need full unpickling (runs code: trusted files only)."),
@@ -380,12 +381,12 @@ def serve(
     header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send a request's headers; slower connections are closed.")] = serve_default("header_timeout_s"),
     label_studio_url: Annotated[Optional[str], typer.Option(help="Label Studio's address (or LABEL_STUDIO_URL, LABEL_STUDIO_HOST): relative task image URLs are resolved against it, and absolute ones under it are fetched.", show_default=False)] = None,
     label_studio_api_key: Annotated[Optional[str], typer.Option(help="Label Studio API token (or LABEL_STUDIO_API_KEY, LABEL_STUDIO_ACCESS_TOKEN) sent with fetches from its address only.", show_default=False)] = None,
-    allow_url_prefix: Annotated[Optional[list[str]], typer.Option("--allow-url-prefix", metavar="URL", help="Also fetch task images under this http(s) URL prefix (repeat the option); any other URL gets 403.")] = None,
+    allow_url_prefix: Annotated[Optional[str], typer.Option("--allow-url-prefix", metavar="URL,...", help="Also fetch task images under these http(s) URL prefixes (comma list); any other URL gets 403.", show_default=False)] = None,
     token: Annotated[Optional[str], typer.Option(help="Require this token on every request but /health and the page (Authorization: Bearer TOKEN or a Token header); prefer the environment variable I2F_SERVE_TOKEN to keep it out of process listings.", show_default=False)] = None,
     basic_auth_user: Annotated[Optional[str], typer.Option(help="Also accept HTTP basic auth with this user (or BASIC_AUTH_USER; Label Studio's model connection sends it).", show_default=False)] = None,
     basic_auth_pass: Annotated[Optional[str], typer.Option(help="The password for --basic-auth-user (or BASIC_AUTH_PASS).", show_default=False)] = None,
-    cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", metavar="ORIGIN", help="Let web pages from this origin call the API (repeat the option); none by default.")] = None,
-    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="HOST", help="Answer requests for this host name only (repeat the option; '*' for any); default: localhost and 127.0.0.1 when listening on loopback, any otherwise.")] = None,
+    cors_origin: Annotated[Optional[str], typer.Option("--cors-origin", metavar="ORIGIN,...", help="Let web pages from these origins call the API (comma list); none by default.", show_default=False)] = None,
+    allowed_host: Annotated[Optional[str], typer.Option("--allowed-host", metavar="HOST,...", help="Answer requests for these host names only (comma list; '*' for any); default: localhost and 127.0.0.1 when listening on loopback, any otherwise.", show_default=False)] = None,
 ) -> None:
     """Serve click-to-segment over HTTP: the native API and web page, and the Label Studio,
     X-AnyLabeling and CVAT adapters (no torch needed).
@@ -399,7 +400,8 @@ def serve(
     settings: dict[str, object] = {"artifact_dir": artifact_dir}
     for option, value in context.params.items():  # options given, so that the environment fills the rest
         if option in SERVE_SETTINGS and _given(context, option):
-            settings[SERVE_SETTINGS[option]] = tuple(value) if isinstance(value, list) else value
+            settings[SERVE_SETTINGS[option]] = (tuple(comma_list(value, "--" + option.replace("_", "-")))
+                                                if option in SERVE_LIST_OPTIONS else value)
     config = serve_config(**settings)
     if "allowed_hosts" not in config.model_fields_set:  # neither --allowed-host nor I2F_ALLOWED_HOSTS
         config = config.model_copy(update={"allowed_hosts": allowed_hosts(host, None)})

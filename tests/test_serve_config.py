@@ -57,6 +57,16 @@ def test_defaults_are_the_models_and_loopback_narrows_the_hosts(monkeypatch, sta
     assert named.allowed_hosts == ("annotate.example",)
 
 
+def test_list_options_take_comma_lists(started, tmp_path) -> None:
+    assert serve(tmp_path, "--cors-origin", "https://a.example,https://b.example", "--allowed-host", "a.example, b.example",
+                 "--allow-url-prefix", "https://files.example/tasks/").exit_code == 0
+    ((config, _, _),) = started
+    assert config.cors_origins == ("https://a.example", "https://b.example")
+    assert config.allowed_hosts == ("a.example", "b.example")
+    assert config.allow_url_prefixes == ("https://files.example/tasks/",)
+    assert_refused(serve(tmp_path, "--allowed-host", ","), "--allowed-host: give at least one value")
+
+
 def test_help_shows_the_models_defaults() -> None:
     text = " ".join(CliRunner().invoke(app, ["serve", "--help"]).output.split())
     for option, name in (("--cache-mb", "cache_mb"), ("--max-pixels", "max_pixels"), ("--fetch-timeout", "fetch_timeout_s"),

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__GNUC__) && defined(__x86_64__)
 #define I2F_HOT_LOOP __attribute__((target_clones("fma", "default")))
 #else
 #define I2F_HOT_LOOP

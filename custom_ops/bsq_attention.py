@@ -24,10 +24,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import torch
+from onnxscript import OpBuilder, ir
 from torch import Tensor
 
 from i2f_deploy.custom_ops import DOMAIN, VERSION
-from i2f_deploy.custom_ops._builder import FunctionBuilder
+from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
 
 OP_TYPE = "BSQAttention"
 INPUTS = ("query", "key", "value", "code_weight", "code_bias", "code_keys")
@@ -35,30 +36,33 @@ OUTPUTS = ("output",)
 
 
 def function_proto(scale: float, code_size: int) -> onnx.FunctionProto:
-    b = FunctionBuilder(OP_TYPE, INPUTS, __doc__ or "")
-    projected = b.op("Add", b.op("MatMul", "key", b.op("Transpose", "code_weight", perm=[1, 0])), "code_bias")
-    bits = b.op("Cast", b.op("GreaterOrEqual", projected, b.const(0.0, np.float32)), to=onnx.TensorProto.INT64)
-    place_values = b.const(2 ** np.arange(code_size - 1, -1, -1))
-    codes = b.op("ReduceSum", b.op("Mul", bits, place_values), b.const([1]), keepdims=1)
+    """Standard-op definition; the body is generated for the attribute values it serves."""
+    place_values = ir.tensor(2 ** np.arange(code_size - 1, -1, -1), name="place_values")
 
-    # Per-code sums as a one-hot product: ScatterND with reduction="add" races on duplicate
-    # indices in multi-threaded ONNX Runtime (measured: results vary run to run at N=16384).
-    num_codes = b.op("Squeeze", b.op("Shape", "code_keys", start=0, end=1), b.const([0]))
-    code_ids = b.op("Range", b.const(0), num_codes, b.const(1))
-    one_hot = b.op("Cast", b.op("Equal", codes, code_ids), to=onnx.TensorProto.FLOAT)
-    value_sums = b.op("Gemm", one_hot, "value", transA=1)
-    counts = b.op("ReduceSum", one_hot, b.const([0]), keepdims=0)
+    def body(op: OpBuilder, query: ir.Value, key: ir.Value, value: ir.Value, code_weight: ir.Value,
+             code_bias: ir.Value, code_keys: ir.Value) -> ir.Value:  # fmt: skip
+        projected = op.Add(op.MatMul(key, op.Transpose(code_weight, perm=[1, 0])), code_bias)
+        bits = op.Cast(op.GreaterOrEqual(projected, 0.0), to=INT64)
+        codes = op.ReduceSum(op.Mul(bits, place_values), [1], keepdims=1)
 
-    scores = b.op("MatMul", b.op("Mul", "query", b.const(scale, np.float32)), b.op("Transpose", "code_keys", perm=[1, 0]))
-    # unused codes masked by adding a [codes] row of 0 / -inf: a broadcast Add is fast where a
-    # broadcast Where over [M, codes] took 1.2 ms a block on ONNX Runtime at 1024
-    used = b.op("Greater", counts, b.const(0.0, np.float32))
-    mask = b.op("Where", used, b.const(0.0, np.float32), b.const(-np.inf, np.float32))
-    scores = b.op("Add", scores, mask)
-    attn = b.op("Softmax", scores, axis=-1)
-    numerator = b.op("MatMul", attn, value_sums)
-    denominator = b.op("MatMul", attn, b.op("Unsqueeze", counts, b.const([1])))
-    return b.build({"output": b.op("Div", numerator, denominator)})
+        # Per-code sums as a one-hot product: ScatterND with reduction="add" races on duplicate
+        # indices in multi-threaded ONNX Runtime (measured: results vary run to run at N=16384).
+        num_codes = op.Squeeze(op.Shape(code_keys, start=0, end=1), [0])
+        code_ids = op.Range(0, num_codes, 1)
+        one_hot = op.Cast(op.Equal(codes, code_ids), to=FLOAT)
+        value_sums = op.Gemm(one_hot, value, transA=1)
+        counts = op.ReduceSum(one_hot, [0], keepdims=0)
+
+        scores = op.MatMul(op.Mul(query, scale), op.Transpose(code_keys, perm=[1, 0]))
+        # unused codes masked by adding a [codes] row of 0 / -inf: a broadcast Add is fast where a
+        # broadcast Where over [M, codes] took 1.2 ms a block on ONNX Runtime at 1024
+        mask = op.Where(op.Greater(counts, 0.0), 0.0, -np.inf)
+        attention = op.Softmax(op.Add(scores, mask), axis=-1)
+        numerator = op.MatMul(attention, value_sums)
+        denominator = op.MatMul(attention, op.Unsqueeze(counts, [1]))
+        return op.Div(numerator, denominator)
+
+    return function_body(OP_TYPE, dict.fromkeys(INPUTS, FLOAT), OUTPUTS, body, __doc__ or "")
 
 
 def torch_op(query: Tensor, key: Tensor, value: Tensor, module: torch.nn.Module) -> Tensor:

@@ -31,14 +31,16 @@ shuffle, and corrections on the output's border ring only.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import onnx
 import torch
-from onnx import helper
+from onnxscript import OpBuilder, ir
 from torch import Tensor
 
 from i2f_deploy.custom_ops import DOMAIN, VERSION
-from i2f_deploy.custom_ops._builder import FunctionBuilder
+from i2f_deploy.custom_ops.function_body import FLOAT, INT64, attribute, attribute_ref, function_body
 
 OP_TYPE = "DLUUpsample"
 INPUTS = ("mixed", "edge_map", "edge_term", "edge_weight", "box")
@@ -53,6 +55,8 @@ HALF_WINDOW = WINDOW // 2
 PHASES = 2
 SHIFTS = (-1, 0, 1)  # a 3x3 tap's offset along one axis, at the high resolution
 TAPS = 9
+Side = Literal["first", "last"]  # the crop's first or last row (column) along one axis
+SIDES: tuple[Side, ...] = get_args(Side)
 
 
 def cubic_weight(distance: float) -> float:
@@ -82,13 +86,16 @@ def phase_filters() -> np.ndarray:
     return filters
 
 
-def beyond_only(filters: np.ndarray, side: str) -> np.ndarray:
-    """The part of ``filters`` that reads the high-resolution sample just beyond the crop."""
+def beyond_only(filters: np.ndarray, side: Side) -> np.ndarray:
+    """The part of ``filters`` that reads the high-resolution sample just beyond the crop's
+    ``side`` (the crop's first or last low-resolution position along the filtered axis)."""
     kept = np.zeros_like(filters)
     if side == "first":
         kept[0, 0] = filters[0, 0]  # sample 2*0 + 0 - 1 = -1
-    else:
+    elif side == "last":
         kept[1, 2] = filters[1, 2]  # sample 2*(n-1) + 1 + 1 = 2n
+    else:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     return kept
 
 
@@ -117,127 +124,118 @@ def column_kernel(filters: np.ndarray) -> np.ndarray:
 def function_proto() -> onnx.FunctionProto:
     """Standard-op definition; ``channels`` is a function attribute (the grouped convolutions'
     ``group``), so the four stages share this one body."""
-    b = FunctionBuilder(OP_TYPE, INPUTS, __doc__ or "")
     filters = phase_filters()
 
-    group = helper.make_attribute_ref("group", onnx.AttributeProto.INT, ref_attr_name="channels")
-    channels = b.op("Constant", refs=[helper.make_attribute_ref("value_int", onnx.AttributeProto.INT, ref_attr_name="channels")])
-    repeats = b.op("Concat", b.op("Unsqueeze", channels, b.const([0])), b.const([1, 1, 1]), axis=0)
+    def body(op: OpBuilder, mixed: ir.Value, edge_map: ir.Value, edge_term: ir.Value, edge_weight: ir.Value,
+             box: ir.Value) -> ir.Value:  # fmt: skip
+        channels = attribute(op, "channels")
+        repeats = op.Concat(op.Unsqueeze(channels, [0]), [1, 1, 1], axis=0)
 
-    def per_channel(kernel: np.ndarray) -> str:
-        """The kernel of one channel repeated for every channel (constant once ``channels`` is known)."""
-        return b.op("Tile", b.const(kernel, np.float32), repeats)
+        def per_channel(kernel: np.ndarray, name: str) -> ir.Value:
+            """The kernel of one channel repeated for every channel (constant once ``channels`` is known)."""
+            return op.Tile(ir.tensor(kernel.astype(np.float32), name=name), repeats)
 
-    def grouped_conv(x: str, kernel: str) -> str:
-        return b.op("Conv", x, kernel, refs=[group])
+        def grouped_conv(x: ir.Value, kernel: ir.Value) -> ir.Value:
+            return op.Conv(x, kernel, group=attribute_ref("group", "channels"))
 
-    rows, columns = per_channel(row_kernel(filters)), per_channel(column_kernel(filters))
-    rows_first, rows_last = (per_channel(row_kernel(beyond_only(filters, s))) for s in ("first", "last"))
-    columns_first, columns_last = (per_channel(column_kernel(beyond_only(filters, s))) for s in ("first", "last"))
+        rows, columns = per_channel(row_kernel(filters), "rows"), per_channel(column_kernel(filters), "columns")
+        rows_first, rows_last = (per_channel(row_kernel(beyond_only(filters, side)), f"rows_{side}") for side in SIDES)
+        columns_first, columns_last = (per_channel(column_kernel(beyond_only(filters, side)), f"columns_{side}") for side in SIDES)
 
-    def scalar(tensor: str, index: int) -> str:
-        return b.op("Gather", tensor, b.const(index))
+        def narrow(x: ir.Value, axis: int, start: ir.Value | int, length: ir.Value | int) -> ir.Value:
+            """``length`` entries of ``x`` along ``axis`` from ``start``."""
+            start = op.Unsqueeze(start, [0]) if isinstance(start, ir.Value) else [start]
+            return op.Slice(x, start, op.Add(start, length), [axis])
 
-    def narrow(x: str, axis: int, start: str, length: str | int) -> str:
-        end = b.op("Add", start, b.const(length) if isinstance(length, int) else length)
-        unsq = b.const([0])
-        return b.op("Slice", x, b.op("Unsqueeze", start, unsq), b.op("Unsqueeze", end, unsq), b.const([axis]))
+        def shuffle(x: ir.Value) -> ir.Value:
+            return op.DepthToSpace(x, blocksize=2, mode="CRD")
 
-    def shuffle(x: str) -> str:
-        return b.op("DepthToSpace", x, blocksize=2, mode="CRD")
+        mixed_shape = op.Shape(mixed)
+        height = op.Sub(op.Gather(mixed_shape, 2), 2 * HALF_WINDOW)
+        width = op.Sub(op.Gather(mixed_shape, 3), 2 * HALF_WINDOW)
+        last_row, last_col = op.Sub(height, 1), op.Sub(width, 1)
 
-    zero, one = b.const(0), b.const(1)
-    mixed_shape = b.op("Shape", "mixed")
-    height = b.op("Sub", scalar(mixed_shape, 2), b.const(2 * HALF_WINDOW))
-    width = b.op("Sub", scalar(mixed_shape, 3), b.const(2 * HALF_WINDOW))
-    last_row, last_col = b.op("Sub", height, one), b.op("Sub", width, one)
+        by_rows = grouped_conv(mixed, rows)
+        phases = grouped_conv(by_rows, columns)
+        # the reads one high-resolution pixel beyond the crop, as ring strips: rows (phase_y 0 of
+        # the first low-resolution row, 1 of the last), then columns (with their own row ends)
+        top = narrow(shuffle(grouped_conv(narrow(by_rows, 2, 0, WINDOW), columns_first)), 2, 0, 1)
+        bottom = narrow(shuffle(grouped_conv(narrow(by_rows, 2, last_row, WINDOW), columns_last)), 2, 1, 1)
 
-    by_rows = grouped_conv("mixed", rows)
-    phases = grouped_conv(by_rows, columns)
-    # the reads one high-resolution pixel beyond the crop, as ring strips: rows (phase_y 0 of the
-    # first low-resolution row, 1 of the last), then columns (with their own row ends)
-    top = narrow(shuffle(grouped_conv(narrow(by_rows, 2, zero, WINDOW), columns_first)), 2, zero, 1)
-    bottom = narrow(shuffle(grouped_conv(narrow(by_rows, 2, last_row, WINDOW), columns_last)), 2, one, 1)
+        def columns_within_crop(strip: ir.Value) -> ir.Value:
+            """Column filter of a thin [.., h+4, 1] strip, its reads beyond the crop removed."""
+            head = grouped_conv(narrow(strip, 2, 0, WINDOW), columns_first)
+            tail = grouped_conv(narrow(strip, 2, last_row, WINDOW), columns_last)
+            rows_after = op.Unsqueeze(last_row, [0])
+            head = op.Pad(head, op.Concat([0, 0, 0, 0, 0, 0], rows_after, [0], axis=0))
+            tail = op.Pad(tail, op.Concat([0, 0], rows_after, [0, 0, 0, 0, 0], axis=0))
+            return op.Sub(op.Sub(grouped_conv(strip, columns), head), tail)
 
-    def columns_within_crop(strip: str) -> str:
-        """Column filter of a thin [.., h+4, 1] strip, its reads beyond the crop removed."""
-        head = grouped_conv(narrow(strip, 2, zero, WINDOW), columns_first)
-        tail = grouped_conv(narrow(strip, 2, last_row, WINDOW), columns_last)
-        head = b.op("Pad", head, b.op("Concat", b.const([0, 0, 0, 0, 0, 0]), b.op("Unsqueeze", last_row, zero), b.const([0]), axis=0))
-        tail = b.op("Pad", tail, b.op("Concat", b.const([0, 0]), b.op("Unsqueeze", last_row, zero), b.const([0, 0, 0, 0, 0]), axis=0))
-        return b.op("Sub", b.op("Sub", grouped_conv(strip, columns), head), tail)
+        left = columns_within_crop(grouped_conv(narrow(mixed, 3, 0, WINDOW), rows_first))
+        right = columns_within_crop(grouped_conv(narrow(mixed, 3, last_col, WINDOW), rows_last))
+        left = narrow(shuffle(left), 3, 0, 1)
+        right = narrow(shuffle(right), 3, 1, 1)
 
-    left = columns_within_crop(grouped_conv(narrow("mixed", 3, zero, WINDOW), rows_first))
-    right = columns_within_crop(grouped_conv(narrow("mixed", 3, last_col, WINDOW), rows_last))
-    left = narrow(shuffle(left), 3, zero, 1)
-    right = narrow(shuffle(right), 3, one, 1)
+        # the per-image edge term on the crop, less what image pixels just outside it gave the ring
+        term_shape = op.Shape(edge_term)
+        grid_h, grid_w = op.Gather(term_shape, 2), op.Gather(term_shape, 3)
+        box_left, box_top, box_right, box_bottom = (op.Gather(box, i) for i in range(4))
+        inside = [op.Greater(box_left, 0), op.Greater(box_top, 0), op.Less(box_right, grid_w), op.Less(box_bottom, grid_h)]
+        inside = [op.Cast(flag, to=FLOAT) for flag in inside]
+        edge_shape = op.Shape(edge_map)
+        edge_h, edge_w = op.Gather(edge_shape, 2), op.Gather(edge_shape, 3)
+        left2, top2, right2, bottom2 = (op.Mul(v, 2) for v in (box_left, box_top, box_right, box_bottom))
+        first_col = op.Max(op.Sub(left2, 1), 0)
+        end_col = op.Min(op.Add(right2, 1), edge_w)
+        pad_left = op.Sub(first_col, op.Sub(left2, 1))
+        pad_right = op.Sub(op.Add(right2, 1), end_col)
+        beyond = op.Concat([0, 0, 0], op.Unsqueeze(pad_left, [0]), [0, 0, 0], op.Unsqueeze(pad_right, [0]), axis=0)
 
-    # the per-image edge term on the crop, less what image pixels just outside it gave the ring
-    term_shape = b.op("Shape", "edge_term")
-    grid_h, grid_w = scalar(term_shape, 2), scalar(term_shape, 3)
-    box_left, box_top, box_right, box_bottom = (scalar("box", i) for i in range(4))
-    inside = [
-        b.op("Greater", box_left, zero), b.op("Greater", box_top, zero),
-        b.op("Less", box_right, grid_w), b.op("Less", box_bottom, grid_h),
-    ]  # fmt: skip
-    inside = [b.op("Cast", flag, to=onnx.TensorProto.FLOAT) for flag in inside]
-    two = b.const(2)
-    edge_shape = b.op("Shape", "edge_map")
-    edge_h, edge_w = scalar(edge_shape, 2), scalar(edge_shape, 3)
-    left2, top2, right2, bottom2 = (b.op("Mul", v, two) for v in (box_left, box_top, box_right, box_bottom))
-    first_col = b.op("Max", b.op("Sub", left2, one), zero)
-    end_col = b.op("Min", b.op("Add", right2, one), edge_w)
-    pad_left = b.op("Sub", first_col, b.op("Sub", left2, one))
-    pad_right = b.op("Sub", b.op("Add", right2, one), end_col)
-    beyond = b.op("Concat", *[b.op("Unsqueeze", v, zero) for v in (zero, zero, zero, pad_left, zero, zero, zero, pad_right)], axis=0)
+        def weight_part(axis: int, start: int) -> ir.Value:
+            return op.Slice(edge_weight, [start], [start + 1], [axis])
 
-    def weight_part(axis: int, start: int) -> str:
-        return b.op("Slice", "edge_weight", b.const([start]), b.const([start + 1]), b.const([axis]))
+        def edge_row(row: ir.Value, weight: ir.Value, flag: ir.Value) -> ir.Value:
+            line = narrow(narrow(edge_map, 2, row, 1), 3, first_col, op.Sub(end_col, first_col))
+            return op.Mul(op.Conv(op.Pad(line, beyond), weight), flag)
 
-    def edge_row(row: str, weight: str, flag: str) -> str:
-        line = narrow(narrow("edge_map", 2, row, 1), 3, first_col, b.op("Sub", end_col, first_col))
-        return b.op("Mul", b.op("Conv", b.op("Pad", line, beyond), weight), flag)
+        above = edge_row(op.Max(op.Sub(top2, 1), 0), weight_part(2, 0), inside[1])
+        below = edge_row(op.Min(bottom2, op.Sub(edge_h, 1)), weight_part(2, 2), inside[3])
+        # both columns in one gather, then the crop's rows (a row band first would copy every column)
+        right_col = op.Min(right2, op.Sub(edge_w, 1))
+        side_columns = op.Concat(op.Unsqueeze(first_col, [0]), op.Unsqueeze(right_col, [0]), axis=0)
+        sides = narrow(op.Gather(edge_map, side_columns, axis=3), 2, top2, op.Sub(bottom2, top2))
+        edge_left = op.Conv(narrow(sides, 3, 0, 1), weight_part(3, 0), pads=[1, 0, 1, 0])
+        edge_right = op.Conv(narrow(sides, 3, 1, 1), weight_part(3, 2), pads=[1, 0, 1, 0])
+        edge_left, edge_right = op.Mul(edge_left, inside[0]), op.Mul(edge_right, inside[2])
 
-    above = edge_row(b.op("Max", b.op("Sub", top2, one), zero), weight_part(2, 0), inside[1])
-    below = edge_row(b.op("Min", bottom2, b.op("Sub", edge_h, one)), weight_part(2, 2), inside[3])
-    # both columns in one gather, then the crop's rows (a row band first would copy every column)
-    right_col = b.op("Min", right2, b.op("Sub", edge_w, one))
-    side_columns = b.op("Concat", b.op("Unsqueeze", first_col, zero), b.op("Unsqueeze", right_col, zero), axis=0)
-    sides = narrow(b.op("Gather", "edge_map", side_columns, axis=3), 2, top2, b.op("Sub", bottom2, top2))
-    edge_left = b.op("Conv", narrow(sides, 3, zero, 1), weight_part(3, 0), pads=[1, 0, 1, 0])
-    edge_right = b.op("Conv", narrow(sides, 3, one, 1), weight_part(3, 2), pads=[1, 0, 1, 0])
-    edge_left, edge_right = b.op("Mul", edge_left, inside[0]), b.op("Mul", edge_right, inside[2])
+        term = narrow(narrow(edge_term, 2, box_top, height), 3, box_left, width)
+        y = shuffle(op.Add(phases, term))
+        ring_rows = op.Neg(op.Concat(op.Add(top, above), op.Add(bottom, below), axis=2))
+        ring_columns = op.Neg(op.Concat(op.Add(left, edge_left), op.Add(right, edge_right), axis=3))
 
-    term = narrow(narrow("edge_term", 2, box_top, height), 3, box_left, width)
-    y = shuffle(b.op("Add", phases, term))
-    ring_rows = b.op("Neg", b.op("Concat", b.op("Add", top, above), b.op("Add", bottom, below), axis=2))
-    ring_columns = b.op("Neg", b.op("Concat", b.op("Add", left, edge_left), b.op("Add", right, edge_right), axis=3))
+        # two scatter-adds on the ring (no duplicate index within either: the output is at least 2x2)
+        y_shape = op.Shape(y)
+        out_h, out_w = op.Gather(y_shape, 2), op.Gather(y_shape, 3)
+        channel_ids = op.Range(0, channels, 1)
+        ends_h = op.Mul([0, 1], op.Sub(out_h, 1))
+        ends_w = op.Mul([0, 1], op.Sub(out_w, 1))
+        row_ids = op.Range(0, out_h, 1)
 
-    # two scatter-adds on the ring (no duplicate index within either: the output is at least 2x2)
-    y_shape = b.op("Shape", y)
-    out_h, out_w = scalar(y_shape, 2), scalar(y_shape, 3)
-    channel_ids = b.op("Range", zero, channels, one)
-    ends_h = b.op("Mul", b.const([0, 1]), b.op("Sub", out_h, one))
-    ends_w = b.op("Mul", b.const([0, 1]), b.op("Sub", out_w, one))
-    row_ids = b.op("Range", zero, out_h, one)
+        def index_grid(*axes: ir.Value) -> ir.Value:
+            """int64 [len(axis0), ..., 1 + len(axes)]: (0, axis0 id, axis1 id, ...) for every combination."""
+            count = len(axes)
+            expanded = [op.Reshape(ids, [-1 if axis == position else 1 for axis in range(count)]) for position, ids in enumerate(axes)]
+            full = op.Shape(op.Add(expanded[0], op.Add(*expanded[1:]) if count > 2 else expanded[1]))
+            grid_shape = op.Concat(full, [1], axis=0)
+            columns = [op.Expand(op.Unsqueeze(e, [-1]), grid_shape) for e in expanded]
+            batch = op.Expand(ir.tensor(np.zeros([1] * (count + 1), np.int64), name=f"batch_{count}"), grid_shape)
+            return op.Concat(batch, *columns, axis=-1)
 
-    def index_grid(*axes: str) -> str:
-        """int64 [len(axis0), ..., 1 + len(axes)]: (0, axis0 id, axis1 id, ...) for every combination."""
-        count = len(axes)
-        expanded = []
-        for position, ids in enumerate(axes):
-            shape = [1] * count
-            shape[position] = -1
-            expanded.append(b.op("Reshape", ids, b.const(shape)))
-        full = b.op("Shape", b.op("Add", expanded[0], b.op("Add", *expanded[1:]) if count > 2 else expanded[1]))
-        columns = [b.op("Expand", b.op("Unsqueeze", e, b.const([-1])), b.op("Concat", full, one_dim, axis=0)) for e in expanded]
-        batch = b.op("Expand", b.const(np.zeros([1] * (count + 1), np.int64)), b.op("Concat", full, one_dim, axis=0))
-        return b.op("Concat", batch, *columns, axis=-1)
+        y = op.ScatterND(y, index_grid(channel_ids, ends_h), op.Squeeze(ring_rows, [0]), reduction="add")
+        return op.ScatterND(y, index_grid(channel_ids, row_ids, ends_w), op.Squeeze(ring_columns, [0]), reduction="add")
 
-    one_dim, one_dim_zero = b.const([1]), b.const([0])
-    y = b.op("ScatterND", y, index_grid(channel_ids, ends_h), b.op("Squeeze", ring_rows, one_dim_zero), reduction="add")
-    y = b.op("ScatterND", y, index_grid(channel_ids, row_ids, ends_w), b.op("Squeeze", ring_columns, one_dim_zero), reduction="add")
-    return b.build({"y": y}, ATTRIBUTES)
+    types = {name: INT64 if name == "box" else FLOAT for name in INPUTS}
+    return function_body(OP_TYPE, types, OUTPUTS, body, __doc__ or "", ATTRIBUTES)
 
 
 def torch_op(mixed: Tensor, edge_map: Tensor, edge_term: Tensor, box: Tensor, module: torch.nn.Module) -> Tensor:

@@ -26,13 +26,13 @@ Semantics
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import torch
+from onnxscript import OpBuilder, ir
 from torch import Tensor
 
 from i2f_deploy.custom_ops import DOMAIN, VERSION
-from i2f_deploy.custom_ops._builder import FunctionBuilder
+from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
 
 OP_TYPE = "HybridMoE"
 WEIGHTS = (
@@ -47,42 +47,45 @@ OUTPUTS = ("y",)
 
 
 def function_proto(num_experts: int, epsilon: float) -> onnx.FunctionProto:
-    b = FunctionBuilder(OP_TYPE, INPUTS, __doc__ or "")
+    """Standard-op definition; the body is generated for the attribute values it serves (one
+    block per expert)."""
 
-    def linear(x: str, weight: str, bias: str) -> str:
-        return b.op("Add", b.op("MatMul", x, b.op("Transpose", weight, perm=[1, 0])), bias)
+    def body(op: OpBuilder, x: ir.Value, routed: ir.Value, *weights: ir.Value) -> ir.Value:
+        tensors = dict(zip(WEIGHTS, weights))
 
-    def swiglu(x: str, w1: str, b1: str, w2: str, b2: str, w3: str, b3: str, ln_w: str, ln_b: str) -> str:
-        gate = linear(x, w1, b1)
-        hidden = b.op("Mul", b.op("Mul", gate, b.op("Sigmoid", gate)), linear(x, w2, b2))
-        hidden = b.op("LayerNormalization", hidden, ln_w, ln_b, axis=-1, epsilon=epsilon)
-        return linear(hidden, w3, b3)
+        def linear(v: ir.Value, weight: ir.Value, bias: ir.Value) -> ir.Value:
+            return op.Add(op.MatMul(v, op.Transpose(weight, perm=[1, 0])), bias)
 
-    shared = swiglu("x", *WEIGHTS[:6], "shared_ln_w", "shared_ln_b")
-    rows = b.op("Unsqueeze", "routed", b.const([1]))
-    x_routed = b.op("Gather", "x", "routed", axis=0)
-    shared_score = b.op("Sigmoid", linear(x_routed, "shared_gate_w", "shared_gate_b"))
-    expert_scores = b.op("Sigmoid", linear(x_routed, "expert_gate_w", "expert_gate_b"))
-    choice = b.op("ArgMax", b.op("Add", expert_scores, "expert_bias"), axis=1, keepdims=1)
-    expert_score = b.op("GatherElements", expert_scores, choice, axis=1)
-    weights = b.op("Softmax", b.op("Concat", shared_score, expert_score, axis=1), axis=1)
-    shared_weight, expert_weight = b.op("Split", weights, b.const([1, 1]), axis=1, outputs=2)
+        def swiglu(v: ir.Value, w1: ir.Value, b1: ir.Value, w2: ir.Value, b2: ir.Value, w3: ir.Value, b3: ir.Value,
+                   ln_w: ir.Value, ln_b: ir.Value) -> ir.Value:  # fmt: skip
+            gate = linear(v, w1, b1)
+            hidden = op.Mul(op.Mul(gate, op.Sigmoid(gate)), linear(v, w2, b2))
+            hidden = op.LayerNormalization(hidden, ln_w, ln_b, axis=-1, epsilon=epsilon)
+            return linear(hidden, w3, b3)
 
-    expert_out = b.op("ConstantOfShape", b.op("Shape", x_routed), value=onnx.numpy_helper.from_array(np.zeros(1, np.float32)))
-    choice_flat = b.op("Squeeze", choice, b.const([1]))
-    for expert in range(num_experts):
-        index = b.const(expert)
-        picked = b.op("Transpose", b.op("NonZero", b.op("Equal", choice_flat, index)), perm=[1, 0])
-        params = [b.op("Gather", f"experts_{p}", index, axis=0) for p in ("w1", "b1", "w2", "b2", "w3", "b3")]
-        out = swiglu(b.op("GatherND", x_routed, picked), *params, "select_ln_w", "select_ln_b")
-        expert_out = b.op("ScatterND", expert_out, picked, out)
+        shared = swiglu(x, *weights[:6], tensors["shared_ln_w"], tensors["shared_ln_b"])
+        rows = op.Unsqueeze(routed, [1])
+        x_routed = op.Gather(x, routed, axis=0)
+        shared_score = op.Sigmoid(linear(x_routed, tensors["shared_gate_w"], tensors["shared_gate_b"]))
+        expert_scores = op.Sigmoid(linear(x_routed, tensors["expert_gate_w"], tensors["expert_gate_b"]))
+        choice = op.ArgMax(op.Add(expert_scores, tensors["expert_bias"]), axis=1, keepdims=1)
+        expert_score = op.GatherElements(expert_scores, choice, axis=1)
+        mix = op.Softmax(op.Concat(shared_score, expert_score, axis=1), axis=1)
+        shared_weight, expert_weight = op.Split(mix, [1, 1], axis=1, _outputs=2)
 
-    mixed = b.op(
-        "Add",
-        b.op("Mul", b.op("Gather", shared, "routed", axis=0), shared_weight),
-        b.op("Mul", expert_out, expert_weight),
-    )
-    return b.build({"y": b.op("ScatterND", shared, rows, mixed)})
+        expert_out = op.ConstantOfShape(op.Shape(x_routed), value=ir.tensor([0.0], dtype=FLOAT))
+        choice_flat = op.Squeeze(choice, [1])
+        for expert in range(num_experts):
+            picked = op.Transpose(op.NonZero(op.Equal(choice_flat, expert)), perm=[1, 0])
+            params = [op.Gather(tensors[f"experts_{p}"], expert, axis=0) for p in ("w1", "b1", "w2", "b2", "w3", "b3")]
+            out = swiglu(op.GatherND(x_routed, picked), *params, tensors["select_ln_w"], tensors["select_ln_b"])
+            expert_out = op.ScatterND(expert_out, picked, out)
+
+        mixed = op.Add(op.Mul(op.Gather(shared, routed, axis=0), shared_weight), op.Mul(expert_out, expert_weight))
+        return op.ScatterND(shared, rows, mixed)
+
+    types = {name: INT64 if name == "routed" else FLOAT for name in INPUTS}
+    return function_body(OP_TYPE, types, OUTPUTS, body, __doc__ or "")
 
 
 def weight_inputs(m: torch.nn.Module) -> tuple[Tensor, ...]:

@@ -22,14 +22,14 @@ Semantics
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import torch
+from onnxscript import OpBuilder, ir
 from torch import Tensor
 
 from i2f_deploy.contract import DPE_BOX, NUM_ROUTED, REF_LABEL
 from i2f_deploy.custom_ops import DOMAIN, VERSION
-from i2f_deploy.custom_ops._builder import FunctionBuilder
+from i2f_deploy.custom_ops.function_body import UINT8, function_body
 from i2f_deploy.prompt_map import POSSIBLY_BACKGROUND, UNKNOWN
 
 OP_TYPE = "TokenRouting"
@@ -42,80 +42,76 @@ def function_proto(stride: int, kernel_size: int) -> onnx.FunctionProto:
 
     Full-resolution work is on the uint8 map only: equality tests and block maxima per token.
     """
-    b = FunctionBuilder(OP_TYPE, INPUTS, __doc__ or "")
     reach = kernel_size // 2
-    shape = b.op("Shape", REF_LABEL)
-    height = b.op("Gather", shape, b.const(2))
-    width = b.op("Gather", shape, b.const(3))
-    zero, one, step = b.const(0), b.const(1), b.const(stride)
-    plane = b.op("Reshape", REF_LABEL, b.op("Concat", b.op("Unsqueeze", height, zero), b.const([-1]), axis=0))
 
-    def any_set(flags: str, axes: list[int]) -> str:
-        return b.op("Greater", b.op("ReduceMax", flags, b.const(axes), keepdims=0), b.const(0, np.uint8))
+    def body(op: OpBuilder, ref_label: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        shape = op.Shape(ref_label)
+        height, width = op.Gather(shape, 2), op.Gather(shape, 3)
+        plane = op.Reshape(ref_label, op.Concat(op.Unsqueeze(height, [0]), [-1], axis=0))
 
-    prompted = b.op("Cast", b.op("Not", b.op("Equal", plane, b.const(POSSIBLY_BACKGROUND, np.uint8))), to=onnx.TensorProto.UINT8)
-    rows, cols = any_set(prompted, [1]), any_set(prompted, [0])
+        def any_set(flags: ir.Value, axes: list[int]) -> ir.Value:
+            return op.Greater(op.ReduceMax(flags, axes, keepdims=0), 0)
 
-    def extent(flags: str, size: str) -> tuple[str, str]:
-        ids = b.op("Range", zero, size, one)
-        first = b.op("ReduceMin", b.op("Where", flags, ids, size), keepdims=0)
-        last = b.op("ReduceMax", b.op("Where", flags, b.op("Add", ids, one), zero), keepdims=0)
-        return first, last
+        prompted = op.Cast(op.Not(op.Equal(plane, POSSIBLY_BACKGROUND)), to=UINT8)
+        rows, cols = any_set(prompted, [1]), any_set(prompted, [0])
 
-    top, bottom = extent(rows, height)
-    left, right = extent(cols, width)
-    empty = b.op("Equal", bottom, zero)
+        def extent(flags: ir.Value, size: ir.Value) -> tuple[ir.Value, ir.Value]:
+            ids = op.Range(0, size, 1)
+            first = op.ReduceMin(op.Where(flags, ids, size), keepdims=0)
+            last = op.ReduceMax(op.Where(flags, op.Add(ids, 1), 0), keepdims=0)
+            return first, last
 
-    def snap_down(value: str) -> str:
-        return b.op("Mul", b.op("Div", value, step), step)
+        top, bottom = extent(rows, height)
+        left, right = extent(cols, width)
+        empty = op.Equal(bottom, 0)
 
-    def snap_up(value: str) -> str:
-        return snap_down(b.op("Add", value, b.const(stride - 1)))
+        def snap_down(value: ir.Value) -> ir.Value:
+            return op.Mul(op.Div(value, stride), stride)
 
-    def grown_low(value: str) -> str:
-        return b.op("Where", empty, zero, b.op("Max", b.op("Sub", snap_down(value), step), zero))
+        def snap_up(value: ir.Value) -> ir.Value:
+            return snap_down(op.Add(value, stride - 1))
 
-    def grown_high(value: str, size: str) -> str:
-        return b.op("Where", empty, size, b.op("Min", b.op("Add", snap_up(value), step), size))
+        def grown_low(value: ir.Value) -> ir.Value:
+            return op.Where(empty, 0, op.Max(op.Sub(snap_down(value), stride), 0))
 
-    left, top = grown_low(left), grown_low(top)
-    right, bottom = grown_high(right, width), grown_high(bottom, height)
-    box = b.op("Concat", *[b.op("Unsqueeze", v, zero) for v in (left, top, right, bottom)], axis=0)
+        def grown_high(value: ir.Value, size: ir.Value) -> ir.Value:
+            return op.Where(empty, size, op.Min(op.Add(snap_up(value), stride), size))
 
-    def inside(low: str, high: str, size: str) -> str:
-        """uint8 [cells]: 1 for the token rows (or columns) the box covers."""
-        starts = b.op("Range", zero, size, step)
-        flags = b.op("And", b.op("GreaterOrEqual", starts, low), b.op("Less", starts, high))
-        return b.op("Cast", flags, to=onnx.TensorProto.UINT8)
+        left, top = grown_low(left), grown_low(top)
+        right, bottom = grown_high(right, width), grown_high(bottom, height)
+        box = op.Concat(*[op.Unsqueeze(v, [0]) for v in (left, top, right, bottom)], axis=0)
 
-    def dilated_cells(near: str, keep: str) -> str:
-        """``i2f_deploy.model.routing._dilated_cells`` on a [X, cells * stride] uint8 map."""
-        blocks = b.op("Reshape", near, b.const([0, -1, stride]))
-        last = b.const([2])
-        own = b.op("ReduceMax", blocks, last, keepdims=0)
-        tail = b.op("ReduceMax", b.op("Slice", blocks, b.const([stride - reach]), b.const([stride]), last), last, keepdims=0)
-        head = b.op("ReduceMax", b.op("Slice", blocks, b.const([0]), b.const([reach]), last), last, keepdims=0)
-        own, tail, head = (b.op("Mul", v, keep) for v in (own, tail, head))
-        cell_axis = b.const([1])
-        from_previous = b.op("Pad", b.op("Slice", tail, b.const([0]), b.const([-1]), cell_axis), b.const([0, 1, 0, 0]))
-        from_next = b.op("Pad", b.op("Slice", head, b.const([1]), b.const([2**62]), cell_axis), b.const([0, 0, 0, 1]))
-        return b.op("Max", own, from_previous, from_next)
+        def inside(low: ir.Value, high: ir.Value, size: ir.Value) -> ir.Value:
+            """uint8 [cells]: 1 for the token rows (or columns) the box covers."""
+            starts = op.Range(0, size, stride)
+            return op.Cast(op.And(op.GreaterOrEqual(starts, low), op.Less(starts, high)), to=UINT8)
 
-    rows_inside = inside(top, bottom, height)
-    cols_inside = inside(left, right, width)
-    near_by_row = dilated_cells(plane, cols_inside)
-    near = b.op("Transpose", dilated_cells(b.op("Transpose", near_by_row, perm=[1, 0]), rows_inside), perm=[1, 0])
-    box_cells = b.op("Mul", b.op("Unsqueeze", rows_inside, one), b.op("Unsqueeze", cols_inside, zero))
-    near = b.op("Mul", near, box_cells)
-    unknown = b.op("Cast", b.op("Equal", plane, b.const(UNKNOWN, np.uint8)), to=onnx.TensorProto.UINT8)
-    cells = b.op("Concat", b.op("Div", b.op("Unsqueeze", height, zero), step), b.const([stride, -1, stride]), axis=0)
-    unknown = b.op("ReduceMax", b.op("Reshape", unknown, cells), b.const([1, 3]), keepdims=0)
-    routed = b.op("Greater", b.op("Reshape", b.op("Max", near, unknown), b.const([-1])), b.const(0, np.uint8))
-    routed_ids = b.op("Reshape", b.op("NonZero", routed), b.const([-1]))
-    other_ids = b.op("Reshape", b.op("NonZero", b.op("Not", routed)), b.const([-1]))
-    order = b.op("Concat", routed_ids, other_ids, axis=0)
-    count = b.op("Squeeze", b.op("Shape", routed_ids))
-    return b.build({"token_order": order, NUM_ROUTED: count, DPE_BOX: box})
+        def dilated_cells(near: ir.Value, keep: ir.Value) -> ir.Value:
+            """``i2f_deploy.model.routing._dilated_cells`` on a [X, cells * stride] uint8 map."""
+            blocks = op.Reshape(near, [0, -1, stride])
+            own = op.ReduceMax(blocks, [2], keepdims=0)
+            tail = op.ReduceMax(op.Slice(blocks, [stride - reach], [stride], [2]), [2], keepdims=0)
+            head = op.ReduceMax(op.Slice(blocks, [0], [reach], [2]), [2], keepdims=0)
+            own, tail, head = (op.Mul(v, keep) for v in (own, tail, head))
+            from_previous = op.Pad(op.Slice(tail, [0], [-1], [1]), [0, 1, 0, 0])
+            from_next = op.Pad(op.Slice(head, [1], [2**62], [1]), [0, 0, 0, 1])
+            return op.Max(own, from_previous, from_next)
+
+        rows_inside = inside(top, bottom, height)
+        cols_inside = inside(left, right, width)
+        near_by_row = dilated_cells(plane, cols_inside)
+        near = op.Transpose(dilated_cells(op.Transpose(near_by_row, perm=[1, 0]), rows_inside), perm=[1, 0])
+        near = op.Mul(near, op.Mul(op.Unsqueeze(rows_inside, [1]), op.Unsqueeze(cols_inside, [0])))
+        unknown = op.Cast(op.Equal(plane, UNKNOWN), to=UINT8)
+        cells = op.Concat(op.Div(op.Unsqueeze(height, [0]), stride), [stride, -1, stride], axis=0)
+        unknown = op.ReduceMax(op.Reshape(unknown, cells), [1, 3], keepdims=0)
+        routed = op.Greater(op.Reshape(op.Max(near, unknown), [-1]), 0)
+        routed_ids = op.Reshape(op.NonZero(routed), [-1])
+        other_ids = op.Reshape(op.NonZero(op.Not(routed)), [-1])
+        order = op.Concat(routed_ids, other_ids, axis=0)
+        return order, op.Squeeze(op.Shape(routed_ids)), box
+
+    return function_body(OP_TYPE, {REF_LABEL: UINT8}, OUTPUTS, body, __doc__ or "")
 
 
 def reference(ref_label: Tensor, stride: int, kernel_size: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -2,7 +2,12 @@
 
 
 class I2FError(Exception):
-    """Base class: a problem the user can fix (bad input, wrong file, missing backend)."""
+    """Base class: a problem the user can fix (bad input, wrong file, missing backend).
+
+    ``http_status`` is the status a server answers it with: each class that a server raises
+    for another reason (an unknown id, a limit reached) says its own."""
+
+    http_status = 422
 
 
 class ConfigError(I2FError):

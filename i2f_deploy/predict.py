@@ -16,6 +16,7 @@ import numpy as np
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import read_image_rgb
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.runtime.session import InteractiveSession, Prediction
 
 __all__ = ["predict", "render_overlay"]
@@ -45,15 +46,14 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def render_overlay(image_rgb: np.ndarray, mask: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
-    """BGR uint8 picture: the mask blended in blue with a yellow outline, positive clicks as
-    green dots and negative ones as red dots (white rims)."""
+    """BGR uint8 picture: the mask blended in blue with a yellow outline (``runtime.polygons``),
+    positive clicks as green dots and negative ones as red dots (white rims)."""
     bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
     out = bgr.astype(np.float32)
     out[mask] = 0.5 * out[mask] + 0.5 * _MASK_BGR
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     thickness = max(1, round(min(mask.shape) / 300))
-    cv2.drawContours(out, found, -1, _CONTOUR_BGR, thickness, cv2.LINE_AA)
+    cv2.drawContours(out, polygons(mask), -1, _CONTOUR_BGR, thickness, cv2.LINE_AA)
     radius = max(3, round(min(mask.shape) / 100))
     for click in clicks:
         centre = (click.x, click.y)
@@ -87,11 +87,11 @@ def predict(
         if not (click.x < width and click.y < height):
             raise InputError(f"click (x={click.x}, y={click.y}) lies outside the {width}x{height} "
                              f"image {image_path}")
-    session = InteractiveSession(artifact_dir, backend=backend, threads=threads, cache_size=0, history=0)
-    session.set_image(image)
     prediction: Prediction | None = None
-    for click in clicks:
-        prediction = session.add_click(click)
+    with InteractiveSession.from_artifact(artifact_dir, backend, threads, cache_size=0, history=0) as session:
+        session.set_image(image)
+        for click in clicks:
+            prediction = session.add_click(click.x, click.y, click.positive)
     assert prediction is not None
     _write_png(out_mask, prediction.mask.astype(np.uint8) * 255)
     if overlay is not None:

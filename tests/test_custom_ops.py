@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 
 from i2f_deploy.compare import assert_close
 from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
 from i2f_deploy.model.attention import BSQAttention
 from i2f_deploy.model.moe import HybridMoE
 from i2f_deploy.model.random_weights import randomize_weights
@@ -73,3 +74,16 @@ def test_token_routing_function_matches_the_router():
         outputs = session.run(None, {"ref_label": ref_label.numpy()})
         for got, expected in zip(outputs, token_routing.reference(ref_label, **attributes)):
             np.testing.assert_array_equal(got, expected.numpy())
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (lambda op, x: op.Add(x, op.Cast(x, to=INT64)), "inconsistent type"),  # float + int64
+        (lambda op, x: op.Transpose(x, perms=[1, 0]), "perms"),  # no such attribute
+        (lambda op, x: op.Add(x, x, x), "Too many positional arguments"),
+    ],
+)
+def test_a_malformed_function_body_is_refused_when_built(body, message):
+    with pytest.raises(TypeError, match=message):
+        function_body("Broken", {"x": FLOAT}, ("y",), body, "")

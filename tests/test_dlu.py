@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2f_deploy.compare import assert_close
-from i2f_deploy.custom_ops.dlu_upsample import phase_filters
+from i2f_deploy.custom_ops.dlu_upsample import beyond_only, phase_filters
 from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.onnx_files import trace_to_onnx
@@ -59,6 +59,22 @@ def test_phase_filters_interpolate_constants_and_read_nothing_beyond_the_window(
             for index, shift in enumerate((-1, 0, 1)):
                 expected = upsampled[2 * j + phase + shift]
                 assert abs(float(filters[phase, index] @ padded[j : j + 5]) - float(expected)) < 1e-12
+
+
+def test_beyond_only_refuses_an_unknown_side():
+    with pytest.raises(ValueError, match="side must be one of"):
+        beyond_only(phase_filters(), "lats")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("whole image", [0, 0, 0, 0]), ("middle", [1, 1, 1, 1]), ("top-left corner", [0, 0, 1, 1]),
+     ("bottom-right corner", [1, 1, 0, 0]), ("right border", [1, 1, 0, 1]), ("one token wide", [1, 0, 1, 0])],
+)  # fmt: skip
+def test_inside_flags_mark_the_sides_with_image_pixels_beyond(name, expected):
+    box = Box(*BOXES[name])
+    assert box.inside_flags(GRID_H, GRID_W).tolist() == expected
+    assert box.scaled(2).inside_flags(2 * GRID_H, 2 * GRID_W).tolist() == expected
 
 
 @pytest.mark.parametrize("channels", [256, 64, 16, 4])

@@ -13,6 +13,7 @@ from i2f_deploy.preprocess import (
     Geometry,
     geometry_for,
     logits_to_image,
+    logits_to_mask,
     preprocess,
     resize_bilinear,
     to_target_click,
@@ -111,7 +112,28 @@ def test_logits_to_image_matches_torch_on_golden(golden, golden_rgb, case):
     ours = logits_to_image(logits, geometry)
     assert ours.shape == (400, 600) and ours.dtype == np.float32
     assert float(np.abs(ours - expected).max()) <= TOL
+    np.testing.assert_array_equal(ours > 0, expected > 0)
+    np.testing.assert_array_equal(logits_to_mask(logits, geometry), expected > 0)
     np.testing.assert_array_equal(logits_to_image(logits[0, 0], geometry), ours)
+
+
+@pytest.mark.parametrize("hw,target", [((1024, 1536), 1024), ((1536, 1024), 1024), ((1000, 1500), 2048),
+                                       ((333, 777), 1024), ((6000, 4000), 1024)])
+def test_logits_to_image_and_mask_at_deployment_sizes_match_torch(hw, target):
+    """The float32 upsampling: logits within TOL of PyTorch's, and the same mask wherever
+    PyTorch's logit is not within float32 rounding of 0."""
+    rng = np.random.default_rng(hw[0] * 7 + target)
+    geometry = geometry_for(*hw, target)
+    logits = (rng.standard_normal((1, 1, target, target)) * 10).astype(np.float32)
+    side = geometry.padded_side
+    expected = _torch_interp(logits, (side, side))[0, 0, :hw[0], :hw[1]]
+    ours = logits_to_image(logits, geometry)
+    assert ours.shape == hw and ours.dtype == np.float32
+    assert float(np.abs(ours - expected).max()) <= TOL
+    away = np.abs(expected) > TOL
+    assert away.mean() > 0.99
+    np.testing.assert_array_equal((ours > 0)[away], (expected > 0)[away])
+    np.testing.assert_array_equal(logits_to_mask(logits, geometry), ours > 0)
 
 
 @pytest.mark.parametrize("hw,target", [((300, 1000), 256), ((700, 90), 384), ((256, 256), 512)])

@@ -310,3 +310,39 @@ def test_modules_import_without_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The table merge and the click box against the whole-map definitions.
+
+
+def test_merge_table_is_the_official_rule_for_every_pair():
+    old = np.repeat(np.arange(5, dtype=np.uint8), 5).reshape(1, 1, 5, 5)
+    new = np.tile(np.arange(5, dtype=np.uint8), 5).reshape(5, 5)
+    merged = merge_prompt_map(old, new)
+    for y in range(5):
+        for x in range(5):
+            assert merged[0, 0, y, x] == _ref_rule(int(old[0, 0, y, x]), int(new[y, x]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_clicks_on_a_large_map_equal_the_whole_map_encoding_merged(seed):
+    """add_clicks touches only the box its discs reach; the result is that of encoding on the
+    whole fresh map and merging it whole (far-apart clicks, border clicks, both kinds)."""
+    rng = np.random.default_rng(seed)
+    size = 1024
+    ref = rng.integers(0, 5, size=(1, 1, size, size)).astype(np.uint8)
+    for count in (1, 2, 5):
+        clicks = [Click(x=int(rng.choice([0, size - 1, rng.integers(size)])), y=int(rng.integers(size)),
+                        positive=bool(rng.integers(2))) for _ in range(count)]
+        whole = merge_prompt_map(ref, encode_clicks(clicks, size))
+        out = add_clicks(ref, clicks)
+        np.testing.assert_array_equal(out, whole)
+        ref = apply_prediction(out, rng.random((size, size)) < 0.5)
+
+
+def test_merge_refuses_labels_outside_the_five_values():
+    ref = initial_prompt_map(4)
+    for bad in (np.full((4, 4), 5, np.uint8), np.full((4, 4), -1, np.int64), np.full((4, 4), 2.0)):
+        with pytest.raises(InputError):
+            merge_prompt_map(ref, bad)

@@ -54,7 +54,7 @@ def client(engine: Engine) -> TestClient:
 @pytest.fixture(scope="module")
 def reference(tiny_artifacts: Path, image: np.ndarray) -> list[np.ndarray]:
     """InteractiveSession's masks after each of CLICKS."""
-    session = InteractiveSession(tiny_artifacts, threads=2)
+    session = InteractiveSession.from_artifact(tiny_artifacts, threads=2)
     session.set_image(image)
     return [session.add_click(x=x, y=y, positive=p).mask.copy() for x, y, p in CLICKS]
 
@@ -222,6 +222,44 @@ def test_a_small_cache_drops_old_images_and_a_repost_brings_them_back(tiny_artif
         assert client.post(f"/api/sessions/{session['session_id']}/clicks", json={"x": 5, "y": 5}).status_code == 200
     finally:
         engine.close()
+
+
+def test_an_image_dropped_right_after_a_click_still_gets_that_click_its_answer(tiny_artifacts: Path,
+                                                                                image: np.ndarray) -> None:
+    """The answer carries the image's size: nothing looks the image up after its click, so an
+    eviction in between (another image's upload) cannot turn the click into a 404."""
+    engine = Engine(ServeConfig(tiny_artifacts, threads=2))
+    segment = engine.segment
+
+    def segment_then_drop(key, clicks):
+        result = segment(key, clicks)
+        if clicks:
+            engine.store.remove(key)  # as the feature cache would to make room for another image
+        return result
+
+    engine.segment = segment_then_drop
+    client = TestClient(create_app(engine))
+    try:
+        session = client.post("/api/sessions", json={"image_id": post_image(client, image)["image_id"]}).json()
+        path = f"/api/sessions/{session['session_id']}"
+        response = client.post(f"{path}/clicks", json={"x": 200, "y": 200})
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert (answer["width"], answer["height"]) == (image.shape[1], image.shape[0])
+        assert png_mask(answer).shape == image.shape[:2] and answer["polygons"]
+        assert client.get(f"{path}/mask.png").status_code == 200  # the session's last answer
+        dropped = client.post(f"{path}/clicks", json={"x": 100, "y": 100})
+        assert dropped.status_code == 404 and "post it again" in dropped.json()["detail"]  # the next click
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_runners_say_whether_their_runs_may_overlap(tiny_artifacts: Path, backend: str) -> None:
+    from i2f_deploy import runtime
+
+    for part in ("encoder", "decoder"):
+        assert runtime.load(tiny_artifacts, part, backend).concurrent is (backend == "onnxruntime")
 
 
 def test_too_many_clicks_get_422(tiny_artifacts: Path, image: np.ndarray) -> None:
@@ -425,3 +463,17 @@ def test_nuclio_handler_calls_the_same_core(tiny_artifacts: Path, image: np.ndar
         assert invalid.status_code == 422
     finally:
         context.user_data.engine.close()
+
+
+def test_the_recorded_click_script_is_reproducible_and_undo_restores_earlier_answers(tiny_artifacts: Path,
+                                                                                    image: np.ndarray) -> None:
+    """tests/click_script.py, the record a refactor of the serving path must leave byte-identical:
+    two fresh engines answer it identically, and its undo and redo answers are the earlier ones."""
+    from click_script import record
+
+    first = record(tiny_artifacts, image)
+    assert record(tiny_artifacts, image) == first
+    answers = {a["request"]: a for a in json.loads(first)}
+    second_click = answers["POST /api/sessions/<session_id>/clicks?mask=rle"]["body"]
+    undone = answers["POST /api/sessions/<session_id>/undo?mask=rle"]["body"]
+    assert {**undone, "can_redo": False, "timings": None} == {**second_click, "timings": None}

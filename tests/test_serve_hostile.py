@@ -289,8 +289,8 @@ def test_logits_to_mask_is_the_thresholded_logits() -> None:
 
 def test_four_large_images_at_once_stay_within_the_budget(tiny_artifacts: Path, tmp_path: Path) -> None:
     """Four CVAT clients send a 6000 x 6000 PNG (about 150 kB) with a point, all at once (a 503 is
-    retried after its Retry-After): the server's peak memory grows by at most what README's
-    *Memory* documents: --image-memory-mb, the pixels of the images waiting for the encoder (3
+    retried after its Retry-After): the server's peak memory grows by at most what
+    docs/security.md's *Memory* documents: --image-memory-mb, the pixels of the images waiting for the encoder (3
     bytes a pixel), their features in the cache, the answers being written (CVAT's mask rows, 2
     bytes a pixel), and 64 MiB for buffers. (Before the budget and the compact answer: +4.4 GiB.)"""
     budget_mb, side = 256, 6000
@@ -328,9 +328,9 @@ def test_four_large_images_at_once_stay_within_the_budget(tiny_artifacts: Path, 
 def test_one_large_image_costs_its_pixels_not_a_gigabyte(http: httpx.Client, served: tuple[str, int]) -> None:
     """A 6000 x 6000 task image through Label Studio's /predict (fetched, decoded, encoded, one
     brush RLE answer), then the same image clicked through the native API: each raises the peak
-    memory by at most what README's *Memory* documents: its decoded pixels (kept until the encoder
-    has run), its mask, the answer's temporaries (2 bytes a pixel), its features (21 MiB), and 64
-    MiB of buffers (before: +1.6 GiB and +1.0 GiB)."""
+    memory by at most what docs/security.md's *Memory* documents: its decoded pixels (kept until
+    the encoder has run), its mask, the answer's temporaries (2 bytes a pixel), its features
+    (21 MiB), and 64 MiB of buffers (before: +1.6 GiB and +1.0 GiB)."""
     pid, side = served[1], 6000
     allowed = (decode_bytes(side, side) + mask_bytes(side, side, 512) + 2 * side * side) / (1 << 20) + 21 + 64
     Path(f"/proc/{pid}/clear_refs").write_text("5")

@@ -1,5 +1,5 @@
-"""The serving core's parts on their own: mask encodings, click states, the graph gate, the feature
-cache, image decoding, CVAT's click order (no graphs, no server)."""
+"""The server's parts on their own: mask encodings, the graph gate, image decoding, CVAT's click
+order (no graphs, no server). The interactive core's parts are tests/test_interactive_core.py's."""
 
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from i2f_deploy.preprocess import geometry_for
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.features import content_id
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 from i2f_deploy.serve.adapters.cvat import ClickOrder
 from i2f_deploy.serve.budget import MemoryBudget
 from i2f_deploy.serve.gate import GraphGate
-from i2f_deploy.serve.images import ImageError, decode_base64, decode_image, image_id
-from i2f_deploy.serve.masks import polygons, to_coco_rle, to_png
-from i2f_deploy.serve.states import ClickStates
-from i2f_deploy.serve.store import Entry, ImageStore
+from i2f_deploy.serve.images import ImageError, decode_base64, decode_image
+from i2f_deploy.serve.masks import to_coco_rle, to_png
 
 from serve_helpers import coco_rle_to_mask
 
@@ -84,27 +82,11 @@ def test_coco_rle_is_column_major_starting_with_background(mask: np.ndarray) -> 
     assert (coco_rle_to_mask(rle) == mask).all()
 
 
-def test_png_and_polygons_of_a_mask() -> None:
+def test_png_of_a_mask() -> None:
     mask = np.zeros((50, 80), bool)
     mask[10:30, 20:60] = True
     decoded = cv2.imdecode(np.frombuffer(to_png(mask), np.uint8), cv2.IMREAD_GRAYSCALE)
     assert ((decoded > 127) == mask).all()
-    outline = polygons(mask)
-    assert len(outline) == 1 and sorted(map(tuple, outline[0])) == [(20, 10), (20, 29), (59, 10), (59, 29)]
-    assert polygons(np.zeros((5, 5), bool)) == []
-
-
-def test_click_states_find_the_longest_known_prefix() -> None:
-    states = ClickStates(capacity=3, size=4)
-    clicks = [Click(x=i, y=i, positive=True) for i in range(4)]
-    assert states.longest_prefix("a", clicks, 3) == (0, None)
-    for k in range(1, 4):
-        states.put("a", clicks[:k], np.full((1, 1, 4, 4), k, np.uint8))
-    k, ref_label = states.longest_prefix("a", clicks, 2)
-    assert k == 2 and (ref_label == 2).all()
-    assert states.longest_prefix("b", clicks, 3) == (0, None)  # another image
-    states.put("a", clicks[:4], np.zeros((1, 1, 4, 4), np.uint8))  # capacity 3: the oldest goes
-    assert states.longest_prefix("a", clicks[:1], 1) == (0, None)
 
 
 def test_gate_admits_a_waiting_click_before_a_waiting_encoding() -> None:
@@ -139,37 +121,20 @@ def test_gate_keeps_one_slot_for_clicks() -> None:
     assert started.wait(5)
 
 
-def _entry(key: str, mib: int) -> Entry:
-    return Entry(key, geometry_for(10, 10, 512), np.zeros(mib << 20, np.uint8))
-
-
-def test_store_drops_least_recently_used_encoded_images_over_its_budget() -> None:
-    store = ImageStore(budget_bytes=3 << 20)
-    for key in "abc":
-        entry, new = store.add(_entry(key, 1))
-        assert new
-        store.encoded(entry, {"f": np.zeros(1 << 20, np.uint8)}, 1.0)  # pixels dropped: 1 MiB each
-    store.get("a")  # recently used
-    entry, _ = store.add(_entry("d", 1))  # waiting for the encoder: never dropped
-    assert store.get("b") is None and store.get("a") is not None and store.get("d") is entry
-    assert store.stats()["evictions"] == 1
-    assert store.add(_entry("a", 1)) == (store.get("a"), False)  # known: nothing new
-
-
 def test_image_decoding_and_content_ids() -> None:
     rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
     memory = MemoryBudget(64 << 20)
     assert (decode_image(png, 10_000, memory) == rgb).all()
     text = base64.b64encode(png).decode()
-    assert (image_id(decode_base64(text, 10_000, memory)) == image_id(decode_base64("data:image/png;base64," + text, 10_000, memory))
-            == image_id(rgb))
-    assert image_id(rgb[:, ::-1]) != image_id(rgb)
+    assert (content_id(decode_base64(text, 10_000, memory)) == content_id(decode_base64("data:image/png;base64," + text, 10_000, memory))
+            == content_id(rgb))
+    assert content_id(rgb[:, ::-1]) != content_id(rgb)
     for bad, status, message in ((b"", 422, "empty"), (b"not an image", 422, "cannot decode"),
                                  (png, 413, "more than the limit of 100")):
         with pytest.raises(ImageError, match=message) as caught:
             decode_image(bad, 100, memory)
-        assert caught.value.status == status
+        assert caught.value.http_status == status
     with pytest.raises(ImageError, match="not valid base64"):
         decode_base64("%%%", 10_000, memory)
 

@@ -1,6 +1,6 @@
 """X-AnyLabeling 4.2.1's own remote-server client (its ``RemoteServer`` model, in its own virtual
-environment: ``.ci/annotation-tools.sh``; Qt offscreen) against the real server, set up as the
-README says: ``remote_server_settings`` in ``~/.xanylabelingrc`` (X-AnyLabeling reads no
+environment: ``.ci/annotation-tools.sh``; Qt offscreen) against the real server, set up as
+docs/x-anylabeling.md says: ``remote_server_settings`` in ``~/.xanylabelingrc`` (X-AnyLabeling reads no
 environment variable for it: its packaged defaults always carry a ``server_url``). Point marks come
 back as the native API's polygons; a rectangle mark gets the 4xx the client shows."""
 

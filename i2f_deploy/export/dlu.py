@@ -19,9 +19,10 @@ Everything that differs at the crop border lands on the output's border ring, an
 there alone (:func:`_add_on_ring`): the bicubic clamps its reads to the crop (the
 replicate-padded low-resolution maps get that right), the convolution reads zeros one
 high-resolution pixel beyond the crop (a single phase and tap per side, ``phase 0, shift -1`` at
-the first row or column and ``phase 1, shift +1`` at the last: :func:`~i2f_deploy.custom_ops.dlu_upsample.beyond_only`),
-and the per-image edge term saw image pixels there. Everything after the mixing is one
-``DLUUpsample`` node in the decoder graph (:mod:`i2f_deploy.custom_ops.dlu_upsample`).
+the first row or column and ``phase 1, shift +1`` at the last: :func:`~i2f_deploy.custom_ops.dlu_upsample.beyond_only`,
+:meth:`FactoredStage._beyond_ring`), and the per-image edge term saw image pixels there
+(:func:`_edge_ring`). Everything after the mixing is one ``DLUUpsample`` node in the decoder
+graph (:mod:`i2f_deploy.custom_ops.dlu_upsample`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2f_deploy.custom_ops import dlu_upsample
-from i2f_deploy.custom_ops.dlu_upsample import HALF_WINDOW, WINDOW, beyond_only, column_kernel, phase_filters, row_kernel
+from i2f_deploy.custom_ops.dlu_upsample import (
+    HALF_WINDOW, PHASES, WINDOW, Side, beyond_only, column_kernel, phase_filters, row_kernel,
+)  # fmt: skip
 from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import OUTSIDE_LOGIT, DynamicLocalUpsampling, Upsample2x
 from i2f_deploy.model.routing import Box, box_from_tensor, crop, paste
@@ -56,12 +59,26 @@ class EdgeTerms(nn.Module):
         return [F.pixel_unshuffle(conv(edge_map), 2) for conv, edge_map in zip(self.convs, edge_maps)]
 
 
-def _edge_ring(weight: Tensor, edge_map: Tensor, box: Box, inside: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _window(x: Tensor, axis: int, side: Side) -> Tensor:
+    """The ``WINDOW`` low-resolution positions (``x`` replicate-padded by ``HALF_WINDOW``) that
+    the crop's first or last position along ``axis`` reads."""
+    start = 0 if side == "first" else x.shape[axis] - WINDOW
+    return x.narrow(axis, start, WINDOW)
+
+
+def _outer_line(upsampled: Tensor, axis: int, side: Side) -> Tensor:
+    """Of the two high-resolution lines one low-resolution line shuffles into along ``axis``,
+    the one on the crop's ``side``: phase 0 at the first, phase 1 at the last."""
+    return upsampled.narrow(axis, 0 if side == "first" else PHASES - 1, 1)
+
+
+def _edge_ring(weight: Tensor, edge_map: Tensor, box: Box) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """What the image pixels just outside ``box`` gave the per-image edge term on the crop's
     ring (the crop itself pads with zeros): rows above and below [1, out, 1, W] (corners
-    included), columns left and right [1, out, H, 1]. ``inside`` float [4]: 1 where the crop's
-    left, top, right, bottom side lies inside the image, else 0."""
+    included), columns left and right [1, out, H, 1]; nothing on a side that is the image's
+    own border."""
     height, width = edge_map.shape[-2:]
+    inside = box.inside_flags(height, width)
     first_col = torch.sym_max(box.left - 1, 0)
     last_col = torch.sym_min(box.right + 1, width)
     beyond = (first_col - (box.left - 1), box.right + 1 - last_col)  # zero columns outside the image
@@ -128,9 +145,24 @@ class FactoredStage(nn.Module):
     def _columns_within_crop(self, x: Tensor) -> Tensor:
         """Column filter of a thin [.., h+4, 1] strip, its reads beyond the crop removed."""
         height = x.shape[-2] - 2 * HALF_WINDOW
-        head = self._filter(x.narrow(-2, 0, WINDOW), self.columns_first)
-        tail = self._filter(x.narrow(-2, height - 1, WINDOW), self.columns_last)
+        head = self._filter(_window(x, -2, "first"), self.columns_first)
+        tail = self._filter(_window(x, -2, "last"), self.columns_last)
         return self._filter(x, self.columns) - F.pad(head, (0, 0, 0, height - 1)) - F.pad(tail, (0, 0, height - 1, 0))
+
+    def _beyond_ring(self, mixed: Tensor, by_rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """What the factored filters read one high-resolution pixel beyond the crop, where the
+        direct stage's convolution reads zeros, on the output's ring: rows above and below
+        [1, C, 1, 2w], columns left and right [1, C, 2h, 1] (each column strip with its own
+        reads beyond the first and last rows removed). ``by_rows``: ``mixed`` row-filtered."""
+
+        def row(side: Side, kernel: Tensor) -> Tensor:
+            return _outer_line(F.pixel_shuffle(self._filter(_window(by_rows, -2, side), kernel), 2), -2, side)
+
+        def column(side: Side, kernel: Tensor) -> Tensor:
+            strip = self._columns_within_crop(self._filter(_window(mixed, -1, side), kernel))
+            return _outer_line(F.pixel_shuffle(strip, 2), -1, side)
+
+        return row("first", self.columns_first), row("last", self.columns_last), column("first", self.rows_first), column("last", self.rows_last)
 
     def forward(self, x: Tensor, edge_map: Tensor, term: Tensor, box: Tensor) -> Tensor:
         """``x`` the crop [1, in, h, w] of ``box`` (int64 [4] on the stage's input grid);
@@ -148,19 +180,10 @@ class FactoredStage(nn.Module):
         """``DLUUpsample`` computed eagerly (see :mod:`i2f_deploy.custom_ops.dlu_upsample`)."""
         grid_h, grid_w = term.shape[-2:]
         box = box_from_tensor(values, grid_h, grid_w)
-        inside = torch.stack([values[0] > 0, values[1] > 0, values[2] < grid_w, values[3] < grid_h]).float()
-        height, width = mixed.shape[-2] - 2 * HALF_WINDOW, mixed.shape[-1] - 2 * HALF_WINDOW
         by_rows = self._filter(mixed, self.rows)
         phases = self._filter(by_rows, self.columns)
-        # the reads one high-resolution pixel beyond the crop, as ring strips: rows (phase_y 0 of
-        # the first low-resolution row, 1 of the last), then columns (with their own row ends)
-        top = F.pixel_shuffle(self._filter(by_rows.narrow(-2, 0, WINDOW), self.columns_first), 2).narrow(-2, 0, 1)
-        bottom = F.pixel_shuffle(self._filter(by_rows.narrow(-2, height - 1, WINDOW), self.columns_last), 2).narrow(-2, 1, 1)
-        left = self._columns_within_crop(self._filter(mixed.narrow(-1, 0, WINDOW), self.rows_first))
-        right = self._columns_within_crop(self._filter(mixed.narrow(-1, width - 1, WINDOW), self.rows_last))
-        left = F.pixel_shuffle(left, 2).narrow(-1, 0, 1)
-        right = F.pixel_shuffle(right, 2).narrow(-1, 1, 1)
-        above, below, edge_left, edge_right = _edge_ring(self.edge_weight, edge_map, box.scaled(2), inside)
+        top, bottom, left, right = self._beyond_ring(mixed, by_rows)
+        above, below, edge_left, edge_right = _edge_ring(self.edge_weight, edge_map, box.scaled(2))
         x = F.pixel_shuffle(phases + crop(term, box), 2)
         rows = torch.cat([top + above, bottom + below], dim=-2)
         columns = torch.cat([left + edge_left, right + edge_right], dim=-1)

@@ -22,7 +22,7 @@ import torch
 
 from i2f_deploy.config import ExportConfig
 from i2f_deploy.contract import DECODER_INPUTS, IMAGE, NUM_EDGE_MAPS, sha256
-from i2f_deploy.custom_ops._builder import BODY_OPSET
+from i2f_deploy.custom_ops.function_body import BODY_OPSET
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import export_decoder

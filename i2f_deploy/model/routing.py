@@ -44,6 +44,11 @@ class Box:
     def shrunk(self, factor: int) -> "Box":
         return Box(self.left // factor, self.top // factor, self.right // factor, self.bottom // factor)
 
+    def inside_flags(self, height: int, width: int) -> Tensor:
+        """float32 [4]: 1 where the left, top, right, bottom side lies inside a ``height`` x
+        ``width`` image (image pixels lie just beyond it), 0 where it is the image's own border."""
+        return torch.tensor([self.left > 0, self.top > 0, self.right < width, self.bottom < height], dtype=torch.float32)
+
 
 def box_from_tensor(values: Tensor, height: int, width: int) -> Box:
     """Box from an int64 ``[left, top, right, bottom]`` tensor, with the bounds a tracer needs."""

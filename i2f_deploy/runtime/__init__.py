@@ -27,6 +27,7 @@ class GraphRunner(Protocol):
     output_names: tuple[str, ...]
     input_shapes: dict[str, tuple[int | None, ...]]
     kernels: str  # how its custom ops run: "native" or "function-body"
+    concurrent: bool  # runs may overlap (calls from several threads at once); else callers serialise them
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 

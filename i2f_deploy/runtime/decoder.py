@@ -24,6 +24,7 @@ class DecoderRunner:
         self.input_shapes = graph.input_shapes
         self.output_names = graph.output_names
         self.kernels = graph.kernels
+        self.concurrent = graph.concurrent
         self._load_edge_conv = load_edge_conv
         self._edge_conv: GraphRunner | None = None
 

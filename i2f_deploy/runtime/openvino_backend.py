@@ -45,6 +45,7 @@ class OpenVinoRunner:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.request = self.compiled.create_infer_request()
+        self.concurrent = False  # one infer request: one run at a time
         self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)
         self.output_names = tuple(o.get_any_name() for o in self.compiled.outputs)
         self.input_shapes = {i.get_any_name(): tuple(d.get_length() if d.is_static else None for d in i.get_partial_shape())

@@ -23,6 +23,7 @@ class OrtRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.kernels = "function-body"  # ONNX Runtime inlines the custom ops' functions
+        self.concurrent = True  # an InferenceSession takes concurrent runs
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
         self.input_shapes = {i.name: tuple(i.shape) for i in self.session.get_inputs()}

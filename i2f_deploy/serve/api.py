@@ -27,12 +27,13 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.polygons import polygons as outlines
 from i2f_deploy.serve import errors, masks
 from i2f_deploy.serve.access_log import AccessLog
 from i2f_deploy.serve.adapters import anylabeling, cvat, label_studio
 from i2f_deploy.serve.auth import DOCS_ASSETS, RequireAuth
 from i2f_deploy.serve.config import MB
-from i2f_deploy.serve.core import Engine, ImageInfo, Segmentation
+from i2f_deploy.serve.core import ImageInfo, Segmentation, ServingEngine
 from i2f_deploy.serve.images import decode_base64, decode_image
 from i2f_deploy.serve.limits import ExplainTooLarge
 from i2f_deploy.serve.sessions import Session, Sessions
@@ -94,8 +95,7 @@ def image_out(info: ImageInfo) -> ImageOut:
     return ImageOut(image_id=info.image_id, width=info.width, height=info.height, encoded=info.encoded, queued=info.queued)
 
 
-def result_out(session: Session, result: Segmentation, engine: Engine, mask_format: str, with_polygons: bool) -> Result:
-    geometry = engine.image(session.image_id).geometry
+def result_out(session: Session, result: Segmentation, mask_format: str, with_polygons: bool) -> Result:
     mask = None
     if result.mask is not None and mask_format == "png":
         mask = MaskOut(format="png", data="data:image/png;base64," + base64.b64encode(masks.to_png(result.mask)).decode())
@@ -103,15 +103,15 @@ def result_out(session: Session, result: Segmentation, engine: Engine, mask_form
         mask = MaskOut(format="rle", data=masks.to_coco_rle(result.mask))
     shapes = None
     if with_polygons:
-        shapes = masks.polygons(result.mask) if result.mask is not None else []
-    return Result(session_id=session.session_id, image_id=session.image_id, width=geometry.width,
-                  height=geometry.height, clicks=[ClickOut(x=c.x, y=c.y, positive=c.positive) for c in result.clicks],
-                  can_undo=bool(result.clicks), can_redo=bool(session.redo), mask=mask, polygons=shapes,
+        shapes = [p.tolist() for p in outlines(result.mask)] if result.mask is not None else []
+    return Result(session_id=session.session_id, image_id=session.image_id, width=result.width,
+                  height=result.height, clicks=[ClickOut(x=c.x, y=c.y, positive=c.positive) for c in result.clicks],
+                  can_undo=bool(result.clicks), can_redo=session.history.can_redo, mask=mask, polygons=shapes,
                   num_routed=result.num_routed, timings=result.timings)
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """The whole server on one engine."""
+def create_app(engine: ServingEngine) -> FastAPI:
+    """The whole server on one engine (``core.Engine`` or ``ray_app.RayEngine``)."""
     config = engine.config
     # the API docs load their scripts from the installed package, not a CDN: they work offline
     app = FastAPIOffline(static_url=DOCS_ASSETS, favicon_url="/static/favicon.svg", title="i2f-deploy serve",
@@ -170,13 +170,12 @@ def create_app(engine: Engine) -> FastAPI:
     @app.post("/api/sessions", tags=["native"], max_body_size=small)
     def create_session(body: SessionIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
         """Start clicking on a posted image."""
-        session = sessions.create(body.image_id)
-        return result_out(*sessions.current(session.session_id), engine, mask, polygons)
+        return result_out(*sessions.create(body.image_id), mask, polygons)
 
     @app.get("/api/sessions/{session_id}", tags=["native"])
     def get_session(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
         """The session's clicks and current mask."""
-        return result_out(*sessions.current(session_id), engine, mask, polygons)
+        return result_out(*sessions.current(session_id), mask, polygons)
 
     @app.delete("/api/sessions/{session_id}", tags=["native"], status_code=204)
     def delete_session(session_id: str) -> Response:
@@ -186,13 +185,11 @@ def create_app(engine: Engine) -> FastAPI:
     @app.post("/api/sessions/{session_id}/clicks", tags=["native"], max_body_size=small)
     def click(session_id: str, body: ClickIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
         """Add a click (422 outside the image); clears the redo stack."""
-        result = sessions.click(session_id, Click(y=body.y, x=body.x, positive=body.positive))
-        return result_out(sessions.get(session_id), result, engine, mask, polygons)
+        return result_out(*sessions.click(session_id, Click(x=body.x, y=body.y, positive=body.positive)), mask, polygons)
 
     def history_route(operation):  # undo, redo, reset: the same shape
         def route(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
-            result = operation(session_id)
-            return result_out(sessions.get(session_id), result, engine, mask, polygons)
+            return result_out(*operation(session_id), mask, polygons)
 
         route.__doc__ = operation.__doc__
         app.post(f"/api/sessions/{{session_id}}/{operation.__name__}", tags=["native"], name=operation.__name__,
@@ -206,8 +203,7 @@ def create_app(engine: Engine) -> FastAPI:
     def mask_png(session_id: str) -> Response:
         """The current mask as a PNG download (0 background, 255 object; empty before any click)."""
         _, result = sessions.current(session_id)
-        entry = engine.image(result.image_id)
-        mask = result.mask if result.mask is not None else np.zeros((entry.geometry.height, entry.geometry.width), bool)
+        mask = result.mask if result.mask is not None else np.zeros((result.height, result.width), bool)
         return Response(masks.to_png(mask), media_type="image/png",
                         headers={"Content-Disposition": f'attachment; filename="mask-{result.image_id[:8]}.png"'})
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from i2f_deploy.errors import I2FError
-from i2f_deploy.serve.images import ImageError
+from i2f_deploy.serve.images import ImageTooLarge
 
 MB = 1 << 20
 
@@ -27,7 +27,9 @@ MASK_BYTES_PER_COLUMN_AND_ROW = 32  # the logits' horizontal pass: (target size 
 
 
 class Busy(I2FError):
-    """The server is at one of its limits (encoder queue, image memory): HTTP 503, try again later."""
+    """The server is at one of its limits (encoder queue, image memory): try again later."""
+
+    http_status = 503
 
 
 class MemoryBudget:
@@ -43,8 +45,8 @@ class MemoryBudget:
         """Hold ``nbytes`` for the duration of the block, or raise ``Busy`` if they do not fit now
         (413 if they never would)."""
         if nbytes > self.limit_bytes:
-            raise ImageError(f"{what} needs about {nbytes / MB:.0f} MiB, more than --image-memory-mb "
-                             f"{self.limit_bytes // MB} allows", 413)
+            raise ImageTooLarge(f"{what} needs about {nbytes / MB:.0f} MiB, more than --image-memory-mb "
+                                f"{self.limit_bytes // MB} allows")
         with self._lock:
             if self._held + nbytes > self.limit_bytes:
                 raise Busy(f"{what} needs about {nbytes / MB:.0f} MiB and images in flight already hold "

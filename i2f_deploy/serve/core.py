@@ -5,13 +5,15 @@
 * ``add_image(rgb)``: the image gets its content id; unknown images are queued for the background
   encoder (a bounded queue: a full one is refused with ``Busy``), known ones cost nothing;
 * ``segment(image_id, clicks)``: the mask after that click sequence, at the image's own
-  resolution. It waits for the image's encoding if needed, continues from the longest click
-  prefix already decoded (``states.ClickStates``) and runs the decoder once per remaining click,
-  each run holding a slot of the ``GraphGate`` (clicks before encodings).
+  resolution. It waits for the image's encoding if needed, then asks the interactive core
+  (``runtime.interactive.segment``: the longest click prefix already decoded, one
+  ``runtime.loop.advance`` per remaining click), each decoder run holding a slot of the
+  ``GraphGate`` (clicks before encodings); the result is the logits resized to the padded
+  square, cropped, ``> 0``.
 
-Each decoder step is one iteration of the official interactive loop, ``runtime.loop.advance``
-(the one the session and validate run); the result is the logits resized to the padded square,
-cropped, ``> 0``.
+The content id, the feature cache, the click states and the loop are the core's (``runtime/``,
+shared with ``InteractiveSession``); the engine adds its queue, its threads and the limits.
+``ServingEngine`` is what the HTTP faces need of an engine: this one, or ``ray_app.RayEngine``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -30,14 +33,13 @@ from i2f_deploy import runtime
 from i2f_deploy.contract import IMAGE, REF_LABEL, Manifest
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import geometry_for, logits_to_mask, preprocess, to_target_click
-from i2f_deploy.prompt_map import Click, initial_prompt_map
-from i2f_deploy.runtime.loop import advance
+from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.features import Entry, FeatureCache, content_id
+from i2f_deploy.runtime.interactive import segment
+from i2f_deploy.runtime.states import ClickStates
 from i2f_deploy.serve.budget import Busy, MemoryBudget
 from i2f_deploy.serve.config import MB, ServeConfig
 from i2f_deploy.serve.gate import GraphGate
-from i2f_deploy.serve.images import image_id
-from i2f_deploy.serve.states import ClickStates
-from i2f_deploy.serve.store import Entry, ImageStore
 
 log = logging.getLogger("i2f_deploy.serve")
 
@@ -45,7 +47,9 @@ ENCODE_WAIT_S = 300.0  # a click waits this long at most for its image's encodin
 
 
 class NotFound(I2FError):
-    """An unknown (or evicted) image or session id: HTTP 404."""
+    """An unknown (or evicted) image or session id."""
+
+    http_status = 404
 
 
 @dataclass(frozen=True)
@@ -59,17 +63,42 @@ class ImageInfo:
 
 @dataclass(frozen=True, eq=False)
 class Segmentation:
-    """The result of a click sequence: ``mask`` bool [H, W] on the image (None before any click)."""
+    """The result of a click sequence: ``mask`` bool [H, W] on the image (None before any click),
+    with the image's size, so an answer never looks the image up again (it may be gone)."""
 
     image_id: str
+    width: int
+    height: int
     clicks: tuple[Click, ...]
     mask: np.ndarray | None
     num_routed: int | None
     timings: dict[str, float]  # milliseconds: encode_wait, decode, decoder_runs (a count), total
 
 
+class ServingEngine(Protocol):
+    """What ``api.create_app`` and the adapters need of an engine: ``Engine`` in one process,
+    ``ray_app.RayEngine`` over a Ray cluster."""
+
+    config: ServeConfig
+    target_size: int
+    model_name: str
+    memory: MemoryBudget  # the images this process decodes
+
+    def add_image(self, rgb: np.ndarray) -> ImageInfo:
+        """Register an RGB uint8 image (queued for the encoder unless known)."""
+
+    def info(self, key: str) -> ImageInfo:
+        """The image's size and whether it is encoded (``NotFound`` if unknown)."""
+
+    def segment(self, key: str, clicks: Sequence[Click]) -> Segmentation:
+        """The prediction after ``clicks`` on image ``key``."""
+
+    def stats(self) -> dict[str, object]:
+        """Counters ``/health`` reports."""
+
+
 class Engine:
-    """The graphs, the image store, the click states and the background encoder."""
+    """The graphs, the feature cache, the click states and the background encoder."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
@@ -81,15 +110,12 @@ class Engine:
         load = dict(backend=config.backend, threads=config.threads)
         self._encoder = runtime.load(config.artifact_dir, "encoder", **load)
         self._decoder = runtime.load(config.artifact_dir, "decoder", **load)
-        # ONNX Runtime sessions take concurrent runs; an OpenVINO runner holds one infer request.
-        shared = config.backend == "onnxruntime"
-        self._encoder_lock = contextlib.nullcontext() if shared else threading.Lock()
-        self._decoder_lock = contextlib.nullcontext() if shared else threading.Lock()
+        self._encoder_lock = _lock_unless_concurrent(self._encoder)
+        self._decoder_lock = _lock_unless_concurrent(self._decoder)
         self.gate = GraphGate(config.graph_runs)
-        self.store = ImageStore(config.cache_mb * MB)
+        self.store = FeatureCache(config.cache_mb * MB)
         self.memory = MemoryBudget(config.image_memory_mb * MB)
-        self.states = ClickStates(config.click_states, self.target_size)
-        self._initial = initial_prompt_map(self.target_size)
+        self.states = ClickStates(self.target_size, config.click_states)
         self._queue: queue.Queue[Entry | None] = queue.Queue(config.encoder_queue)
         self._counts_lock = threading.Lock()
         self.encoder_runs = 0
@@ -100,7 +126,7 @@ class Engine:
     # ------------------------------------------------------------------ images
     def add_image(self, rgb: np.ndarray) -> ImageInfo:
         """Register an RGB uint8 image; queue it for the encoder unless it is known."""
-        key = image_id(rgb)
+        key = content_id(rgb)
         height, width = rgb.shape[:2]
         entry = Entry(key, geometry_for(height, width, self.target_size), rgb)
         stored, new = self.store.add(entry)
@@ -167,10 +193,10 @@ class Engine:
         clicks = tuple(clicks)
         self.check_clicks(key, clicks)
         entry, waited = self._features(key)
+        geometry = entry.geometry
         if not clicks:
-            return Segmentation(key, clicks, None, None, _timings(start, waited, 0.0, 0))
-        known, ref_label = self.states.longest_prefix(key, clicks, len(clicks) - 1)
-        ref_label = self._initial if ref_label is None else ref_label
+            return Segmentation(key, geometry.width, geometry.height, clicks, None, None,
+                                _timings(start, waited, 0.0, 0))
         features = entry.features
         assert features is not None
         decode_ms = 0.0
@@ -183,17 +209,14 @@ class Engine:
                 decode_ms += (time.perf_counter() - run_start) * 1e3
             return out
 
-        geometry = entry.geometry
         with self.memory.hold_mask(geometry.width, geometry.height, self.target_size):
-            for index in range(known, len(clicks)):
-                step = advance(decode, ref_label, to_target_click(clicks[index], geometry))
-                ref_label = step.ref_label
-                self.states.put(key, clicks[:index + 1], ref_label)
-            mask = logits_to_mask(step.logits, geometry)
-        runs = len(clicks) - known
+            state, runs = segment(decode, key, geometry, clicks, self.states)
+            assert state is not None
+            mask = logits_to_mask(state.logits, geometry)
         with self._counts_lock:
             self.decoder_runs += runs
-        return Segmentation(key, clicks, mask, step.num_routed, _timings(start, waited, decode_ms, runs))
+        return Segmentation(key, geometry.width, geometry.height, clicks, mask, state.num_routed,
+                            _timings(start, waited, decode_ms, runs))
 
     # ------------------------------------------------------------------ state
     def stats(self) -> dict[str, object]:
@@ -210,6 +233,11 @@ class Engine:
         self._queue.put(None)
         self._worker.join(timeout=ENCODE_WAIT_S)
         log.info("encoder stopped after %d encoder runs", self.encoder_runs)
+
+
+def _lock_unless_concurrent(runner: runtime.GraphRunner) -> contextlib.AbstractContextManager[object]:
+    """Nothing for a runner that takes concurrent runs, else a lock that serialises them."""
+    return contextlib.nullcontext() if runner.concurrent else threading.Lock()
 
 
 def check_cache_holds_an_image(manifest: Manifest, cache_mb: int) -> None:

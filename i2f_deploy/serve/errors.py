@@ -1,4 +1,5 @@
-"""HTTP faces of the core's errors: every refusal a 4xx with its reason."""
+"""HTTP faces of the core's errors: every refusal a 4xx (or a 503) with its reason; each error class
+carries its status (``I2FError.http_status``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from i2f_deploy.errors import I2FError
-from i2f_deploy.serve.budget import Busy
-from i2f_deploy.serve.core import NotFound
-from i2f_deploy.serve.images import ImageError
 
 
 RETRY_AFTER_S = 2  # what a 503 tells the client to wait
@@ -21,15 +19,6 @@ def headers_of(status: int) -> dict[str, str] | None:
     return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
 
 
-def status_of(exc: I2FError) -> int:
-    """404 unknown ids, 503 a full encoder queue or image memory, an image error's own status, else 422."""
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Busy):
-        return 503
-    if isinstance(exc, ImageError):
-        return exc.status
-    return 422
 
 
 def install(app: FastAPI) -> None:
@@ -44,5 +33,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(I2FError)
     async def _i2f_error(request: Request, exc: I2FError) -> JSONResponse:
-        status = status_of(exc)
+        status = exc.http_status
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers_of(status))

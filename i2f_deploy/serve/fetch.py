@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from i2f_deploy.serve.images import ImageError
+from i2f_deploy.serve.images import FetchFailed, FetchRefused, ImageError, ImageTooLarge
 from i2f_deploy.serve.label_studio_auth import LabelStudioAuth
 from i2f_deploy.serve.watchdog import Deadline
 
@@ -114,8 +114,8 @@ class Fetcher:
         """403 unless ``url`` lies under an allowed prefix."""
         if not any(prefix.admits(url) for prefix in self.allowed):
             allowed = ", ".join(f"{p.scheme}://{p.netloc}{p.path}" for p in self.allowed) or "none configured"
-            raise ImageError(f"refused to fetch {url!r}: image URLs must lie under Label Studio's address or an "
-                             f"--allow-url-prefix (allowed: {allowed})", 403)
+            raise FetchRefused(f"refused to fetch {url!r}: image URLs must lie under Label Studio's address or an "
+                               f"--allow-url-prefix (allowed: {allowed})")
 
     def _headers(self, url: str) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}  # the size limit counts the image's own bytes
@@ -139,27 +139,27 @@ class Fetcher:
                             url = target
                             continue
                         if response.status_code != 200:
-                            raise ImageError(f"fetching {url} failed: HTTP {response.status_code}", 424)
+                            raise FetchFailed(f"fetching {url} failed: HTTP {response.status_code}")
                         return self._read(url, response)
                 except httpx.InvalidURL as exc:
                     raise ImageError(f"the image URL {url!r} is not a valid URL: {exc}") from None
                 except httpx.HTTPError as exc:
                     if deadline.expired or isinstance(exc, httpx.TimeoutException):
-                        raise ImageError(f"fetching {url} failed: timed out after {self.timeout_s:g} s", 424) from None
-                    raise ImageError(f"fetching {url} failed: {exc}", 424) from None
-        raise ImageError(f"fetching {ref} failed: more than {MAX_REDIRECTS} redirects", 424)
+                        raise FetchFailed(f"fetching {url} failed: timed out after {self.timeout_s:g} s") from None
+                    raise FetchFailed(f"fetching {url} failed: {exc}") from None
+        raise FetchFailed(f"fetching {ref} failed: more than {MAX_REDIRECTS} redirects")
 
     def _read(self, url: str, response: httpx.Response) -> bytes:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
-            raise ImageError(f"the image at {url} came with Content-Encoding {encoding!r}: only unencoded images are "
-                             "fetched (the size limit must count the image's own bytes)", 424)
+            raise FetchFailed(f"the image at {url} came with Content-Encoding {encoding!r}: only unencoded images are "
+                              "fetched (the size limit must count the image's own bytes)")
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.max_bytes:
-            raise ImageError(f"the image at {url} has {int(length)} bytes, more than the limit of {self.max_bytes}", 413)
+            raise ImageTooLarge(f"the image at {url} has {int(length)} bytes, more than the limit of {self.max_bytes}")
         data = bytearray()
         for chunk in response.iter_bytes(CHUNK):
             data += chunk
             if len(data) > self.max_bytes:
-                raise ImageError(f"the image at {url} is larger than the limit of {self.max_bytes} bytes", 413)
+                raise ImageTooLarge(f"the image at {url} is larger than the limit of {self.max_bytes} bytes")
         return bytes(data)

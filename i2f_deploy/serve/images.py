@@ -1,15 +1,14 @@
 """Images as clients send them (file bytes, base64, data URIs) -> RGB arrays and their ids.
 
-An image is identified by a hash of its decoded pixels, so the same picture sent twice — as an
-upload, as base64, re-encoded by a tool on every click — maps to one cache entry and one
-encoder run.
+An image is identified by a hash of its decoded pixels (``runtime.features.content_id``), so
+the same picture sent twice — as an upload, as base64, re-encoded by a tool on every click —
+maps to one cache entry and one encoder run.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 from typing import TYPE_CHECKING
 
@@ -24,19 +23,25 @@ if TYPE_CHECKING:
 
 
 class ImageError(InputError):
-    """An image that cannot be used (HTTP 422 unless ``status`` says otherwise)."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+    """An image that cannot be used: not an image, or not one this server takes."""
 
 
-def image_id(rgb: np.ndarray) -> str:
-    """Content hash of the pixels (and shape): the id under which features are cached."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr(rgb.shape).encode())
-    digest.update(memoryview(np.ascontiguousarray(rgb)).cast("B"))
-    return digest.hexdigest()
+class ImageTooLarge(ImageError):
+    """An image (or its decode, or its download) beyond a size limit."""
+
+    http_status = 413
+
+
+class FetchRefused(ImageError):
+    """An image URL outside the prefixes the server may fetch from."""
+
+    http_status = 403
+
+
+class FetchFailed(ImageError):
+    """An image the server was told to fetch, and could not (the other end failed)."""
+
+    http_status = 424
 
 
 def check_declared_size(data: bytes, max_pixels: int) -> tuple[int, int]:
@@ -47,11 +52,11 @@ def check_declared_size(data: bytes, max_pixels: int) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
     except Image.DecompressionBombError as exc:  # Pillow's own ceiling, far above any sane limit
-        raise ImageError(f"the image declares more pixels than the limit of {max_pixels} ({exc})", 413) from None
+        raise ImageTooLarge(f"the image declares more pixels than the limit of {max_pixels} ({exc})") from None
     except (OSError, ValueError, SyntaxError):  # Pillow's "cannot identify image file" and header errors
         raise ImageError("cannot decode the image (not a PNG, JPEG, BMP, WebP or TIFF file, or corrupt)") from None
     if width * height > max_pixels:
-        raise ImageError(f"the image declares {width}x{height} pixels, more than the limit of {max_pixels}", 413)
+        raise ImageTooLarge(f"the image declares {width}x{height} pixels, more than the limit of {max_pixels}")
     return width, height
 
 
@@ -68,7 +73,7 @@ def decode_image(data: bytes, max_pixels: int, memory: MemoryBudget) -> np.ndarr
             raise ImageError("cannot decode the image (not a PNG, JPEG, BMP, WebP or TIFF file, or corrupt)")
         height, width = bgr.shape[:2]
         if height * width > max_pixels:
-            raise ImageError(f"the image has {width}x{height} pixels, more than the limit of {max_pixels}", 413)
+            raise ImageTooLarge(f"the image has {width}x{height} pixels, more than the limit of {max_pixels}")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second copy of a large image
 
 

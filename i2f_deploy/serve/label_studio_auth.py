@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from i2f_deploy.serve.images import ImageError
+from i2f_deploy.serve.images import FetchFailed
 
 REFRESH_PATH = "/api/token/refresh/"
 REFRESH_MARGIN_S = 30.0
@@ -69,16 +69,16 @@ class LabelStudioAuth:
             with httpx.Client(timeout=self.timeout_s, follow_redirects=False, trust_env=False) as client:
                 response = client.post(self.refresh_url, json={"refresh": self.api_key})
         except httpx.HTTPError as exc:
-            raise ImageError(f"{failed}: {exc}", 424) from None
+            raise FetchFailed(f"{failed}: {exc}") from None
         if response.status_code != 200:
-            raise ImageError(f"{failed}: HTTP {response.status_code} {_detail(response)}", 424)
+            raise FetchFailed(f"{failed}: HTTP {response.status_code} {_detail(response)}")
         try:
             access = response.json()["access"]
         except (ValueError, KeyError, TypeError):
             access = None
         claims = jwt_claims(access) if isinstance(access, str) else None
         if claims is None or not isinstance(claims.get("exp"), (int, float)):
-            raise ImageError(f"{failed}: the answer holds no access token with an expiry", 424)
+            raise FetchFailed(f"{failed}: the answer holds no access token with an expiry")
         return access, float(claims["exp"])
 
 

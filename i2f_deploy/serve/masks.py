@@ -1,4 +1,5 @@
-"""A mask as clients take it: a PNG, COCO run lengths, or polygons, at the image's own resolution."""
+"""A mask as clients take it: a PNG, COCO run lengths or JSON rows, at the image's own resolution
+(its polygons are ``runtime.polygons``)."""
 
 from __future__ import annotations
 
@@ -47,17 +48,3 @@ def rows_json(mask: np.ndarray, before: bytes = b"", after: bytes = b"") -> byte
     text[len(text) - len(after):] = np.frombuffer(after, np.uint8)
     return text.tobytes()
 
-
-def polygons(mask: np.ndarray, epsilon_factor: float = 0.0) -> list[list[list[int]]]:
-    """Outer boundaries as lists of [x, y] pixels (OpenCV external contours). A positive
-    ``epsilon_factor`` simplifies each with Douglas-Peucker at that fraction of its perimeter,
-    as X-AnyLabeling's SAM models do; polygons of fewer than 3 points are dropped."""
-    found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    result = []
-    for contour in found:
-        if epsilon_factor > 0:
-            contour = cv2.approxPolyDP(contour, epsilon_factor * cv2.arcLength(contour, True), True)
-        points = contour.reshape(-1, 2)
-        if len(points) >= 3:
-            result.append(points.astype(int).tolist())
-    return result

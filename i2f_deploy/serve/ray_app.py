@@ -46,8 +46,8 @@ from i2f_deploy.preprocess import Geometry, geometry_for
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve.budget import MemoryBudget
 from i2f_deploy.serve.config import MB, ServeConfig
-from i2f_deploy.serve.core import Busy, Engine, ImageInfo, NotFound, Segmentation
-from i2f_deploy.serve.images import image_id
+from i2f_deploy.serve.core import Busy, Engine, ImageInfo, NotFound, Segmentation, ServingEngine
+from i2f_deploy.runtime.features import content_id
 
 log = logging.getLogger("i2f_deploy.serve")
 
@@ -155,7 +155,8 @@ class Known:
 
 
 class RayEngine:
-    """The engine ``api.create_app`` serves, forwarding the work to the replica holding each image."""
+    """The engine ``api.create_app`` serves (a ``core.ServingEngine``), forwarding the work to the
+    replica holding each image."""
 
     def __init__(self, config: ServeConfig, handle: Any) -> None:
         self.config = config
@@ -172,7 +173,7 @@ class RayEngine:
     # ------------------------------------------------------------------ images
     def add_image(self, rgb: np.ndarray) -> ImageInfo:
         """Keep the pixels (for any replica that will need them) and have a replica hold the image."""
-        key = image_id(rgb)
+        key = content_id(rgb)
         with self._lock:
             known = self._images.get(key)
         if known is None:
@@ -253,7 +254,7 @@ def build(config: ServeConfig, replicas: int) -> Any:
     @serve.ingress()
     class Ingress:
         def __init__(self, handle: Any) -> None:
-            self.engine = RayEngine(config, handle)
+            self.engine: ServingEngine = RayEngine(config, handle)
 
         def __serve_build_asgi_app__(self) -> Any:
             return create_app(self.engine)

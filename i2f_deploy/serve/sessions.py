@@ -1,6 +1,7 @@
 """Interactive sessions of the native API: an image, its clicks, the undone ones; one lock each.
 
-A session is only its click list and redo stack: the prediction is ``Engine.segment(image,
+A session is only its click history (``runtime.history.ClickHistory``: the clicks and the redo
+stack, the undo rule the in-process session follows too): the prediction is ``Engine.segment(image,
 clicks)``, which continues from the states already decoded, so a click or a redo costs one
 decoder run and an undo at most one. Work on one session is serialised by its lock (a second
 request waits for the first); different sessions run in parallel. Ids are random and
@@ -16,7 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from i2f_deploy.prompt_map import Click
-from i2f_deploy.serve.core import Engine, NotFound, Segmentation
+from i2f_deploy.runtime.history import ClickHistory, Clicks
+from i2f_deploy.serve.core import NotFound, Segmentation, ServingEngine
 
 log = logging.getLogger("i2f_deploy.serve")
 
@@ -25,8 +27,7 @@ log = logging.getLogger("i2f_deploy.serve")
 class Session:
     session_id: str
     image_id: str
-    clicks: list[Click] = field(default_factory=list)
-    redo: list[Click] = field(default_factory=list)
+    history: ClickHistory = field(default_factory=ClickHistory)
     last: Segmentation | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -34,22 +35,24 @@ class Session:
 class Sessions:
     """The registry, and the session operations that hold each session's lock."""
 
-    def __init__(self, engine: Engine, max_sessions: int) -> None:
+    def __init__(self, engine: ServingEngine, max_sessions: int) -> None:
         self.engine = engine
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
-    def create(self, image_id: str) -> Session:
-        self.engine.image(image_id)  # 404 for an unknown image
-        session = Session(secrets.token_urlsafe(16), image_id)
+    def create(self, image_id: str) -> tuple[Session, Segmentation]:
+        """A new session on a posted image and its first answer (no clicks yet: it waits for the
+        image's encoding; 404 for an unknown image, and no session is made)."""
+        result = self.engine.segment(image_id, ())
+        session = Session(secrets.token_urlsafe(16), image_id, last=result)
         with self._lock:
             self._sessions[session.session_id] = session
             while len(self._sessions) > self.max_sessions:
                 _, dropped = self._sessions.popitem(last=False)
                 log.info("sessions: dropped the least recently used one (on image %s, %d clicks) to keep at most %d",
-                         dropped.image_id, len(dropped.clicks), self.max_sessions)
-        return session
+                         dropped.image_id, len(dropped.history.clicks), self.max_sessions)
+        return session, result
 
     def get(self, session_id: str) -> Session:
         with self._lock:
@@ -68,47 +71,34 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def _run(self, session: Session, clicks: list[Click]) -> Segmentation:
+    def _run(self, session: Session, clicks: Clicks) -> Segmentation:
         result = self.engine.segment(session.image_id, clicks)
-        session.clicks, session.last = list(clicks), result  # nothing changed until here
+        session.last = result
         return result
 
-    def click(self, session_id: str, click: Click) -> Segmentation:
+    def click(self, session_id: str, click: Click) -> tuple[Session, Segmentation]:
         """Add a click; clears the redo stack."""
         session = self.get(session_id)
         with session.lock:
-            result = self._run(session, [*session.clicks, click])
-            session.redo.clear()
-            return result
+            return session, session.history.click(click, lambda clicks: self._run(session, clicks))
 
-    def undo(self, session_id: str) -> Segmentation:
+    def undo(self, session_id: str) -> tuple[Session, Segmentation]:
         """Drop the last click (nothing happens without clicks)."""
         session = self.get(session_id)
         with session.lock:
-            if not session.clicks:
-                return self._current(session)
-            undone = session.clicks[-1]
-            result = self._run(session, session.clicks[:-1])
-            session.redo.append(undone)
-            return result
+            return session, session.history.undo(lambda clicks: self._run(session, clicks)) or self._current(session)
 
-    def redo(self, session_id: str) -> Segmentation:
+    def redo(self, session_id: str) -> tuple[Session, Segmentation]:
         """Re-add the last undone click (nothing happens without one)."""
         session = self.get(session_id)
         with session.lock:
-            if not session.redo:
-                return self._current(session)
-            result = self._run(session, [*session.clicks, session.redo[-1]])
-            session.redo.pop()
-            return result
+            return session, session.history.redo(lambda clicks: self._run(session, clicks)) or self._current(session)
 
-    def reset(self, session_id: str) -> Segmentation:
+    def reset(self, session_id: str) -> tuple[Session, Segmentation]:
         """Forget every click (and the redo stack)."""
         session = self.get(session_id)
         with session.lock:
-            result = self._run(session, [])
-            session.redo.clear()
-            return result
+            return session, session.history.reset(lambda clicks: self._run(session, clicks))
 
     def current(self, session_id: str) -> tuple[Session, Segmentation]:
         """The session and its current prediction (recomputed if needed)."""
@@ -117,4 +107,4 @@ class Sessions:
             return session, self._current(session)
 
     def _current(self, session: Session) -> Segmentation:
-        return session.last or self._run(session, session.clicks)
+        return session.last or self._run(session, session.history.clicks)

@@ -25,10 +25,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from i2f_deploy.errors import I2FError
-from i2f_deploy.serve import masks
+from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.serve.adapters.common import check_count, pair, refuse_prompts, to_click
-from i2f_deploy.serve.core import Engine
-from i2f_deploy.serve.errors import headers_of, status_of
+from i2f_deploy.serve.core import ServingEngine
+from i2f_deploy.serve.errors import headers_of
 from i2f_deploy.serve.images import ImageError, decode_base64
 
 MODEL_ID = "inter2former"
@@ -48,14 +48,14 @@ def _error(code: str, message: str, status: int) -> JSONResponse:
                         headers=headers_of(status))
 
 
-def metadata(engine: Engine) -> dict[str, Any]:
+def metadata(engine: ServingEngine) -> dict[str, Any]:
     return {"display_name": f"Inter2Former ({engine.model_name}, i2f-deploy)", "widgets": WIDGETS,
             "params": {"target_size": engine.target_size, "backend": engine.config.backend,
                        "epsilon_factor": DEFAULT_EPSILON},
             "batch_processing_mode": None}
 
 
-def predict(engine: Engine, request: PredictRequest) -> dict[str, Any]:
+def predict(engine: ServingEngine, request: PredictRequest) -> dict[str, Any]:
     """Marks -> polygon shapes of the mask."""
     marks = request.params.get("marks") or []
     if not isinstance(marks, list):
@@ -78,15 +78,15 @@ def predict(engine: Engine, request: PredictRequest) -> dict[str, Any]:
     result = engine.segment(image_id, clicks)
     assert result.mask is not None
     shapes = []
-    for polygon in masks.polygons(result.mask, float(epsilon)):
-        points = [[float(x), float(y)] for x, y in polygon]
+    for polygon in polygons(result.mask, float(epsilon)):
+        points = [[float(x), float(y)] for x, y in polygon.tolist()]
         shapes.append({"label": "AUTOLABEL_OBJECT", "shape_type": "polygon", "points": points + points[:1],
                        "score": None, "attributes": {}, "description": None, "difficult": False,
                        "direction": 0, "flags": None, "group_id": None, "kie_linking": []})
     return {"shapes": shapes, "description": ""}
 
 
-def router(engine: Engine) -> APIRouter:
+def router(engine: ServingEngine) -> APIRouter:
     routes = APIRouter(prefix="/v1", tags=["X-AnyLabeling"])
 
     @routes.get("/models")
@@ -108,9 +108,9 @@ def router(engine: Engine) -> APIRouter:
         try:
             return {"success": True, "data": predict(engine, request)}
         except ImageError as exc:
-            return _error("INVALID_IMAGE", str(exc), exc.status)
+            return _error("INVALID_IMAGE", str(exc), exc.http_status)
         except I2FError as exc:
-            status = status_of(exc)
+            status = exc.http_status
             return _error("QUEUE_FULL" if status == 503 else "INVALID_REQUEST", str(exc), status)
 
     return routes

@@ -27,9 +27,10 @@ from pydantic import BaseModel, Field
 
 from i2f_deploy.errors import InputError
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.serve import masks
 from i2f_deploy.serve.adapters.common import check_count, pair, to_click
-from i2f_deploy.serve.core import Engine
+from i2f_deploy.serve.core import ServingEngine
 from i2f_deploy.serve.images import decode_base64
 
 KEPT_SEQUENCES = 256  # frames whose last click order is remembered
@@ -76,7 +77,7 @@ class ClickOrder:
         return ordered
 
 
-def interact(engine: Engine, order: ClickOrder, request: InteractorRequest) -> bytes:
+def interact(engine: ServingEngine, order: ClickOrder, request: InteractorRequest) -> bytes:
     """One interactor call -> the JSON of ``{"points": [[x, y], ...], "mask": [[0|1, ...], ...]}``
     (the mask written straight from the array: ``masks.rows_json``)."""
     count = len(request.pos_points) + len(request.neg_points)
@@ -91,12 +92,12 @@ def interact(engine: Engine, order: ClickOrder, request: InteractorRequest) -> b
     clicks += [to_click(*pair(p), False, width, height) for p in request.neg_points]
     result = engine.segment(image_id, order.order(image_id, clicks))
     assert result.mask is not None
-    outlines = masks.polygons(result.mask)
-    points = max(outlines, key=len) if outlines else []
+    found = polygons(result.mask)
+    points = max(found, key=len).tolist() if found else []
     return masks.rows_json(result.mask, b'{"points": ' + json.dumps(points).encode() + b', "mask": ', b"}")
 
 
-def router(engine: Engine) -> APIRouter:
+def router(engine: ServingEngine) -> APIRouter:
     routes = APIRouter(prefix="/cvat", tags=["CVAT"])
     order = ClickOrder()
 

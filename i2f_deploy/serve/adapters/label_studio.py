@@ -26,10 +26,10 @@ from typing import Any
 from fastapi import APIRouter, Body
 
 from i2f_deploy.errors import InputError
-from i2f_deploy.serve import masks
+from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 from i2f_deploy.serve.adapters.common import check_count, refuse_prompts, to_click
-from i2f_deploy.serve.core import Engine
+from i2f_deploy.serve.core import ImageInfo, ServingEngine
 from i2f_deploy.serve.config import MB
 from i2f_deploy.serve.fetch import Fetcher
 from i2f_deploy.serve.images import decode_base64, decode_image
@@ -68,21 +68,21 @@ def _image_ref(task: Any, key: str | None) -> str:
     return ref
 
 
-def _load(engine: Engine, fetcher: Fetcher, ref: str) -> str:
+def _load(engine: ServingEngine, fetcher: Fetcher, ref: str) -> ImageInfo:
     max_pixels = engine.config.max_pixels
     rgb = (decode_base64(ref, max_pixels, engine.memory) if ref.startswith("data:")
            else decode_image(fetcher.get(ref), max_pixels, engine.memory))
-    return engine.add_image(rgb).image_id
+    return engine.add_image(rgb)
 
 
-def fetcher_for(engine: Engine) -> Fetcher:
+def fetcher_for(engine: ServingEngine) -> Fetcher:
     """The task-image fetcher of the server's settings (a bad prefix is refused at start)."""
     config = engine.config
     return Fetcher(config.label_studio_url, config.label_studio_api_key, config.allow_url_prefixes,
                    config.fetch_timeout_s, config.fetch_max_mb * MB)
 
 
-def predict(engine: Engine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str, Any]:
+def predict(engine: ServingEngine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str, Any]:
     """One Label Studio /predict request -> its ``{"results": [...]}``."""
     params = body.get("params") or {}
     context = (params.get("context") if isinstance(params, dict) else None) or body.get("context") or {}
@@ -97,9 +97,8 @@ def predict(engine: Engine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str,
         return {"results": []}  # no interaction yet (e.g. pre-annotation when a task opens)
     check_count(len(points), engine.config.max_clicks)
     outputs, key = _tags(body.get("label_config"))
-    image_id = _load(engine, fetcher, _image_ref(tasks[0], key))
-    geometry = engine.image(image_id).geometry
-    width, height = geometry.width, geometry.height
+    image = _load(engine, fetcher, _image_ref(tasks[0], key))
+    image_id, width, height = image.image_id, image.width, image.height
     clicks, label = [], None
     for point in points:
         value = point.get("value") or {}
@@ -122,19 +121,19 @@ def predict(engine: Engine, fetcher: Fetcher, body: dict[str, Any]) -> dict[str,
                                                          "brushlabels": labels}})
     if "PolygonLabels" in outputs:
         from_name, to_name = outputs["PolygonLabels"]
-        for polygon in masks.polygons(result.mask):
-            percent = [[100 * x / width, 100 * y / height] for x, y in polygon]
+        for polygon in polygons(result.mask):
+            percent = [[100 * x / width, 100 * y / height] for x, y in polygon.tolist()]
             results.append({**common, "id": uuid.uuid4().hex[:10], "from_name": from_name, "to_name": to_name,
                             "type": "polygonlabels", "value": {"points": percent, "closed": True,
                                                                "polygonlabels": labels}})
     return {"results": [{"result": results, "score": 1.0, "model_version": model_version(engine)}]}
 
 
-def model_version(engine: Engine) -> str:
+def model_version(engine: ServingEngine) -> str:
     return f"i2f-deploy-{engine.model_name}"
 
 
-def router(engine: Engine) -> APIRouter:
+def router(engine: ServingEngine) -> APIRouter:
     routes = APIRouter(tags=["Label Studio"])
     fetcher = fetcher_for(engine)
     pool = WorkPool("Label Studio /predict (each fetches its task image)", engine.config.fetch_workers,

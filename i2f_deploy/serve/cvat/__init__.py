@@ -1,1 +1,1 @@
-"""A nuclio function for CVAT (``function.yaml`` + ``main.py``) on the serving core; see README "Serving"."""
+"""A nuclio function for CVAT (``function.yaml`` + ``main.py``) on the serving core; see docs/cvat.md."""

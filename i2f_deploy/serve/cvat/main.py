@@ -19,7 +19,7 @@ from i2f_deploy.errors import I2FError
 from i2f_deploy.serve.adapters.cvat import ClickOrder, InteractorRequest, interact
 from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
-from i2f_deploy.serve.errors import headers_of, status_of
+from i2f_deploy.serve.errors import headers_of
 
 
 def init_context(context: Any) -> None:
@@ -42,7 +42,7 @@ def handler(context: Any, event: Any) -> Any:
         request = InteractorRequest.model_validate(body)
         answer, status = interact(context.user_data.engine, context.user_data.order, request), 200
     except I2FError as exc:
-        answer, status = json.dumps({"error": str(exc)}), status_of(exc)
+        answer, status = json.dumps({"error": str(exc)}), exc.http_status
     except ValueError as exc:  # invalid JSON or fields (pydantic's ValidationError is a ValueError)
         answer, status = json.dumps({"error": f"invalid request: {exc}"}), 422
     return context.Response(body=answer, headers=headers_of(status) or {}, content_type="application/json",

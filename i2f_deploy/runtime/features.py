@@ -1,14 +1,20 @@
-"""The images the server knows, by content id, with their encoder outputs: an LRU bounded in bytes.
+"""Images by content id, with their encoder outputs: an LRU bounded in bytes (and, optionally, in
+images), shared by the session and the server.
 
-An entry holds the pixels until the encoder has run (the background worker needs them) and the
+An image is identified by a hash of its pixels and shape, so the same picture sent twice (an
+upload, base64, a tool re-sending it on every click, another array with the same pixels) maps to
+one entry and one encoder run.
+
+An entry holds the pixels until the encoder has run (a background encoder needs them) and the
 encoder outputs after (the pixels are then dropped: clicks need only the features and the
 geometry). What an entry holds counts against the budget; when the total exceeds it, the least
-recently used *encoded* entries are dropped (entries waiting for the encoder are bounded by the
-encoder queue instead). A dropped image is simply unknown again: posting it again re-encodes it.
+recently used *encoded* entries are dropped (entries waiting for the encoder are bounded by
+whoever queues them). A dropped image is simply unknown again: adding it again re-encodes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -18,7 +24,15 @@ import numpy as np
 
 from i2f_deploy.preprocess import Geometry
 
-log = logging.getLogger("i2f_deploy.serve")
+log = logging.getLogger("i2f_deploy.runtime")
+
+
+def content_id(rgb: np.ndarray) -> str:
+    """Hash of the pixels and the shape: the id an image's features are kept under."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(rgb.shape).encode())
+    digest.update(memoryview(np.ascontiguousarray(rgb)).cast("B"))
+    return digest.hexdigest()
 
 
 @dataclass(eq=False)
@@ -39,11 +53,20 @@ class Entry:
         return held + sum(a.nbytes for a in (self.features or {}).values())
 
 
-class ImageStore:
-    """Thread-safe LRU of ``Entry`` by image id, bounded by ``budget_bytes``."""
+def encoded_entry(image_id: str, geometry: Geometry, features: dict[str, np.ndarray]) -> Entry:
+    """An entry whose features are already there."""
+    entry = Entry(image_id, geometry, None, features)
+    entry.ready.set()
+    return entry
 
-    def __init__(self, budget_bytes: int) -> None:
+
+class FeatureCache:
+    """Thread-safe LRU of ``Entry`` by image id, bounded by ``budget_bytes`` and ``max_images``
+    (None: no bound of that kind)."""
+
+    def __init__(self, budget_bytes: int | None = None, max_images: int | None = None) -> None:
         self.budget_bytes = budget_bytes
+        self.max_images = max_images
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.evictions = 0
@@ -55,6 +78,10 @@ class ImageStore:
             if entry is not None:
                 self._entries.move_to_end(image_id)
             return entry
+
+    def __contains__(self, image_id: str) -> bool:
+        with self._lock:
+            return image_id in self._entries
 
     def add(self, entry: Entry) -> tuple[Entry, bool]:
         """Insert ``entry`` unless its id is known; returns (the stored entry, whether it is new)."""
@@ -84,21 +111,26 @@ class ImageStore:
             entry.ready.set()
             self._entries.pop(entry.image_id, None)
 
+    def _over(self, total: int, count: int) -> bool:
+        return ((self.budget_bytes is not None and total > self.budget_bytes)
+                or (self.max_images is not None and count > self.max_images))
+
     def _evict(self) -> None:
-        total = sum(e.nbytes for e in self._entries.values())
+        total, count = sum(e.nbytes for e in self._entries.values()), len(self._entries)
         for image_id in list(self._entries):
-            if total <= self.budget_bytes:
+            if not self._over(total, count):
                 break
             entry = self._entries[image_id]
             if entry.features is None:
-                continue  # waiting for the encoder: bounded by the queue
-            total -= entry.nbytes
+                continue  # waiting for the encoder: bounded by its queue
+            total, count = total - entry.nbytes, count - 1
             del self._entries[image_id]
             self.evictions += 1
-            log.info("feature cache: dropped image %s (%.1f MiB) to stay within %.0f MiB", image_id,
-                     entry.nbytes / (1 << 20), self.budget_bytes / (1 << 20))
+            if self.budget_bytes is not None:
+                log.info("feature cache: dropped image %s (%.1f MiB) to stay within %.0f MiB", image_id,
+                         entry.nbytes / (1 << 20), self.budget_bytes / (1 << 20))
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | None]:
         with self._lock:
             return {"images": len(self._entries),
                     "encoded": sum(e.features is not None for e in self._entries.values()),

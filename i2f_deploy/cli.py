@@ -11,8 +11,11 @@ import typer
 
 from i2f_deploy import __version__
 from i2f_deploy.errors import I2FError
+from i2f_deploy.loadtest import default as loadtest_default
 from i2f_deploy.options import comma_list
+from i2f_deploy.runtime.options import OpenVinoOptions, OrtOptions
 from i2f_deploy.samples import sample_names
+from i2f_deploy.serve.config import default as serve_default
 
 app = typer.Typer(
     help="Export Inter2Former to ONNX, check it against PyTorch, benchmark it and run it on CPUs.",
@@ -28,7 +31,7 @@ INTERNAL_ERROR = 3
 # modules of the optional extras (pyproject.toml), for a one-line hint when one is missing
 EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "onnxsim": "export", "skimage": "export",
           "matplotlib": "export", "nncf": "export", "openvino": "openvino", "ray": "ray", "fastapi": "serve", "uvicorn": "serve",
-          "multipart": "serve", "httpx": "serve", "PIL": "serve"}
+          "multipart": "serve", "httpx": "serve", "PIL": "serve", "psutil": "serve"}
 
 ConfigOption = Annotated[
     str, typer.Option("--config", "-c", help="Shipped config name (e.g. inter2former-base-1024) or a TOML file.")
@@ -40,6 +43,13 @@ ArtifactDirArgument = Annotated[
     Path, typer.Argument(metavar="ARTIFACT_DIR", help="Directory written by i2f-deploy export.", show_default=False)
 ]
 Backend = Literal["onnxruntime", "openvino"]
+# serve's options that are server settings (serve/config.py), by parameter name
+SERVE_SETTINGS = {name: name for name in (
+    "backend", "threads", "cache_mb", "max_upload_mb", "max_pixels", "graph_runs", "encoder_queue", "max_sessions",
+    "max_clicks", "max_json_kb", "fetch_max_mb", "fetch_workers", "image_memory_mb", "label_studio_url",
+    "label_studio_api_key", "token", "basic_auth_user", "basic_auth_pass")} | {
+    "fetch_timeout": "fetch_timeout_s", "header_timeout": "header_timeout_s", "allow_url_prefix": "allow_url_prefixes",
+    "cors_origin": "cors_origins", "allowed_host": "allowed_hosts"}
 UnsafePickleOption = Annotated[
     bool,
     typer.Option("--allow-unsafe-pickle", help="Load checkpoints that need full unpickling (runs code: trusted files only)."),
@@ -105,6 +115,13 @@ def _describe(exc: Exception) -> tuple[int, str]:
         return USAGE_ERROR, f"{exc.filename}: {exc.strerror or exc}"
     first_line = (str(exc).strip().splitlines() or [""])[0]
     return INTERNAL_ERROR, f"internal error ({type(exc).__name__}: {first_line}); rerun with --debug for the traceback"
+
+
+def _given(context: typer.Context, option: str) -> bool:
+    """Whether ``option`` was given (not left at its default). By the source's name: typer
+    carries a click of its own, whose ParameterSource is not click's."""
+    source = context.get_parameter_source(option)
+    return source is not None and source.name != "DEFAULT"
 
 
 def report_console():
@@ -282,9 +299,9 @@ def bench(
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per row.")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each row.")] = 2,
     settle_ms: Annotated[int, typer.Option(min=0, help="Untimed pause after each timed run, so the next contender does not share the cores with this one's spin-waiting threads.")] = 50,
-    ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = True,
-    openvino_hint: Annotated[Literal["latency", "throughput"], typer.Option(help="OpenVINO performance hint.")] = "latency",
-    openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = None,
+    ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = OrtOptions.model_fields["spinning"].default,
+    openvino_hint: Annotated[Literal["latency", "throughput"], typer.Option(help="OpenVINO performance hint.")] = OpenVinoOptions.model_fields["performance_hint"].default,
+    openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = OpenVinoOptions.model_fields["streams"].default,
     precision: Annotated[str, typer.Option(help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is a contender (non-f32 ones are named openvino-<precision>).")] = "f32",
     openvino_kernels: Annotated[
         Optional[str],
@@ -303,8 +320,8 @@ def bench(
     from i2f_deploy.bench.cli_support import run as run_bench
     from i2f_deploy.bench.runner import Settings
 
-    settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort_spinning=ort_spinning,
-                        openvino_hint=openvino_hint, openvino_streams=openvino_streams)
+    settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort=OrtOptions(spinning=ort_spinning),
+                        openvino=OpenVinoOptions(performance_hint=openvino_hint, streams=openvino_streams))
     request = BenchRequest(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings,
                            openvino_kernels, json_path, csv_path, plot_path, profile_path)
     run_bench(request, report_console())
@@ -339,52 +356,53 @@ def predict(
 @app.command("serve")
 @one_line_errors
 def serve(
+    context: typer.Context,
     artifact_dir: ArtifactDirArgument,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default: only this machine can connect).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     ray_cluster: Annotated[bool, typer.Option("--ray", help="Serve as a Ray Serve application: engine replicas on a Ray cluster, each image's requests routed to the replica holding its features (needs the [ray] extra).")] = False,
     replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: engine replicas (each loads the graphs once and keeps its own feature cache of --cache-mb) [default: 1].", show_default=False)] = None,
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (e.g. auto, or HEAD_IP:6379); default: start a local one.", show_default=False)] = None,
-    backend: Annotated[Backend, typer.Option(help="Inference backend.")] = "onnxruntime",
-    threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the backend's choice).")] = None,
-    cache_mb: Annotated[int, typer.Option(help="Feature cache size in MiB (encoder outputs of recent images, least recently used dropped).")] = 1024,
-    max_upload_mb: Annotated[int, typer.Option(help="Largest request body in MiB (uploads, base64 images); larger ones get 413.")] = 32,
-    max_pixels: Annotated[int, typer.Option(help="Largest image in pixels (width x height); larger ones get 413.")] = 40_000_000,
-    graph_runs: Annotated[int, typer.Option(help="Graph runs at once; encodings may use all but one, clicks go first.")] = 2,
-    encoder_queue: Annotated[int, typer.Option(help="Images waiting for the encoder; more get 503.")] = 16,
-    max_sessions: Annotated[int, typer.Option(help="Interactive sessions kept (least recently used dropped first).")] = 256,
-    max_clicks: Annotated[int, typer.Option(help="Clicks per session or request; more get 422.")] = 200,
-    max_json_kb: Annotated[int, typer.Option(help="Largest body in KiB of requests without an image (sessions, clicks, /setup); larger ones get 413.")] = 64,
-    fetch_timeout: Annotated[float, typer.Option(help="Seconds a task image URL may take, the whole transfer (headers and redirects included); slower ones get 424.")] = 10.0,
-    fetch_max_mb: Annotated[int, typer.Option(help="Largest task image fetched from a URL, in MiB; larger ones get 413.")] = 32,
-    fetch_workers: Annotated[int, typer.Option(help="Label Studio /predict calls at once (each fetches its task image), on threads of their own; one that waits --fetch-timeout for a slot gets 503.")] = 8,
-    image_memory_mb: Annotated[int, typer.Option(help="Memory in MiB for decoding images and computing masks at once (estimated from each image's size before the work); beyond it 503.")] = 512,
-    header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send a request's headers; slower connections are closed.")] = 10.0,
-    label_studio_url: Annotated[Optional[str], typer.Option(envvar=["LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"], help="Label Studio's address: relative task image URLs are resolved against it, and absolute ones under it are fetched.")] = None,
-    label_studio_api_key: Annotated[Optional[str], typer.Option(envvar=["LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"], help="Label Studio API token sent with fetches from its address only.", show_default=False)] = None,
+    backend: Annotated[Backend, typer.Option(help="Inference backend.")] = serve_default("backend"),
+    threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the backend's choice).")] = serve_default("threads"),
+    cache_mb: Annotated[int, typer.Option(help="Feature cache size in MiB (encoder outputs of recent images, least recently used dropped).")] = serve_default("cache_mb"),
+    max_upload_mb: Annotated[int, typer.Option(help="Largest request body in MiB (uploads, base64 images); larger ones get 413.")] = serve_default("max_upload_mb"),
+    max_pixels: Annotated[int, typer.Option(help="Largest image in pixels (width x height); larger ones get 413.")] = serve_default("max_pixels"),
+    graph_runs: Annotated[int, typer.Option(help="Graph runs at once; encodings may use all but one, clicks go first.")] = serve_default("graph_runs"),
+    encoder_queue: Annotated[int, typer.Option(help="Images waiting for the encoder; more get 503.")] = serve_default("encoder_queue"),
+    max_sessions: Annotated[int, typer.Option(help="Interactive sessions kept (least recently used dropped first).")] = serve_default("max_sessions"),
+    max_clicks: Annotated[int, typer.Option(help="Clicks per session or request; more get 422.")] = serve_default("max_clicks"),
+    max_json_kb: Annotated[int, typer.Option(help="Largest body in KiB of requests without an image (sessions, clicks, /setup); larger ones get 413.")] = serve_default("max_json_kb"),
+    fetch_timeout: Annotated[float, typer.Option(help="Seconds a task image URL may take, the whole transfer (headers and redirects included); slower ones get 424.")] = serve_default("fetch_timeout_s"),
+    fetch_max_mb: Annotated[int, typer.Option(help="Largest task image fetched from a URL, in MiB; larger ones get 413.")] = serve_default("fetch_max_mb"),
+    fetch_workers: Annotated[int, typer.Option(help="Label Studio /predict calls at once (each fetches its task image), on threads of their own; one that waits --fetch-timeout for a slot gets 503.")] = serve_default("fetch_workers"),
+    image_memory_mb: Annotated[int, typer.Option(help="Memory in MiB for decoding images and computing masks at once (estimated from each image's size before the work); beyond it 503.")] = serve_default("image_memory_mb"),
+    header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send a request's headers; slower connections are closed.")] = serve_default("header_timeout_s"),
+    label_studio_url: Annotated[Optional[str], typer.Option(help="Label Studio's address (or LABEL_STUDIO_URL, LABEL_STUDIO_HOST): relative task image URLs are resolved against it, and absolute ones under it are fetched.", show_default=False)] = None,
+    label_studio_api_key: Annotated[Optional[str], typer.Option(help="Label Studio API token (or LABEL_STUDIO_API_KEY, LABEL_STUDIO_ACCESS_TOKEN) sent with fetches from its address only.", show_default=False)] = None,
     allow_url_prefix: Annotated[Optional[list[str]], typer.Option("--allow-url-prefix", metavar="URL", help="Also fetch task images under this http(s) URL prefix (repeat the option); any other URL gets 403.")] = None,
-    token: Annotated[Optional[str], typer.Option(envvar="I2F_SERVE_TOKEN", help="Require this token on every request but /health and the page (Authorization: Bearer TOKEN or a Token header); prefer the environment variable to keep it out of process listings.", show_default=False)] = None,
-    basic_auth_user: Annotated[Optional[str], typer.Option(envvar="BASIC_AUTH_USER", help="Also accept HTTP basic auth with this user (Label Studio's model connection sends it).", show_default=False)] = None,
-    basic_auth_pass: Annotated[Optional[str], typer.Option(envvar="BASIC_AUTH_PASS", help="The password for --basic-auth-user.", show_default=False)] = None,
+    token: Annotated[Optional[str], typer.Option(help="Require this token on every request but /health and the page (Authorization: Bearer TOKEN or a Token header); prefer the environment variable I2F_SERVE_TOKEN to keep it out of process listings.", show_default=False)] = None,
+    basic_auth_user: Annotated[Optional[str], typer.Option(help="Also accept HTTP basic auth with this user (or BASIC_AUTH_USER; Label Studio's model connection sends it).", show_default=False)] = None,
+    basic_auth_pass: Annotated[Optional[str], typer.Option(help="The password for --basic-auth-user (or BASIC_AUTH_PASS).", show_default=False)] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", metavar="ORIGIN", help="Let web pages from this origin call the API (repeat the option); none by default.")] = None,
     allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="HOST", help="Answer requests for this host name only (repeat the option; '*' for any); default: localhost and 127.0.0.1 when listening on loopback, any otherwise.")] = None,
 ) -> None:
     """Serve click-to-segment over HTTP: the native API and web page, and the Label Studio,
-    X-AnyLabeling and CVAT adapters (no torch needed)."""
-    from i2f_deploy.errors import InputError
-    from i2f_deploy.serve.config import ServeConfig
+    X-AnyLabeling and CVAT adapters (no torch needed).
+
+    Every setting but --host, --port, --ray, --replicas and --address can also come from an
+    environment variable: I2F_ and its name (I2F_CACHE_MB, I2F_FETCH_TIMEOUT_S; lists as JSON).
+    An option given wins over the variable."""
+    from i2f_deploy.serve.config import serve_config
     from i2f_deploy.serve.server import allowed_hosts, run
 
-    if (basic_auth_user is None) != (basic_auth_pass is None):
-        raise InputError("--basic-auth-user and --basic-auth-pass go together: give both or neither")
-    config = ServeConfig(artifact_dir, backend, threads, cache_mb, max_upload_mb, max_pixels, graph_runs, encoder_queue,
-                         max_sessions, max_clicks, fetch_timeout_s=fetch_timeout, fetch_max_mb=fetch_max_mb,
-                         fetch_workers=fetch_workers, image_memory_mb=image_memory_mb, header_timeout_s=header_timeout,
-                         label_studio_url=label_studio_url, label_studio_api_key=label_studio_api_key,
-                         allow_url_prefixes=tuple(allow_url_prefix or ()), token=token,
-                         basic_auth=(basic_auth_user, basic_auth_pass) if basic_auth_user is not None else None,
-                         cors_origins=tuple(cors_origin or ()), max_json_kb=max_json_kb,
-                         allowed_hosts=allowed_hosts(host, allowed_host))
+    settings: dict[str, object] = {"artifact_dir": artifact_dir}
+    for option, value in context.params.items():  # options given, so that the environment fills the rest
+        if option in SERVE_SETTINGS and _given(context, option):
+            settings[SERVE_SETTINGS[option]] = tuple(value) if isinstance(value, list) else value
+    config = serve_config(**settings)
+    if "allowed_hosts" not in config.model_fields_set:  # neither --allowed-host nor I2F_ALLOWED_HOSTS
+        config = config.model_copy(update={"allowed_hosts": allowed_hosts(host, None)})
     if not ray_cluster:
         if replicas is not None or address is not None:
             raise I2FError("--replicas and --address need --ray")
@@ -393,6 +411,47 @@ def serve(
     from i2f_deploy.serve import ray_app
 
     ray_app.run(config, host, port, replicas or 1, address)
+
+
+@app.command("loadtest")
+@one_line_errors
+def loadtest(
+    artifact_dir: ArtifactDirArgument,
+    users: Annotated[int, typer.Option(help="Simulated people clicking at once.")] = loadtest_default("users"),
+    images: Annotated[int, typer.Option(help="Images each user posts (the same ones for every user, unless --own-images).")] = loadtest_default("images"),
+    clicks: Annotated[int, typer.Option(help="Clicks per user on each image (then one undo and one redo).")] = loadtest_default("clicks"),
+    backend: Annotated[Backend, typer.Option(help="Inference backend of the server.")] = loadtest_default("backend"),
+    threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the server's).", show_default=False)] = loadtest_default("threads"),
+    graph_runs: Annotated[Optional[int], typer.Option(help="Graph runs at once per server or replica (default: the server's).", show_default=False)] = loadtest_default("graph_runs"),
+    cache_mb: Annotated[int, typer.Option(help="The server's feature cache in MiB: the memory budget the run is checked against.")] = loadtest_default("cache_mb"),
+    slack_mb: Annotated[int, typer.Option(help="Memory growth in MiB allowed beyond --cache-mb (sessions, buffers).")] = loadtest_default("slack_mb"),
+    max_seconds: Annotated[float, typer.Option(help="Stop clicking after this many seconds (the run then fails).")] = loadtest_default("max_seconds"),
+    ray_replicas: Annotated[int, typer.Option("--ray", metavar="N", help="Serve with --ray --replicas N on a local Ray cluster (0: the single process; memory is then not measured).")] = loadtest_default("ray_replicas"),
+    own_images: Annotated[bool, typer.Option("--own-images", help="Each user posts images of its own (default: all users post the same ones).")] = loadtest_default("own_images"),
+    json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Also write the report here.", show_default=False)] = None,
+    server_log: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the server's output here.", show_default=False)] = None,
+) -> None:
+    """Load a server on 127.0.0.1 with simulated users clicking at once, and print a JSON report:
+    click latency, errors, encoder runs and the server's memory against its cache budget. Exit
+    status 1 if a request failed, an image was encoded twice or memory outgrew the budget."""
+    import json
+
+    from i2f_deploy.loadtest import load_test
+    from i2f_deploy.loadtest import run as run_load
+    from i2f_deploy.outputs import check_output_file
+
+    check_output_file(json_path, "--json")
+    check_output_file(server_log, "--server-log")
+    test = load_test(artifact_dir=artifact_dir, users=users, images=images, clicks=clicks, backend=backend, threads=threads,
+                     graph_runs=graph_runs, cache_mb=cache_mb, slack_mb=slack_mb, max_seconds=max_seconds,
+                     ray_replicas=ray_replicas, own_images=own_images, server_log=server_log)
+    report = run_load(test)
+    text = json.dumps(report, indent=2)
+    typer.echo(text)
+    if json_path:
+        json_path.write_text(text + "\n")
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command("configs")

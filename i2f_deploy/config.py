@@ -9,120 +9,114 @@ never falls back to a default silently.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import tomllib
-import typing
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from i2f_deploy.errors import ConfigError
+from i2f_deploy.validation import field_path, problem
 
 PATCH_SIZE = 16  # the artifact contract's token grid is target_size / 16
 NUM_STAGES = 4  # edge maps = DLU stages, each doubling the resolution: 2**4 = PATCH_SIZE
 TARGET_MULTIPLE = 256
 
-
-def _at_least(low: float) -> Any:
-    """A number (or each number of a list) that must be >= ``low``."""
-    return field(metadata={"min": low})
-
-
-def _above(low: float) -> Any:
-    """A number that must be > ``low``."""
-    return field(metadata={"above": low})
+# Integers must be integers and numbers numbers (a TOML 4.0 is not a depth, true is not 1).
+Count = Annotated[StrictInt, Field(ge=1)]
+Index = Annotated[StrictInt, Field(ge=0)]
+Positive = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+Ratio = Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]
+Counts = Annotated[tuple[Count, ...], Field(min_length=1)]
+Indices = Annotated[tuple[Index, ...], Field(min_length=1)]
 
 
-@dataclass(frozen=True)
-class BackboneConfig:
+class _Table(BaseModel):
+    """One TOML table: every field given, none unknown, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackboneConfig(_Table):
     """HRSAM ViT backbone (official ``HRSAMViTNoSSM``)."""
 
-    depth: int = _at_least(1)
-    embed_dim: int = _at_least(1)
-    num_heads: int = _at_least(1)
-    mlp_ratio: float = _above(0)
-    patch_size: int = _at_least(1)
-    img_size: int = _at_least(1)
-    window_size: int = _at_least(1)
-    downsample_sizes: tuple[int, ...] = _at_least(1)
-    out_indices: tuple[int, ...] = _at_least(0)
-    final_embed_dim: int = _at_least(1)
-    rope_ratio: float = _above(0)
+    depth: Count
+    embed_dim: Count
+    num_heads: Count
+    mlp_ratio: Positive
+    patch_size: Count
+    img_size: Count
+    window_size: Count
+    downsample_sizes: Counts
+    out_indices: Indices
+    final_embed_dim: Count
+    rope_ratio: Ratio
 
 
-@dataclass(frozen=True)
-class EdgeDetectorConfig:
+class EdgeDetectorConfig(_Table):
     """CannyNet edge detector."""
 
-    depth: int = _at_least(1)
-    strides: tuple[int, ...] = _at_least(1)
-    downscale: int = _at_least(2)
-    threshold: float = _at_least(0)
+    depth: Count
+    strides: Counts
+    downscale: Annotated[StrictInt, Field(ge=2)]
+    threshold: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
 
 
-@dataclass(frozen=True)
-class NeckConfig:
+class NeckConfig(_Table):
     """DPE + DHA + HMoE neck (official ``Inter2FormerDecoderNeck``)."""
 
-    downscale: int = _at_least(1)
-    depth: int = _at_least(1)
-    embed_dim: int = _at_least(1)
-    num_heads: int = _at_least(1)
-    ref_dims: tuple[int, ...] = _at_least(1)
-    ref_strides: tuple[int, ...] = _at_least(1)
-    code_size: int = _at_least(1)
-    mlp_ratio: float = _above(0)
-    uncertainty_kernel_size: int = _at_least(1)
-    rope_ratio: float = _above(0)
-    rope_theta: float = _above(0)
+    downscale: Count
+    depth: Count
+    embed_dim: Count
+    num_heads: Count
+    ref_dims: Counts
+    ref_strides: Counts
+    code_size: Annotated[StrictInt, Field(ge=1, le=16)]  # 2**code_size BSQ codes
+    mlp_ratio: Positive
+    uncertainty_kernel_size: Count
+    rope_ratio: Ratio
+    rope_theta: Positive
 
 
-@dataclass(frozen=True)
-class DecodeHeadConfig:
+class DecodeHeadConfig(_Table):
     """Dynamic local upsampling head."""
 
-    embed_dim: int = _at_least(1)
-    num_upsamplers: int = _at_least(1)
-    threshold: float = field(metadata={})
+    embed_dim: Count
+    num_upsamplers: Count
+    threshold: Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Table):
     backbone: BackboneConfig
     edge_detector: EdgeDetectorConfig
     neck: NeckConfig
     decode_head: DecodeHeadConfig
 
 
-MODEL_PARTS: dict[str, type] = typing.get_type_hints(ModelConfig)
-
-
-@dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(_Table):
     """One named deployment target: the model and the square size it runs at."""
 
-    name: str
-    target_size: int
+    name: Annotated[str, Field(strict=True, min_length=1)]
+    target_size: Annotated[StrictInt, Field(gt=0, multiple_of=TARGET_MULTIPLE)]
     model: ModelConfig
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _fits_the_model(self) -> ExportConfig:
         problems = list(_model_problems(self))
         if problems:
-            raise ConfigError(f"config {self.name}: " + "; ".join(problems))
+            raise ValueError("; ".join(problems))
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
 def _model_problems(config: ExportConfig) -> Iterator[str]:
     """What the model and the artifact contract need beyond each field's own range."""
     b, e, n, h = config.model.backbone, config.model.edge_detector, config.model.neck, config.model.decode_head
-    size = config.target_size
-    if size <= 0 or size % TARGET_MULTIPLE:
-        yield f"target_size must be a positive multiple of {TARGET_MULTIPLE}, got {size}"
     if b.patch_size != PATCH_SIZE:
         yield f"model.backbone.patch_size must be {PATCH_SIZE} (the artifact's token grid), got {b.patch_size}"
     if b.img_size % b.patch_size:
@@ -134,8 +128,6 @@ def _model_problems(config: ExportConfig) -> Iterator[str]:
                "into heads whose width is a multiple of 4 (rotary embedding)")
     if not b.out_indices or list(b.out_indices) != sorted(set(b.out_indices)) or b.out_indices[-1] >= b.depth:
         yield f"model.backbone.out_indices {list(b.out_indices)} must be increasing block indices below depth {b.depth}"
-    if b.rope_ratio > 1 or n.rope_ratio > 1:
-        yield "rope_ratio must lie in (0, 1]"
     if not b.final_embed_dim == n.embed_dim == h.embed_dim:
         yield (f"model.backbone.final_embed_dim {b.final_embed_dim}, model.neck.embed_dim {n.embed_dim} and "
                f"model.decode_head.embed_dim {h.embed_dim} must be equal (one feature width flows through)")
@@ -152,8 +144,6 @@ def _model_problems(config: ExportConfig) -> Iterator[str]:
         yield f"model.neck.embed_dim {n.embed_dim} / downscale {n.downscale} must be a whole multiple of 4"
     if int(n.mlp_ratio * n.embed_dim) % n.downscale:
         yield f"model.neck.mlp_ratio x embed_dim must split into downscale = {n.downscale} experts"
-    if n.code_size > 16:
-        yield f"model.neck.code_size {n.code_size} must be at most 16 (2**code_size BSQ codes)"
     if len(n.ref_dims) != len(n.ref_strides) or n.ref_dims[-1] != n.embed_dim:
         yield (f"model.neck.ref_dims {list(n.ref_dims)} must have one entry per ref_stride "
                f"{list(n.ref_strides)} and end at embed_dim {n.embed_dim}")
@@ -163,50 +153,6 @@ def _model_problems(config: ExportConfig) -> Iterator[str]:
         yield f"model.neck.uncertainty_kernel_size must be odd, got {n.uncertainty_kernel_size}"
 
 
-def _number(value: Any, kind: type, where: str) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-        raise ConfigError(f"{where} must be {'a number' if kind is float else 'an integer'}, got {value!r}")
-    if kind is float and not math.isfinite(value):
-        raise ConfigError(f"{where} must be finite, got {value!r}")
-    return kind(value)
-
-
-def _check_range(value: float, metadata: Any, where: str) -> None:
-    if "min" in metadata and value < metadata["min"]:
-        raise ConfigError(f"{where} must be at least {metadata['min']}, got {value!r}")
-    if "above" in metadata and value <= metadata["above"]:
-        raise ConfigError(f"{where} must be greater than {metadata['above']}, got {value!r}")
-
-
-def _field_value(value: Any, kind: Any, metadata: Any, where: str) -> Any:
-    if typing.get_origin(kind) is tuple:
-        if not isinstance(value, (list, tuple)) or not value:
-            raise ConfigError(f"{where} must be a non-empty list of integers, got {value!r}")
-        items = tuple(_number(item, int, where) for item in value)
-        for item in items:
-            _check_range(item, metadata, where)
-        return items
-    number = _number(value, kind, where)
-    _check_range(number, metadata, where)
-    return number
-
-
-def _build(cls: type, table: Any, where: str) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(f"[{where}] must be a table, got {table!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown field(s) in [{where}]: {', '.join(unknown)}")
-    missing = [name for name in fields if name not in table]
-    if missing:
-        raise ConfigError(f"[{where}] is missing: {', '.join(missing)} (give them, or start from a shipped config with base = \"<name>\")")
-    return cls(**{
-        name: _field_value(table[name], hints[name], fields[name].metadata, f"{where}.{name}") for name in fields
-    })
-
-
 def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overrides.items():
@@ -214,35 +160,51 @@ def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def config_from_dict(data: dict[str, Any]) -> ExportConfig:
-    """Build a validated :class:`ExportConfig` from parsed TOML/JSON data (see the module doc)."""
+def _table(loc: tuple[int | str, ...]) -> str:
+    return "[" + ".".join(str(part) for part in loc) + "]"
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    """Every error, missing and unknown fields grouped by their table."""
+    missing: dict[tuple[int | str, ...], list[str]] = {}
+    unknown: dict[tuple[int | str, ...], list[str]] = {}
+    others = []
+    seen = set()
+    for error in exc.errors():
+        if field_path(error) in seen:  # one problem per field: a list's bad item, not also its length
+            continue
+        seen.add(field_path(error))
+        if error["type"] == "missing":
+            missing.setdefault(error["loc"][:-1], []).append(str(error["loc"][-1]))
+        elif error["type"] == "extra_forbidden":
+            unknown.setdefault(error["loc"][:-1], []).append(str(error["loc"][-1]))
+        elif error["type"] in ("model_type", "model_attributes_type"):
+            others.append(problem(error, _table(field_path(error))))
+        else:
+            others.append(problem(error, ".".join(str(part) for part in field_path(error))))
+    problems = [f"unknown field(s) in {_table(table)}: {', '.join(sorted(names))}" if table else
+                f"unknown top-level field(s): {', '.join(sorted(names))}" for table, names in unknown.items()]
+    problems += [f"{_table(table) if table else 'the top level'} is missing: {', '.join(names)} "
+                 "(give them, or start from a shipped config with base = \"<name>\")" for table, names in missing.items()]
+    return problems + others
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> ExportConfig:
+    """Build a validated :class:`ExportConfig` from parsed TOML/JSON data (see the module doc);
+    ``source`` names the file in the error."""
     data = dict(data)
     if "base" in data:
         base_name = data.pop("base")
         if not isinstance(base_name, str) or base_name not in available_configs():
-            raise ConfigError(f"base = {base_name!r} is not a shipped config; choose from {', '.join(available_configs())}")
+            raise ConfigError(f"{source}: base = {base_name!r} is not a shipped config; "
+                              f"choose from {', '.join(available_configs())}")
         base = load_config(base_name).to_dict()
         base.pop("name")
         data = _merged(base, data)
-    model_table = data.pop("model", {})
-    if not isinstance(model_table, dict):
-        raise ConfigError(f"[model] must be a table, got {model_table!r}")
-    unknown = sorted(set(model_table) - set(MODEL_PARTS))
-    if unknown:
-        raise ConfigError(f"unknown table(s) in [model]: {', '.join(unknown)}")
-    missing = [key for key in ("name", "target_size") if key not in data]
-    missing += [f"[model.{part}]" for part in MODEL_PARTS if part not in model_table]
-    if missing:
-        raise ConfigError(f"config is missing: {', '.join(missing)}")
-    name, target_size = data.pop("name"), data.pop("target_size")
-    if data:
-        raise ConfigError(f"unknown top-level field(s): {', '.join(sorted(data))}")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"name must be a non-empty string, got {name!r}")
-    model = ModelConfig(**{
-        part: _build(MODEL_PARTS[part], model_table[part], f"model.{part}") for part in MODEL_PARTS
-    })
-    return ExportConfig(name=name, target_size=int(_number(target_size, int, "target_size")), model=model)
+    try:
+        return ExportConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_problems(exc))) from None
 
 
 def available_configs() -> list[str]:
@@ -268,4 +230,4 @@ def load_config(name_or_path: str | Path) -> ExportConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {text} is not valid TOML: {exc}") from None
-    return config_from_dict(data)
+    return config_from_dict(data, f"config {text}")

@@ -17,11 +17,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import assert_refused, leftovers
-
 from i2f_deploy.cli import app
 from i2f_deploy.config import available_configs, load_config
 from i2f_deploy.errors import ConfigError
+
+from support.commands import assert_refused, leftovers
+
 
 TINY = "inter2former-tiny-512"
 TINY_TOML = (Path(__file__).parents[1] / "export_configs" / f"{TINY}.toml").read_text()
@@ -80,6 +81,15 @@ def test_bad_config_fields_are_named_before_any_work(tmp_path, case):
     config = tmp_path / "custom.toml"
     config.write_text(text)
     export_refused(tmp_path, message, "-c", config, "--random-weights")
+
+
+def test_a_config_error_names_the_file_and_every_bad_field(tmp_path):
+    config = tmp_path / "custom.toml"
+    config.write_text(tiny_toml_with("window_size = 16", "window_size = 0").replace("code_size = 8", "code_size = 17"))
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    assert str(refused.value) == (f"config {config}: model.backbone.window_size must be at least 1, got 0; "
+                                  "model.neck.code_size must be at most 16, got 17")
 
 
 def test_shipped_configs_are_valid_and_list_every_field_or_a_base():

@@ -62,7 +62,7 @@ def test_hybrid_moe_function_matches_the_model(routed_share):
 
 
 def test_token_routing_function_matches_the_router():
-    from test_routing import random_prompt_map, scattered_prompt_map
+    from support.prompt_maps import random_prompt_map, scattered_prompt_map
 
     attributes = {"stride": 16, "kernel_size": 7}
     rng = np.random.default_rng(3)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import REPO
+from support.golden import REPO
 
 PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 LANGUAGES = ("python", "bash")

@@ -19,7 +19,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import assert_refused, assert_runs_without_torch
 from i2f_deploy.cli import app
 from i2f_deploy.compare import mask_iou
 from i2f_deploy.evaluate.datasets import HQSEG44K_SUBSETS, DatasetSpec, entries, load
@@ -28,6 +27,10 @@ from i2f_deploy.prompt_map import Click
 from i2f_deploy.validate.clicks import next_click
 
 # Two textured images, each with a bright rectangle as its object (y0, y1, x0, x1, end exclusive).
+
+from support.commands import assert_refused, assert_runs_without_torch
+
+
 PICTURES = [((96, 128), (30, 60, 40, 100)), ((120, 90), (10, 70, 20, 60))]
 # Hand-computed first click of picture 0: the rectangle's rows 30..59 and columns 40..99 are
 # 15 px deep at most (rows 44 and 45, 15 px from row 29 or 60; columns 54..85, >= 15 px from

@@ -11,12 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import DECODER_CASES, assert_runs_without_torch
 from i2f_deploy import runtime
 from i2f_deploy.cli import app
 from i2f_deploy.compare import assert_close, logits_iou
 from i2f_deploy.custom_ops import DOMAIN
 from i2f_deploy.custom_ops.registry import OP_TYPES
+
+from support.commands import assert_runs_without_torch
+from support.golden import DECODER_CASES
+
 
 BACKENDS = ("onnxruntime", "openvino")
 KERNEL_PATHS = [("onnxruntime", "function-body"), ("openvino", "function-body"), ("openvino", "native")]
@@ -162,7 +165,7 @@ def test_runtime_runs_both_backends_without_importing_torch(tiny_artifacts, gold
 
 
 def golden_npz_path():
-    from conftest import TINY_DIR
+    from support.golden import TINY_DIR
 
     return TINY_DIR / "golden.npz"
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-
 import pytest
 from typer.testing import CliRunner
 
-from conftest import assert_refused, leftovers
-
 from i2f_deploy.cli import app
 from i2f_deploy.config import load_config
+
+from support.commands import assert_refused, leftovers
+
 
 TINY = "inter2former-tiny-512"
 

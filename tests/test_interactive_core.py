@@ -6,17 +6,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from i2f_deploy.preprocess import geometry_for
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.features import Entry, FeatureCache, content_id, encoded_entry
 from i2f_deploy.runtime.history import ClickHistory
 from i2f_deploy.runtime.polygons import polygons
-from i2f_deploy.runtime.states import (ClickStates, State, pack_logits, pack_prompt_map, unpack_logits,
-                                       unpack_prompt_map)
+from i2f_deploy.runtime.states import ClickStates, State
 
 CLICKS = tuple(Click(x=i, y=i, positive=i % 2 == 0) for i in range(6))
 
@@ -54,19 +50,6 @@ def test_feature_cache_bounded_in_images() -> None:
     empty = FeatureCache(max_images=0)
     empty.add(encoded_entry("a", geometry_for(10, 10, 512), {}))
     assert "a" not in empty
-
-
-# --------------------------------------------------------------------------- codecs
-@given(arrays(np.uint8, (1, 1, 16, 16), elements=st.integers(0, 4)))
-def test_prompt_map_codec_round_trips(ref_label: np.ndarray) -> None:
-    unpacked = unpack_prompt_map(pack_prompt_map(ref_label), 16)
-    assert unpacked.dtype == np.uint8 and (unpacked == ref_label).all() and not unpacked.flags.writeable
-
-
-@given(arrays(np.float32, (1, 1, 8, 8), elements=st.floats(width=32, allow_nan=True, allow_infinity=True)))
-def test_logits_codec_round_trips_every_bit(logits: np.ndarray) -> None:
-    unpacked = unpack_logits(pack_logits(logits), 8)
-    assert unpacked.dtype == np.float32 and unpacked.tobytes() == logits.tobytes()
 
 
 # --------------------------------------------------------------------------- click states

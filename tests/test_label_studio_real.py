@@ -24,8 +24,9 @@ import httpx
 import numpy as np
 import pytest
 
-from annotation_tools import tool_venv
-from serve_helpers import free_port, running_server
+from support.annotation_tools import tool_venv
+from support.servers import free_port, running_server
+
 
 LEGACY_TOKEN = "i2f-legacy-token-" + "z" * 16
 LABEL_CONFIG = """<View>

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DECODER_CASES
 from i2f_deploy.compare import assert_close, logits_iou
+
+from support.golden import DECODER_CASES
 
 
 def test_encoder_matches_golden(tiny_model, golden):

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper
 
-from conftest import require_native
 from i2f_deploy.compare import assert_close
 from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, hybrid_moe, native, token_routing
 from i2f_deploy.custom_ops.native import NativeKernelError
@@ -20,7 +19,10 @@ from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import Upsample2x
 from i2f_deploy.model.routing import Box, crop
-from test_dlu import BOXES, GRID_H, GRID_W, random_stage
+
+from support.dlu import BOXES, GRID_H, GRID_W, random_stage
+from support.native import require_native
+
 
 STAGE_CHANNELS = (256, 64, 16, 4)  # a stage's input channels; its output has a quarter
 
@@ -227,7 +229,7 @@ def _map_with(size: int, value: int, box: tuple[int, int, int, int] | None, back
 
 def routing_maps(size: int) -> dict[str, np.ndarray]:
     """Routing extremes, prompts at each border and corner, random and scattered maps."""
-    from test_routing import random_prompt_map, scattered_prompt_map
+    from support.prompt_maps import random_prompt_map, scattered_prompt_map
 
     last = size - 3
     maps = {

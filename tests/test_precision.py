@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import export_with
 from i2f_deploy import runtime
 from i2f_deploy.cli import app
 from i2f_deploy.contract import IMAGE, IMAGE_EMBEDDINGS, Manifest
+
+from support.commands import export_with
 
 
 @pytest.fixture(scope="module")

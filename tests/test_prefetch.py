@@ -7,7 +7,6 @@ import gc
 import threading
 import weakref
 
-import cv2
 import numpy as np
 import pytest
 
@@ -19,9 +18,8 @@ CLICKS = (Click(x=256, y=230, positive=True), Click(x=102, y=76, positive=False)
 
 
 @pytest.fixture(scope="module")
-def images(golden_image_path) -> tuple[np.ndarray, np.ndarray]:
-    image = cv2.cvtColor(cv2.imread(str(golden_image_path)), cv2.COLOR_BGR2RGB)
-    return image, np.ascontiguousarray(image[::-1, ::-1])
+def images(golden_rgb) -> tuple[np.ndarray, np.ndarray]:
+    return golden_rgb, np.ascontiguousarray(golden_rgb[::-1, ::-1])
 
 
 class HeldEncoder:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -40,13 +39,6 @@ def _torch_preprocess(image_rgb: np.ndarray, target: int) -> np.ndarray:
     side = max(ph, pw)
     x = F.pad(x, (0, side - pw, 0, side - ph))
     return F.interpolate(x, size=(target, target), mode="bilinear", align_corners=False).numpy()
-
-
-@pytest.fixture(scope="module")
-def golden_rgb(golden_image_path) -> np.ndarray:
-    bgr = cv2.imread(str(golden_image_path), cv2.IMREAD_COLOR)
-    assert bgr is not None
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def test_preprocess_matches_golden_input(golden, golden_meta, golden_rgb):

@@ -18,8 +18,7 @@ from i2f_deploy.model.attention import rope_tables
 from i2f_deploy.model.rope import apply_rope
 from i2f_deploy.model.routing import TokenRouter
 
-SIZE = 512
-STRIDE = 16
+from support.prompt_maps import SIZE, STRIDE, random_prompt_map, scattered_prompt_map
 
 
 def official_routing(ref_label: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
@@ -34,33 +33,6 @@ def official_routing(ref_label: torch.Tensor, kernel_size: int = 7) -> torch.Ten
     mask[..., box.top : box.bottom, box.left : box.right] = (variance > 0).float()
     mask[label == 2] = 1.0
     return F.adaptive_max_pool2d(mask, SIZE // STRIDE)[0, 0] > 0
-
-
-def random_prompt_map(rng: np.random.Generator) -> torch.Tensor:
-    """An ellipse of "possibly foreground" on "possibly background", with click discs."""
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    cy, cx = rng.integers(0, SIZE, 2)
-    ry, rx = rng.integers(4, 200, 2)
-    label = np.where(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1, 3, 1).astype(np.uint8)
-    for value in rng.choice([0, 4], size=rng.integers(1, 4)):
-        y, x = rng.integers(0, SIZE, 2)
-        label[(yy - y) ** 2 + (xx - x) ** 2 <= 25] = value
-    if rng.random() < 0.3:
-        y, x = rng.integers(0, SIZE - 40, 2)
-        label[y : y + 40, x : x + 40] = 2
-    return torch.from_numpy(label)[None, None]
-
-
-def scattered_prompt_map(rng: np.random.Generator) -> torch.Tensor:
-    """Isolated non-background pixels on "definitely background", many of them a few pixels
-    from a token edge: the cases where a window reaches into the neighbouring token or not."""
-    label = np.zeros((SIZE, SIZE), np.uint8)
-    count = rng.integers(1, 12)
-    cells = rng.integers(0, SIZE // STRIDE, (count, 2)) * STRIDE
-    offsets = rng.choice([0, 1, 2, 3, 4, 12, 13, 14, 15], (count, 2))
-    values = rng.choice([1, 3, 4], count)
-    label[cells[:, 0] + offsets[:, 0], cells[:, 1] + offsets[:, 1]] = values
-    return torch.from_numpy(label)[None, None]
 
 
 @pytest.mark.parametrize("make_map", [random_prompt_map, scattered_prompt_map])

@@ -20,8 +20,9 @@ from i2f_deploy.runtime.session import InteractiveSession
 from i2f_deploy.serve.api import create_app
 from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
-from serve_helpers import coco_rle_to_mask, png_to_mask, b64, png_bytes, read_rgb
-from test_serve_units import decode_brush_rle
+
+from support.images import b64, coco_rle_to_mask, decode_brush_rle, png_bytes, png_to_mask
+
 
 CLICKS = [(200, 200, True), (120, 90, False), (330, 250, True)]
 
@@ -34,13 +35,13 @@ LABEL_CONFIG = """<View>
 
 
 @pytest.fixture(scope="module")
-def image(golden_image_path: Path) -> np.ndarray:
-    return read_rgb(golden_image_path)
+def image(golden_rgb: np.ndarray) -> np.ndarray:
+    return golden_rgb
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_artifacts: Path, image_server: str) -> Engine:
-    engine = Engine(ServeConfig(tiny_artifacts, max_upload_mb=2, max_pixels=2_000_000, threads=2,
+    engine = Engine(ServeConfig(artifact_dir=tiny_artifacts, max_upload_mb=2, max_pixels=2_000_000, threads=2,
                                 allow_url_prefixes=(image_server,)))
     yield engine
     engine.close()
@@ -190,7 +191,7 @@ def test_concurrent_clicks_on_one_session_are_serialised(client: TestClient, ima
 
 
 def test_a_full_encoder_queue_gets_503_and_the_worker_survives_it(tiny_artifacts: Path, image: np.ndarray) -> None:
-    engine = Engine(ServeConfig(tiny_artifacts, encoder_queue=1, threads=2))
+    engine = Engine(ServeConfig(artifact_dir=tiny_artifacts, encoder_queue=1, threads=2))
     client = TestClient(create_app(engine))
     try:
         answers = [client.post("/api/images/base64", json={"image": b64(np.roll(image, 7 * i, axis=1))}) for i in range(6)]
@@ -208,7 +209,7 @@ def test_a_full_encoder_queue_gets_503_and_the_worker_survives_it(tiny_artifacts
 
 
 def test_a_small_cache_drops_old_images_and_a_repost_brings_them_back(tiny_artifacts: Path, image: np.ndarray) -> None:
-    engine = Engine(ServeConfig(tiny_artifacts, cache_mb=30, threads=2))  # one tiny image's features: 21 MiB
+    engine = Engine(ServeConfig(artifact_dir=tiny_artifacts, cache_mb=30, threads=2))  # one tiny image's features: 21 MiB
     client = TestClient(create_app(engine))
     try:
         first = post_image(client, image)
@@ -228,7 +229,7 @@ def test_an_image_dropped_right_after_a_click_still_gets_that_click_its_answer(t
                                                                                 image: np.ndarray) -> None:
     """The answer carries the image's size: nothing looks the image up after its click, so an
     eviction in between (another image's upload) cannot turn the click into a 404."""
-    engine = Engine(ServeConfig(tiny_artifacts, threads=2))
+    engine = Engine(ServeConfig(artifact_dir=tiny_artifacts, threads=2))
     segment = engine.segment
 
     def segment_then_drop(key, clicks):
@@ -263,7 +264,7 @@ def test_runners_say_whether_their_runs_may_overlap(tiny_artifacts: Path, backen
 
 
 def test_too_many_clicks_get_422(tiny_artifacts: Path, image: np.ndarray) -> None:
-    engine = Engine(ServeConfig(tiny_artifacts, max_clicks=2, threads=2))
+    engine = Engine(ServeConfig(artifact_dir=tiny_artifacts, max_clicks=2, threads=2))
     client = TestClient(create_app(engine))
     try:
         session = client.post("/api/sessions", json={"image_id": post_image(client, image)["image_id"]}).json()
@@ -362,7 +363,7 @@ def test_label_studio_bad_requests(client: TestClient, image: np.ndarray, image_
 
 def test_label_studio_relative_urls_resolve_against_its_address(tiny_artifacts: Path, image: np.ndarray,
                                                                 image_server: str) -> None:
-    engine = Engine(ServeConfig(tiny_artifacts, threads=2, label_studio_url=image_server, label_studio_api_key="k",
+    engine = Engine(ServeConfig(artifact_dir=tiny_artifacts, threads=2, label_studio_url=image_server, label_studio_api_key="k",
                                 fetch_timeout_s=1.0))
     client = TestClient(create_app(engine))
     try:
@@ -449,7 +450,7 @@ def test_nuclio_handler_calls_the_same_core(tiny_artifacts: Path, image: np.ndar
 
     from i2f_deploy.serve.cvat import main
 
-    monkeypatch.setenv("I2F_ARTIFACTS", str(tiny_artifacts))
+    monkeypatch.setenv("I2F_ARTIFACT_DIR", str(tiny_artifacts))
     monkeypatch.setenv("I2F_THREADS", "2")
     context = SimpleNamespace(user_data=SimpleNamespace(), Response=lambda **kw: SimpleNamespace(**kw))
     main.init_context(context)
@@ -467,9 +468,9 @@ def test_nuclio_handler_calls_the_same_core(tiny_artifacts: Path, image: np.ndar
 
 def test_the_recorded_click_script_is_reproducible_and_undo_restores_earlier_answers(tiny_artifacts: Path,
                                                                                     image: np.ndarray) -> None:
-    """tests/click_script.py, the record a refactor of the serving path must leave byte-identical:
+    """tests/support/click_script.py, the record a refactor of the serving path must leave byte-identical:
     two fresh engines answer it identically, and its undo and redo answers are the earlier ones."""
-    from click_script import record
+    from support.click_script import record
 
     first = record(tiny_artifacts, image)
     assert record(tiny_artifacts, image) == first

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from browser import ARTIFACTS, require_chromium
-from serve_helpers import running_server
+from support.browser import ARTIFACTS, require_chromium
+from support.servers import running_server
 
 
 def test_page_click_overlay_undo(tiny_artifacts: Path, golden_image_path: Path, tmp_path: Path) -> None:

@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import assert_refused, assert_runs_without_torch
 from i2f_deploy.cli import app
-from serve_helpers import b64, png_bytes, read_rgb, running_server
+
+from support.commands import assert_refused, assert_runs_without_torch
+from support.images import b64, png_bytes
+from support.servers import running_server
 
 
 @pytest.fixture(scope="module")
-def image(golden_image_path: Path) -> np.ndarray:
-    return read_rgb(golden_image_path)
+def image(golden_rgb: np.ndarray) -> np.ndarray:
+    return golden_rgb
 
 
 def test_real_server_without_torch(tiny_artifacts: Path, image: np.ndarray, tmp_path: Path) -> None:
@@ -67,7 +69,7 @@ def test_real_server_without_torch(tiny_artifacts: Path, image: np.ndarray, tmp_
 
 def test_serve_imports_no_torch() -> None:
     assert_runs_without_torch("from i2f_deploy.serve.api import create_app\nfrom i2f_deploy.serve.cvat import main\n"
-                              "from i2f_deploy.serve import loadtest")
+                              "from i2f_deploy import loadtest")
 
 
 def test_serve_help_and_refusals(tmp_path: Path) -> None:
@@ -76,4 +78,4 @@ def test_serve_help_and_refusals(tmp_path: Path) -> None:
     for option in ("--host", "--port", "--backend", "--threads", "--cache-mb", "--max-upload-mb", "--graph-runs"):
         assert option in help_text
     assert_refused(runner.invoke(app, ["serve", str(tmp_path)]), "no manifest.json")
-    assert_refused(runner.invoke(app, ["serve", str(tmp_path), "--cache-mb", "0"]), "cache-mb must be a positive integer")
+    assert_refused(runner.invoke(app, ["serve", str(tmp_path), "--cache-mb", "0"]), "--cache-mb / I2F_CACHE_MB must be at least 1, got 0")

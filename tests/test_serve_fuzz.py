@@ -12,7 +12,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from serve_helpers import running_server
+from support.servers import running_server
+
 
 TOKEN = "fuzz-token-" + "y" * 16
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -25,16 +25,20 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import assert_refused
 from i2f_deploy.cli import app
 from i2f_deploy.preprocess import geometry_for, logits_to_image, logits_to_mask
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve.adapters.cvat import ClickOrder
 from i2f_deploy.serve.budget import Busy, MemoryBudget, decode_bytes, mask_bytes
 from i2f_deploy.serve.images import decode_image
-from i2f_deploy.serve.loadtest import rss_mb, synthetic_image
+from i2f_deploy.loadtest import synthetic_image
 from i2f_deploy.serve.pools import WorkPool
-from serve_helpers import LoopbackServer, QuietHandler, b64, free_port, png_bytes, read_rgb, running_server
+
+from support.commands import assert_refused
+from support.images import b64, png_bytes
+from support.processes import peak_rss_mb, rss_mb
+from support.servers import LoopbackServer, QuietHandler, free_port, running_server
+
 
 FETCH_TIMEOUT = 3
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image"/>'
@@ -111,8 +115,8 @@ class ImageServer(LoopbackServer):
 
 
 @pytest.fixture(scope="module")
-def image(golden_image_path: Path) -> np.ndarray:
-    return read_rgb(golden_image_path)
+def image(golden_rgb: np.ndarray) -> np.ndarray:
+    return golden_rgb
 
 
 def large_png(side: int = 6000, shrink: int = 0) -> bytes:
@@ -317,7 +321,7 @@ def test_four_large_images_at_once_stay_within_the_budget(tiny_artifacts: Path, 
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             results = list(pool.map(annotate, uploads))
-        growth = rss_mb(process.pid, "VmHWM") - baseline
+        growth = peak_rss_mb(process.pid) - baseline
         features_mb = client.get("/health").json()["cache"]["bytes"] / (1 << 20)
     assert [status for status, _ in results] == [200] * 4, results
     allowed = budget_mb + 4 * (3 + 2) * side * side / (1 << 20) + features_mb + 64
@@ -337,13 +341,13 @@ def test_one_large_image_costs_its_pixels_not_a_gigabyte(http: httpx.Client, ser
     baseline = rss_mb(pid)
     response = studio_predict(http, "/large.png")
     assert response.status_code == 200 and response.json()["results"][0]["result"][0]["type"] == "brushlabels"
-    studio_growth = rss_mb(pid, "VmHWM") - baseline
+    studio_growth = peak_rss_mb(pid) - baseline
     image_id = http.post("/api/images", files={"file": ("large.png", large_png(side, 80), "image/png")}).json()["image_id"]
     session_id = http.post("/api/sessions?mask=none", json={"image_id": image_id}).json()["session_id"]
     Path(f"/proc/{pid}/clear_refs").write_text("5")
     baseline = rss_mb(pid)
     assert http.post(f"/api/sessions/{session_id}/clicks", json={"x": side // 2, "y": side // 2}).status_code == 200
-    click_growth = rss_mb(pid, "VmHWM") - baseline
+    click_growth = peak_rss_mb(pid) - baseline
     print(f"one {side}x{side} image: Label Studio /predict +{studio_growth:.0f} MiB, a native click "
           f"+{click_growth:.0f} MiB (allowed {allowed:.0f})")
     assert studio_growth <= allowed and click_growth <= allowed, (studio_growth, click_growth, allowed)
@@ -398,8 +402,9 @@ def test_start_up_refusals_are_one_line(tiny_artifacts: Path, monkeypatch: pytes
         port = taken.getsockname()[1]
         serve = ["serve", str(tiny_artifacts), "--port", str(port)]
         for value in ("inf", "nan", "-inf"):
-            assert_refused(runner.invoke(app, [*serve, "--fetch-timeout", value]), "fetch-timeout must be a finite number")
-        assert_refused(runner.invoke(app, [*serve, "--header-timeout", "inf"]), "header-timeout must be a finite number")
+            assert_refused(runner.invoke(app, [*serve, "--fetch-timeout", value]),
+                           f"--fetch-timeout / I2F_FETCH_TIMEOUT_S must be finite, got {value}")
+        assert_refused(runner.invoke(app, [*serve, "--header-timeout", "inf"]), "--header-timeout / I2F_HEADER_TIMEOUT_S must be finite")
         assert_refused(runner.invoke(app, [*serve, "--image-memory-mb", "64"]), "--image-memory-mb 64 cannot hold one image")
 
         def no_engine(config: object) -> None:

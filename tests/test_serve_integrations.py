@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
-from serve_helpers import LoopbackServer, QuietHandler, b64, png_bytes, read_rgb, running_server
+
+from support.images import b64, png_bytes
+from support.servers import LoopbackServer, QuietHandler, running_server
+
 
 TOKEN = "integration-token-" + "y" * 12
 SIGNATURE = "X-Signature=s3cretsignature"
@@ -77,8 +80,8 @@ class FakeLabelStudio(LoopbackServer):
 
 
 @pytest.fixture(scope="module")
-def image(golden_image_path: Path) -> np.ndarray:
-    return read_rgb(golden_image_path)
+def image(golden_rgb: np.ndarray) -> np.ndarray:
+    return golden_rgb
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,10 @@ import httpx
 import numpy as np
 import pytest
 
-from browser import ARTIFACTS, require_chromium, serving_in_process
-from serve_helpers import coco_rle_to_mask, free_port, png_bytes, png_to_mask
+from support.browser import ARTIFACTS, require_chromium, serving_in_process
+from support.images import coco_rle_to_mask, png_bytes, png_to_mask
+from support.servers import free_port
+
 
 VIEWPORT = {"width": 1000, "height": 700}
 READY = "document.body.dataset.state === 'ready'"
@@ -44,7 +46,7 @@ def engine(tiny_artifacts: Path):
     from i2f_deploy.serve.config import ServeConfig
     from i2f_deploy.serve.core import Engine
 
-    engine = Engine(ServeConfig(tiny_artifacts, threads=1, graph_runs=1))
+    engine = Engine(ServeConfig(artifact_dir=tiny_artifacts, threads=1, graph_runs=1))
     yield engine
     engine.close()
 

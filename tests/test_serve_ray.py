@@ -23,13 +23,16 @@ from fastapi.testclient import TestClient
 from ray import serve
 from typer.testing import CliRunner
 
-from conftest import assert_refused
 from i2f_deploy.cli import app
 from i2f_deploy.serve.api import create_app
 from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.ray_app import build
-from serve_helpers import b64, free_port, read_rgb
+
+from support.commands import assert_refused
+from support.images import b64
+from support.servers import free_port
+
 
 pytestmark = pytest.mark.ray
 
@@ -38,13 +41,13 @@ FIELDS = ("clicks", "mask", "polygons", "num_routed", "can_undo", "can_redo")
 
 
 def config(artifact_dir: Path) -> ServeConfig:
-    return ServeConfig(artifact_dir, threads=1, graph_runs=1, cache_mb=256)  # a replica per core
+    return ServeConfig(artifact_dir=artifact_dir, threads=1, graph_runs=1, cache_mb=256)  # a replica per core
 
 
 @pytest.fixture(scope="module")
-def images(golden_image_path: Path) -> list[np.ndarray]:
+def images(golden_rgb: np.ndarray) -> list[np.ndarray]:
     """Three pictures (three content ids) that all take CLICKS."""
-    rgb = read_rgb(golden_image_path)
+    rgb = golden_rgb
     return [rgb, np.ascontiguousarray(rgb[:, ::-1]), np.ascontiguousarray(rgb[20:380, 10:560])]
 
 

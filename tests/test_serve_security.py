@@ -22,8 +22,11 @@ import pytest
 
 from i2f_deploy.serve import server
 from i2f_deploy.serve.config import ServeConfig
-from i2f_deploy.serve.loadtest import rss_mb
-from serve_helpers import LoopbackServer, QuietHandler, png_bytes, read_rgb, running_server
+
+from support.images import png_bytes
+from support.processes import rss_mb
+from support.servers import LoopbackServer, QuietHandler, running_server
+
 
 TOKEN = "t0ken-" + "x" * 20
 API_KEY = "legacy-api-key-123"
@@ -48,8 +51,8 @@ class Recorder(LoopbackServer):
 
 
 @pytest.fixture(scope="module")
-def image(golden_image_path: Path) -> np.ndarray:
-    return read_rgb(golden_image_path)
+def image(golden_rgb: np.ndarray) -> np.ndarray:
+    return golden_rgb
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +251,9 @@ def test_warning_when_listening_beyond_loopback_without_a_token(monkeypatch: pyt
     monkeypatch.setattr(listen, "bind", lambda host, port: socket.socket())
     monkeypatch.setattr(core, "Engine", NoEngine)
     monkeypatch.setattr(api, "create_app", lambda engine: None)
-    config = ServeConfig(Path("unused"))
+    for name in ("I2F_SERVE_TOKEN", "BASIC_AUTH_USER", "BASIC_AUTH_PASS"):  # set by the served fixture: the settings read them
+        monkeypatch.delenv(name, raising=False)
+    config = ServeConfig(artifact_dir=Path("unused"))
     for host, warned in (("0.0.0.0", True), ("192.168.1.5", True), ("127.0.0.1", False), ("localhost", False),
                          ("::1", False)):
         caplog.clear()
@@ -257,5 +262,5 @@ def test_warning_when_listening_beyond_loopback_without_a_token(monkeypatch: pyt
         assert ("without a token" in caplog.text) == warned, host
     caplog.clear()
     with caplog.at_level(logging.WARNING, "i2f_deploy.serve"):
-        server.run(ServeConfig(Path("unused"), token="t"), host="0.0.0.0")
+        server.run(ServeConfig(artifact_dir=Path("unused"), token="t"), host="0.0.0.0")
     assert "without a token" not in caplog.text

@@ -23,38 +23,7 @@ from i2f_deploy.serve.gate import GraphGate
 from i2f_deploy.serve.images import ImageError, decode_base64, decode_image
 from i2f_deploy.serve.masks import to_coco_rle, to_png
 
-from serve_helpers import coco_rle_to_mask
-
-
-def decode_brush_rle(data: list[int]) -> np.ndarray:
-    """Label Studio's brush RLE decoder written from the format (thi-ng rle-pack, as documented in
-    label_studio_converter/brush.py): header, then repeated-value or literal chunks."""
-    bits = np.unpackbits(np.array(data, np.uint8))
-    position = 0
-
-    def read(width: int) -> int:
-        nonlocal position
-        value = 0
-        for bit in bits[position:position + width]:
-            value = value << 1 | int(bit)
-        position += width
-        return value
-
-    count = read(32)
-    word = read(5) + 1
-    sizes = [read(4) + 1 for _ in range(4)]
-    out = np.zeros(count, np.uint8)
-    i = 0
-    while i < count:
-        repeated = read(1)
-        j = i + 1 + read(sizes[read(2)])
-        if repeated:
-            out[i:j] = read(word)
-        else:
-            for k in range(i, j):
-                out[k] = read(word)
-        i = j
-    return out
+from support.images import coco_rle_to_mask, decode_brush_rle
 
 
 masks_strategy = arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40)))

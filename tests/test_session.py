@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_runs_without_torch, require_native
 from i2f_deploy import runtime
 from i2f_deploy.bench.memory import resident_mb
 from i2f_deploy.compare import mask_iou
@@ -20,6 +19,10 @@ from i2f_deploy.predict import predict
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.runtime.session import DEFAULT_HISTORY, InteractiveSession, Prediction
+
+from support.commands import assert_runs_without_torch
+from support.native import require_native
+
 
 BACKENDS = ("onnxruntime", "openvino")
 # Six clicks on the 400x600 golden image, image pixels (y, x): positive and negative.
@@ -31,13 +34,6 @@ CLICKS = (
     Click(x=400, y=150, positive=True),
     Click(x=30, y=300, positive=False),
 )
-
-
-@pytest.fixture(scope="session")
-def golden_rgb(golden_image_path) -> np.ndarray:
-    image = cv2.cvtColor(cv2.imread(str(golden_image_path)), cv2.COLOR_BGR2RGB)
-    assert image.shape == (400, 600, 3)
-    return image
 
 
 @pytest.fixture(scope="module")

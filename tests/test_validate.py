@@ -12,9 +12,11 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from conftest import require_native
 from i2f_deploy.cli import app
 from i2f_deploy.validate.decisions import dlu_box_decision
+
+from support.native import require_native
+
 
 THRESHOLD = -2.0
 

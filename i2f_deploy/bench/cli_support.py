@@ -7,7 +7,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -138,7 +138,7 @@ def run(request: BenchRequest, console: Console) -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "python": platform.python_version(),
                     "gemm_gflop_per_s": {str(threads): rate for threads, rate in gemm_rates.items()}},
-        "settings": {**asdict(settings), "threads": thread_counts},
+        "settings": {**settings.record(), "threads": thread_counts},
     }
     if json_path:
         write_json(rows, json_path, meta, gemm_rates)

@@ -32,6 +32,7 @@ from i2f_deploy.contract import DLU_BOX, DPE_BOX, EDGE_MAPS, IMAGE, IMAGE_EMBEDD
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.reference import check_weights, in_routing, reference_model
+from i2f_deploy.runtime.options import OpenVinoOptions, OrtOptions
 from i2f_deploy.samples import builtin_samples
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -46,11 +47,17 @@ class Settings:
     repeat: int = 10
     warmup: int = 2
     settle_ms: int = 50  # pause after each timed run (see _round_robin)
-    ort_spinning: bool = True
-    openvino_hint: str = "latency"
-    openvino_streams: int | None = None
+    ort: OrtOptions = OrtOptions()  # ONNX Runtime's contenders run with these
+    openvino: OpenVinoOptions = OpenVinoOptions()  # and OpenVINO's with these
     openvino_precisions: tuple[str, ...] = ("f32",)  # one OpenVINO contender each; f32 is "openvino"
     openvino_kernels: tuple[str, ...] = ("function-body",)  # and each of these; native ones are "<label>-native"
+
+    def record(self) -> dict[str, object]:
+        """The settings as the JSON report records them (each backend's options flat)."""
+        return {"threads": self.threads, "repeat": self.repeat, "warmup": self.warmup, "settle_ms": self.settle_ms,
+                "ort_spinning": self.ort.spinning, "openvino_hint": self.openvino.performance_hint,
+                "openvino_streams": self.openvino.streams, "openvino_precisions": self.openvino_precisions,
+                "openvino_kernels": self.openvino_kernels}
 
 
 @dataclass
@@ -141,7 +148,7 @@ def bench_image(size: int) -> np.ndarray:
 def _row(target: Target, contender: Contender, part: str, scenario: str, settings: Settings,
          timings: list[float], peak: float) -> Row:
     median, p10, p90 = _quantiles(timings)
-    recorded = asdict(settings)
+    recorded = settings.record()
     recorded.pop("openvino_precisions")
     recorded.pop("openvino_kernels")
     recorded["kernels"] = contender.kernels
@@ -214,9 +221,7 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
     load_options = {
         "threads": settings.threads,
         "precision": precision,
-        "spinning": settings.ort_spinning,
-        "performance_hint": settings.openvino_hint,
-        "streams": settings.openvino_streams,
+        "options": settings.ort if backend == "onnxruntime" else settings.openvino,
         "verify": False,  # done by Target
     }
     decoder = runtime.load(target.artifact_dir, "decoder", backend, kernels=kernels, **load_options)

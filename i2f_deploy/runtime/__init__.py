@@ -17,6 +17,7 @@ import numpy as np
 
 from i2f_deploy.contract import IMAGE, REF_LABEL, Manifest
 from i2f_deploy.errors import I2FError
+from i2f_deploy.runtime.options import BackendOptions, OpenVinoOptions, OrtOptions
 
 BACKENDS = ("onnxruntime", "openvino")
 KERNELS = ("auto", "native", "function-body")  # how the custom ops run; "auto": native where built
@@ -95,15 +96,15 @@ def _check_target_size(graph: GraphRunner, manifest: Manifest, path: Path) -> No
                            f"{shape[-1]}x{shape[-2]}: the manifest was edited; re-export the artifact")
 
 
-def _load_graph(path: Path, backend: str, threads: int | None, precision: str, spinning: bool,
-                performance_hint: str, streams: int | None, kernels: str) -> GraphRunner:
-    if backend == "onnxruntime":
+def _load_graph(path: Path, threads: int | None, precision: str, kernels: str, options: BackendOptions) -> GraphRunner:
+    """The runner of ``options``' backend."""
+    if isinstance(options, OrtOptions):
         from i2f_deploy.runtime.ort_backend import OrtRunner
 
-        return OrtRunner(path, threads, spinning)
+        return OrtRunner(path, threads, options)
     from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
 
-    return OpenVinoRunner(path, threads, precision, performance_hint, streams, kernels)
+    return OpenVinoRunner(path, threads, precision, kernels, options)
 
 
 def load(
@@ -113,9 +114,7 @@ def load(
     threads: int | None = None,
     precision: str | None = None,
     *,
-    spinning: bool = True,
-    performance_hint: str = "latency",
-    streams: int | None = None,
+    options: BackendOptions | None = None,
     verify: bool = True,
     kernels: str = "auto",
 ) -> GraphRunner:
@@ -127,13 +126,13 @@ def load(
     ``threads=None`` lets the backend choose. ``precision`` is OpenVINO's inference precision
     ("f32" for parity; "bf16" or "default" for its reduced-precision speed); ``None`` takes the
     export's (``export --precision``: bf16 parts run with bf16, the rest f32). An int8 part is
-    its quantized graph on either backend: the QDQ ONNX on ONNX Runtime, NNCF's IR on OpenVINO. ``spinning`` is ONNX Runtime's
-    intra-op thread spin-wait (lower latency, busier cores); ``verify`` checks the part's files
-    against the manifest's sizes and SHA-256 first (a second or less; pass False once a product
-    has verified its copy); ``performance_hint`` ("latency" or
-    "throughput") and ``streams`` are OpenVINO's. ``kernels`` ("auto", "native" or
-    "function-body") chooses how the custom ops run; "auto" takes the native kernels where they
-    were built (OpenVINO) and logs a warning where not; the runner's ``kernels`` says which ran.
+    its quantized graph on either backend: the QDQ ONNX on ONNX Runtime, NNCF's IR on OpenVINO.
+    ``options`` tunes the backend (``runtime.options``: ``OrtOptions`` or ``OpenVinoOptions``, of
+    ``backend``; None: its defaults); ``verify`` checks the part's files against the manifest's
+    sizes and SHA-256 first (a second or less; pass False once a product has verified its copy).
+    ``kernels`` ("auto", "native" or "function-body") chooses how the custom ops run; "auto" takes
+    the native kernels where they were built (OpenVINO) and logs a warning where not; the
+    runner's ``kernels`` says which ran.
     """
     if backend not in BACKENDS:
         raise I2FError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -145,15 +144,19 @@ def load(
     exported = manifest.precision.part(part).on(backend)
     if precision is None:
         precision = "bf16" if exported == "bf16" else "f32"
-    options = (backend, threads, precision, spinning, performance_hint, streams, kernel_path(backend, kernels))
+    if options is None:
+        options = OrtOptions() if backend == "onnxruntime" else OpenVinoOptions()
+    if options.backend != backend:
+        raise I2FError(f"options for {options.backend} given to backend {backend}")
+    graph_options = (threads, precision, kernel_path(backend, kernels), options)
     graph_file = files.onnx
     if backend == "openvino" and exported == "int8":
         graph_file = str(files.openvino)
-    graph = _load_graph(Path(artifact_dir) / graph_file, *options)
+    graph = _load_graph(Path(artifact_dir) / graph_file, *graph_options)
     _check_target_size(graph, manifest, Path(artifact_dir) / graph_file)
     if part == "encoder":
         return graph
     from i2f_deploy.runtime.decoder import DecoderRunner
 
     edge_conv = Path(artifact_dir) / str(files.edge_conv)
-    return DecoderRunner(graph, lambda: _load_graph(edge_conv, *options))
+    return DecoderRunner(graph, lambda: _load_graph(edge_conv, *graph_options))

@@ -9,14 +9,15 @@ import numpy as np
 
 from i2f_deploy.errors import I2FError
 from i2f_deploy.runtime import check_inputs
+from i2f_deploy.runtime.options import OpenVinoOptions
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "default": None}
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 
 
 class OpenVinoRunner:
-    def __init__(self, path: Path, threads: int | None, precision: str = "f32",
-                 performance_hint: str = "latency", streams: int | None = None, kernels: str = "function-body") -> None:
+    def __init__(self, path: Path, threads: int | None, precision: str = "f32", kernels: str = "function-body",
+                 options: OpenVinoOptions = OpenVinoOptions()) -> None:
         try:
             import openvino as ov
         except ImportError:
@@ -26,8 +27,6 @@ class OpenVinoRunner:
 
         if precision not in PRECISIONS:
             raise I2FError(f"unknown OpenVINO precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-        if performance_hint not in HINTS:
-            raise I2FError(f"unknown OpenVINO performance hint {performance_hint!r}; choose from {', '.join(HINTS)}")
         core = ov.Core()
         self.kernels = kernels  # "native" or "function-body" (runtime.kernel_path)
         if path.suffix == ".onnx":  # an IR (NNCF's int8 encoder) carries no custom ops
@@ -36,9 +35,9 @@ class OpenVinoRunner:
             except NativeLoadError as error:
                 raise I2FError(f"{error}; reinstall i2f-deploy to rebuild the native kernels, "
                                "or load with kernels='function-body'") from None
-        config: dict[str, object] = {"PERFORMANCE_HINT": HINTS[performance_hint]}
-        if streams:
-            config["NUM_STREAMS"] = streams
+        config: dict[str, object] = {"PERFORMANCE_HINT": HINTS[options.performance_hint]}
+        if options.streams:
+            config["NUM_STREAMS"] = options.streams
         if PRECISIONS[precision]:
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
         if threads:

@@ -8,20 +8,21 @@ import numpy as np
 
 from i2f_deploy.errors import I2FError
 from i2f_deploy.runtime import check_inputs
+from i2f_deploy.runtime.options import OrtOptions
 
 
 class OrtRunner:
-    def __init__(self, path: Path, threads: int | None, spinning: bool = True) -> None:
+    def __init__(self, path: Path, threads: int | None, options: OrtOptions = OrtOptions()) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
             raise I2FError("backend onnxruntime is not installed (pip install onnxruntime)") from None
-        options = ort.SessionOptions()
+        session_options = ort.SessionOptions()
         if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session_options.intra_op_num_threads = threads
+            session_options.inter_op_num_threads = 1
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+        self.session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
         self.kernels = "function-body"  # ONNX Runtime inlines the custom ops' functions
         self.concurrent = True  # an InferenceSession takes concurrent runs
         self.input_names = tuple(i.name for i in self.session.get_inputs())

@@ -22,12 +22,12 @@ state the loop had after the remaining clicks, i.e. exactly what a fresh ``set_i
 edited by hand are not part of the model; nothing else is remembered.
 
 History (``runtime.states.ClickStates``): every state the session has left keeps its prompt map
-(zlib'ed runs: kB), and the ``history`` states left most recently (default ``DEFAULT_HISTORY`` =
-32) also keep their ``num_routed`` and target-size logits, compressed losslessly (~0.67x raw).
+(runs, zstd'ed: kB), and the ``history`` states left most recently (default ``DEFAULT_HISTORY`` =
+32) also keep their ``num_routed`` and target-size logits, compressed losslessly (~0.7x raw).
 Going back or forth to one of those runs no decoder; to an older one costs one decoder run (from
 the kept prompt map before it), never a replay. Memory per session: the encoder outputs of at most
 ``cache_size`` images (plus the current one), the current state and the history
-(``history_bytes``; README has figures).
+(``history_bytes``; docs/runtime.md has figures).
 
 Prefetch: ``prefetch(rgb)`` encodes the next image in a background thread while clicks go on on
 the current one (the annotation tools' pattern); ``set_image`` of that image then waits for it

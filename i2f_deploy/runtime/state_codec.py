@@ -9,7 +9,7 @@ so the codec must be small and fast. Zstandard at level 1 does both:
   significance together: the sign and exponent bytes compress, the low mantissa bytes hardly),
   zstd'ed: about 0.7x raw.
 
-Against zlib level 1 of the same layouts (``runtime.session``'s codecs) on a 1024 state of the
+Against zlib level 1 of the same layouts (the codec it replaced) on a 1024 state of the
 base model: the logits pack about 4.5x faster at the same size (0.99x) and unpack 1.6x faster;
 the map packs 4.5x faster and 0.85x the size (and 0.4x the size of zlib of the raw map, the
 server's click-state cache).

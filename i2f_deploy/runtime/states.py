@@ -5,9 +5,9 @@ The state after clicks ``c1..cn`` is a pure function of the image and that seque
 is one ``runtime.loop.advance`` from the state before it). So a state is found by its key, and a
 sequence that extends a known one continues from its longest known prefix.
 
-Two bounds: ``capacity`` states keep their prompt map (run lengths, zlib'ed: a few kB; None keeps
-all), and the ``logits_capacity`` most recently put of them also keep their target-size logits and
-``num_routed`` (float32 byte planes, the two high ones zlib'ed: ~0.67x raw), which is what makes
+Two bounds: ``capacity`` states keep their prompt map (``state_codec``: runs, zstd'ed, a few kB;
+None keeps all), and the ``logits_capacity`` most recently put of them also keep their
+target-size logits and ``num_routed`` (byte planes, zstd'ed: ~0.7x raw), which is what makes
 a state free to return to. Without logits a state costs one decoder run from the prompt map
 before it. A state taken out carries its packed form, so putting it back (a run of undos) packs
 nothing again. Thread-safe.
@@ -16,7 +16,6 @@ nothing again. Thread-safe.
 from __future__ import annotations
 
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.state_codec import pack_logits, pack_prompt_map, unpack_logits, unpack_prompt_map
 
 Key = tuple[str, tuple[Click, ...]]
 
@@ -35,42 +35,12 @@ class State:
     ref_label: np.ndarray  # uint8 [1, 1, S, S]: the prediction folded in, where the next click starts
     logits: np.ndarray  # float32 [1, 1, S, S]: the decoder's output
     num_routed: int
-    packed: tuple[bytes, tuple[bytes, bytes]] | None = field(default=None, repr=False)  # as ClickStates keeps it
+    packed: tuple[bytes, bytes] | None = field(default=None, repr=False)  # as ClickStates keeps it
 
 
-def pack_prompt_map(ref_label: np.ndarray) -> bytes:
-    """A prompt map as zlib of its run lengths' 4 byte planes (uint32) and the runs' values."""
-    flat = np.ascontiguousarray(ref_label, np.uint8).reshape(-1)
-    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    lengths = np.diff(starts, prepend=0, append=flat.size).astype("<u4")
-    planes = lengths.view(np.uint8).reshape(-1, 4).T
-    return zlib.compress(planes.tobytes() + flat[np.r_[0, starts]].tobytes(), 1)
-
-
-def unpack_prompt_map(packed: bytes, size: int) -> np.ndarray:
-    """The read-only uint8 [1, 1, size, size] prompt map ``pack_prompt_map`` packed."""
-    data = np.frombuffer(zlib.decompress(packed), np.uint8)
-    count = data.size // 5
-    lengths = np.ascontiguousarray(data[:4 * count].reshape(4, count).T).view("<u4").reshape(-1)
-    ref_label = np.repeat(data[4 * count:], lengths).reshape(1, 1, size, size)
-    ref_label.flags.writeable = False
-    return ref_label
-
-
-def pack_logits(logits: np.ndarray) -> tuple[bytes, bytes]:
-    """float32 logits as their 2 low byte planes (they hardly compress) and zlib of the 2 high."""
-    planes = np.ascontiguousarray(logits.astype("<f4", copy=False).reshape(-1).view(np.uint8).reshape(-1, 4).T)
-    return planes[:2].tobytes(), zlib.compress(planes[2:], 1)
-
-
-def unpack_logits(packed: tuple[bytes, bytes], size: int) -> np.ndarray:
-    """The read-only float32 [1, 1, size, size] logits ``pack_logits`` packed."""
-    planes = np.empty((4, size * size), np.uint8)
-    planes[:2] = np.frombuffer(packed[0], np.uint8).reshape(2, -1)
-    planes[2:] = np.frombuffer(zlib.decompress(packed[1]), np.uint8).reshape(2, -1)
-    logits = np.ascontiguousarray(planes.T).view("<f4").astype(np.float32, copy=False).reshape(1, 1, size, size)
-    logits.flags.writeable = False
-    return logits
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 class ClickStates:
@@ -81,7 +51,7 @@ class ClickStates:
         self.capacity = capacity
         self.logits_capacity = logits_capacity
         self._maps: OrderedDict[Key, bytes] = OrderedDict()
-        self._logits: OrderedDict[Key, tuple[tuple[bytes, bytes], int]] = OrderedDict()
+        self._logits: OrderedDict[Key, tuple[bytes, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def put(self, image_id: str, clicks: Sequence[Click], state: State, logits: bool = False) -> None:
@@ -115,7 +85,8 @@ class ClickStates:
             if kept is None or packed is None:
                 return None
             self._maps.move_to_end(key)
-        return State(unpack_prompt_map(packed, self.size), unpack_logits(kept[0], self.size), kept[1], (packed, kept[0]))
+        return State(_read_only(unpack_prompt_map(packed, self.size)), _read_only(unpack_logits(kept[0], self.size)),
+                     kept[1], (packed, kept[0]))
 
     def longest_prefix(self, image_id: str, clicks: Sequence[Click], limit: int) -> tuple[int, np.ndarray | None]:
         """(k, prompt map after ``clicks[:k]``) for the largest known k <= ``limit``; (0, None) if none."""
@@ -128,7 +99,7 @@ class ClickStates:
                     break
             else:
                 return 0, None
-        return k, unpack_prompt_map(packed, self.size)
+        return k, _read_only(unpack_prompt_map(packed, self.size))
 
     def clear(self) -> None:
         with self._lock:
@@ -140,7 +111,7 @@ class ClickStates:
         """Bytes of the packed prompt maps and logits."""
         with self._lock:
             return (sum(map(len, self._maps.values()))
-                    + sum(len(low) + len(high) for (low, high), _ in self._logits.values()))
+                    + sum(len(logits) for logits, _ in self._logits.values()))
 
     @property
     def with_logits(self) -> int:

@@ -8,6 +8,6 @@ feature cache), ``states`` (click sequences already decoded), ``gate`` (graph ru
 ``budget`` (memory of images in flight), ``pools`` (threads of their own for slow routes),
 ``core`` (the engine), ``sessions``, ``masks`` (PNG, RLE, polygons, CVAT's rows), ``errors``
 (HTTP statuses, body limit), ``api`` (the app), ``adapters/``, ``listen`` (the socket, header
-deadline), ``server`` (uvicorn), ``ray_app`` (the same app on a Ray cluster, ``serve --ray``),
-``loadtest``.
+deadline), ``server`` (uvicorn), ``ray_app`` (the same app on a Ray cluster, ``serve --ray``).
+Its load test is ``i2f-deploy loadtest`` (``i2f_deploy/loadtest.py``).
 """

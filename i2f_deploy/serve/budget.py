@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from i2f_deploy.errors import I2FError
+from i2f_deploy.serve.config import MB
 from i2f_deploy.serve.images import ImageTooLarge
-
-MB = 1 << 20
 
 # Peaks measured with tracemalloc at 6000 x 6000 (tests/test_serve_hostile.py checks them):
 DECODE_BYTES_PER_PIXEL = 3  # the decoded image, converted to RGB in place (3.0 measured)

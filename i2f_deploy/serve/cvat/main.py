@@ -4,32 +4,25 @@ each call like ``POST /cvat/interactor`` of ``i2f-deploy serve``.
 Follows cvat-ai/cvat ``serverless/pytorch/saic-vul/hrnet/nuclio/main.py`` (``init_context(context)``
 keeps the model in ``context.user_data``; ``handler(context, event)`` reads ``event.body`` and
 answers ``context.Response(body=json, content_type="application/json", status_code=...)``).
-Settings come from the environment: ``I2F_ARTIFACTS`` (the export directory), ``I2F_BACKEND``,
-``I2F_THREADS``, ``I2F_CACHE_MB``.
+Settings come from the environment, as for ``i2f-deploy serve`` (``serve/config.py``):
+``I2F_ARTIFACT_DIR`` (the export directory), ``I2F_BACKEND``, ``I2F_THREADS``, ``I2F_CACHE_MB``...
 """
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from i2f_deploy.errors import I2FError
 from i2f_deploy.serve.adapters.cvat import ClickOrder, InteractorRequest, interact
-from i2f_deploy.serve.config import ServeConfig
+from i2f_deploy.serve.config import serve_config
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.errors import headers_of
 
 
 def init_context(context: Any) -> None:
     """Load the graphs once per nuclio worker."""
-    threads = os.environ.get("I2F_THREADS")
-    config = ServeConfig(Path(os.environ.get("I2F_ARTIFACTS", "/opt/nuclio/artifacts")),
-                         backend=os.environ.get("I2F_BACKEND", "onnxruntime"),
-                         threads=int(threads) if threads else None,
-                         cache_mb=int(os.environ.get("I2F_CACHE_MB", "1024")))
-    context.user_data.engine = Engine(config)
+    context.user_data.engine = Engine(serve_config())
     context.user_data.order = ClickOrder()
 
 

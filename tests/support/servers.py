@@ -1,8 +1,8 @@
-"""Helpers shared by the server tests: images as clients send them, a real server on loopback."""
+"""Servers in tests: ``i2f-deploy serve`` in a subprocess on loopback (torch blocked), and stand-in
+HTTP servers a test scripts."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import socket
 import subprocess
@@ -13,11 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import cv2
 import httpx
-import numpy as np
-
-from i2f_deploy.serve.loadtest import stop_server
 
 # Runs the CLI with torch unimportable; every attempt to import it is printed at once (the
 # process may end by a signal, so nothing is left to print at exit).
@@ -36,32 +32,21 @@ main()
 """
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-
-
-def b64(rgb: np.ndarray) -> str:
-    return base64.b64encode(png_bytes(rgb)).decode()
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-
-
-def png_to_mask(data: bytes) -> np.ndarray:
-    """A mask PNG as the server writes it (0 background, 255 object) -> bool [H, W]."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) > 127
-
-
-def coco_rle_to_mask(rle: dict) -> np.ndarray:
-    """Uncompressed COCO RLE (column-major runs, background first) -> bool [H, W]."""
-    flat = np.concatenate([np.full(n, i % 2, bool) for i, n in enumerate(rle["counts"])])
-    return flat.reshape(rle["size"], order="F")
-
 def free_port() -> int:
+    """A port nothing listens on at the moment (on 127.0.0.1)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM (graph runs already queued finish), then SIGKILL after 30 s."""
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ download, the errors of unknown ids and clicks off the image), Label Studio's ``
 varies from run to run taken out: the milliseconds of ``timings`` (its ``decoder_runs`` count
 stays), random ids (session ids, Label Studio result ids) and the health timestamp.
 
-    python tests/click_script.py ARTIFACT_DIR IMAGE OUT.json [--backend openvino]
+    python tests/support/click_script.py ARTIFACT_DIR IMAGE OUT.json [--backend openvino]
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def run_script(client: TestClient, rgb: np.ndarray) -> list[dict[str, Any]]:
 
 def record(artifact_dir: Path, rgb: np.ndarray, backend: str = "onnxruntime") -> bytes:
     """The script's answers on a fresh one-thread engine over ``artifact_dir``, as JSON bytes."""
-    engine = Engine(ServeConfig(Path(artifact_dir), backend=backend, threads=1))
+    engine = Engine(ServeConfig(artifact_dir=Path(artifact_dir), backend=backend, threads=1))
     try:
         answers = run_script(TestClient(create_app(engine)), rgb)
     finally:

@@ -1,39 +1,87 @@
 """A bounded load test of ``i2f-deploy serve`` on this machine's loopback interface.
 
-``python -m i2f_deploy.serve.loadtest ARTIFACT_DIR`` starts the server on 127.0.0.1 (a free port),
-then ``--users`` threads each post the same ``--images`` synthetic images (so every image after
-the first user's is a cache hit: the encoder runs once per image) and click ``--clicks`` times on
+``i2f-deploy loadtest ARTIFACT_DIR`` starts the server on 127.0.0.1 (a free port), then
+``--users`` threads each post the same ``--images`` synthetic images (so every image after the
+first user's is a cache hit: the encoder runs once per image) and click ``--clicks`` times on
 each, one request at a time like a person. It reports the per-click latency seen by the clients
 (p50, p95, max), the server's decoder time, errors, encoder runs, and the server's resident memory
-(after start-up and one warm-up click, i.e. the models and their working memory, and the peak
-under load) against ``--cache-mb``.
+(after start-up and one warm-up click, i.e. the models and their working memory, and the peak of
+samples every 0.1 s under load) against ``--cache-mb``.
 ``--ray N`` runs the server as a Ray Serve application with N replicas on a local Ray cluster
 (its memory is then spread over the replicas' processes and not measured), and ``--own-images``
 gives each user images of its own, so that users work on different images at once (shared
 images keep them all on one image, hence on one replica).
-Exit status 1 if any request failed, the encoder ran more than once per image, or the peak
-memory grew past the cache budget plus ``--slack-mb``. Everything is bounded: a fixed number of
-requests, each with a timeout, and ``--max-seconds`` overall.
+The run fails (exit status 1) if any request failed, the encoder ran more than once per image, or
+the peak memory grew past the cache budget plus ``--slack-mb``. Everything is bounded: a fixed
+number of requests, each with a timeout, and ``--max-seconds`` overall.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from i2f_deploy.contract import Manifest
+from i2f_deploy.errors import InputError
+from i2f_deploy.runtime import available_cpus
+from i2f_deploy.validation import field_path, problem
 
 SIZES = ((480, 640), (600, 800), (768, 1024), (720, 960), (512, 512))
+MIB = 1 << 20
+Count = Annotated[int, Field(strict=True, ge=1)]
+
+
+class LoadTest(BaseModel):
+    """One run's settings; ``i2f-deploy loadtest`` takes its defaults from here."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    artifact_dir: Path
+    users: Count = 4  # simulated people clicking at once
+    images: Count = 3  # images each user posts
+    clicks: Count = 50  # clicks per user on each image
+    backend: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    threads: Count | None = None  # per graph run; None: the server's default
+    graph_runs: Count | None = None  # per server (or replica); None: the server's default
+    cache_mb: Count = 256  # the server's feature cache
+    slack_mb: Annotated[int, Field(strict=True, ge=0)] = 256  # memory growth allowed beyond the cache budget
+    max_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 900.0
+    ray_replicas: Annotated[int, Field(strict=True, ge=0)] = 0  # 0: the single process
+    own_images: bool = False
+    server_log: Path | None = None
+
+
+OPTIONS = {"ray_replicas": "--ray", "artifact_dir": "ARTIFACT_DIR"}  # options named otherwise than their setting
+
+
+def default(name: str) -> Any:
+    """The default of setting ``name``: what ``loadtest --help`` shows."""
+    return LoadTest.model_fields[name].default
+
+
+def load_test(**settings: Any) -> LoadTest:
+    """``LoadTest(**settings)`` for an artifact directory of this contract, bad values refused in
+    one line naming their option."""
+    try:
+        test = LoadTest(**settings)
+    except ValidationError as exc:
+        names = [str(field_path(e)[0]) if field_path(e) else "" for e in exc.errors()]
+        raise InputError("; ".join(problem(error, OPTIONS.get(name, "--" + name.replace("_", "-")))
+                                   for error, name in zip(exc.errors(), names))) from None
+    Manifest.read(test.artifact_dir)  # an export this version runs, before the server starts
+    return test
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -67,17 +115,15 @@ def png_base64(rgb: np.ndarray) -> str:
 
 
 def free_port() -> int:
+    """A port nothing listens on at the moment (on 127.0.0.1)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """Resident memory of a process from /proc (VmRSS now, VmHWM its peak), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not found for process {pid}")
+def rss_mb(process: Any) -> float:
+    """Resident memory of a ``psutil.Process``, in MiB."""
+    return process.memory_info().rss / MIB
 
 
 class Client:
@@ -154,40 +200,44 @@ def user(port: int, images: list[str], clicks: int, seed: int, deadline: float, 
         client.close()
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(test: LoadTest) -> dict:
+    """Start the server, load it, stop it; the report (``report["ok"]``: the run passed)."""
+    import psutil  # the serve extra: a cross-platform reading of the server's memory
+
     port = free_port()
-    command = [sys.executable, "-m", "i2f_deploy.cli", "serve", str(args.artifact_dir), "--host", "127.0.0.1",
-               "--port", str(port), "--backend", args.backend, "--cache-mb", str(args.cache_mb)]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    if args.graph_runs:
-        command += ["--graph-runs", str(args.graph_runs)]
-    if args.ray:
-        command += ["--ray", "--replicas", str(args.ray)]
-    log = open(args.server_log, "w") if args.server_log else subprocess.DEVNULL
+    command = [sys.executable, "-m", "i2f_deploy.cli", "serve", str(test.artifact_dir), "--host", "127.0.0.1",
+               "--port", str(port), "--backend", test.backend, "--cache-mb", str(test.cache_mb)]
+    if test.threads:
+        command += ["--threads", str(test.threads)]
+    if test.graph_runs:
+        command += ["--graph-runs", str(test.graph_runs)]
+    if test.ray_replicas:
+        command += ["--ray", "--replicas", str(test.ray_replicas)]
+    log = open(test.server_log, "w") if test.server_log else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(port, process, 120)
-        images = [png_base64(synthetic_image(i)) for i in range(args.images * (args.users if args.own_images else 1))]
+        images = [png_base64(synthetic_image(i)) for i in range(test.images * (test.users if test.own_images else 1))]
         warm: dict[str, list] = {"latency_ms": [], "decode_ms": [], "errors": []}
         user(port, images[:1], 1, 1000, time.monotonic() + 120, warm)  # the graphs' working memory, one image
-        baseline = rss_mb(process.pid)
+        server = psutil.Process(process.pid)
+        baseline = rss_mb(server)
         peak = [baseline]
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.wait(0.1):
-                peak.append(rss_mb(process.pid))
+                peak.append(rss_mb(server))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         out: dict[str, list] = {"latency_ms": [], "decode_ms": [], "errors": []}
-        deadline = time.monotonic() + args.max_seconds
+        deadline = time.monotonic() + test.max_seconds
         start = time.perf_counter()
-        own = args.images if args.own_images else 0
-        users = [threading.Thread(target=user, args=(port, images[seed * own:seed * own + args.images], args.clicks,
+        own = test.images if test.own_images else 0
+        users = [threading.Thread(target=user, args=(port, images[seed * own:seed * own + test.images], test.clicks,
                                                      seed, deadline, out))
-                 for seed in range(args.users)]
+                 for seed in range(test.users)]
         for thread in users:
             thread.start()
         for thread in users:
@@ -198,58 +248,26 @@ def run(args: argparse.Namespace) -> dict:
         client = Client(port, 10)
         _, health = client.call("GET", "/health")
         client.close()
-        peak_mb = max(max(peak), rss_mb(process.pid, "VmHWM"))
+        peak_mb = max(*peak, rss_mb(server))
     finally:
         stop_server(process)
+        if not isinstance(log, int):
+            log.close()
     latency = np.array(out["latency_ms"] or [np.nan])
-    models_mb = sum(p.stat().st_size for p in Path(args.artifact_dir).glob("*.onnx*")) / (1 << 20)
+    models_mb = sum(p.stat().st_size for p in Path(test.artifact_dir).glob("*.onnx*")) / MIB
     report = {
-        "users": args.users, "images": args.images, "clicks_per_image": args.clicks, "backend": args.backend,
-        "cpus": len(os.sched_getaffinity(0)), "clicks": len(out["latency_ms"]), "errors": out["errors"][:20],
+        "users": test.users, "images": test.images, "clicks_per_image": test.clicks, "backend": test.backend,
+        "cpus": available_cpus(), "clicks": len(out["latency_ms"]), "errors": out["errors"][:20],
         "error_count": len(out["errors"]) + len(warm["errors"]), "wall_s": round(wall, 1),
-        "clicks_per_s": round(len(out["latency_ms"]) / wall, 2), "ray_replicas": args.ray, "own_images": args.own_images,
+        "clicks_per_s": round(len(out["latency_ms"]) / wall, 2), "ray_replicas": test.ray_replicas, "own_images": test.own_images,
         "click_ms": {"p50": round(float(np.percentile(latency, 50)), 1), "p95": round(float(np.percentile(latency, 95)), 1),
                      "max": round(float(latency.max()), 1)},
         "decoder_ms_p50": round(float(np.median(out["decode_ms"] or [np.nan])), 1),
         "encoder_runs": health["encoder_runs"], "decoder_runs": health["decoder_runs"],
         "cache": health.get("cache"), "replicas": health.get("replicas"),
-        "rss_mb": None if args.ray else {"after_warmup": round(baseline, 1), "peak": round(peak_mb, 1), "growth": round(peak_mb - baseline, 1),
-                   "cache_budget": args.cache_mb, "slack": args.slack_mb, "model_files": round(models_mb, 1)},
+        "rss_mb": None if test.ray_replicas else {"after_warmup": round(baseline, 1), "peak": round(peak_mb, 1), "growth": round(peak_mb - baseline, 1),
+                   "cache_budget": test.cache_mb, "slack": test.slack_mb, "model_files": round(models_mb, 1)},
     }
     report["ok"] = (not out["errors"] and not warm["errors"] and report["encoder_runs"] == len(images)
-                    and (args.ray > 0 or peak_mb - baseline <= args.cache_mb + args.slack_mb))
+                    and (test.ray_replicas > 0 or peak_mb - baseline <= test.cache_mb + test.slack_mb))
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m i2f_deploy.serve.loadtest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("artifact_dir", type=Path, help="Directory written by i2f-deploy export.")
-    parser.add_argument("--users", type=int, default=4, help="Simulated people clicking at once.")
-    parser.add_argument("--images", type=int, default=3, help="Images each user posts (the same ones for every user).")
-    parser.add_argument("--clicks", type=int, default=50, help="Clicks per user on each image.")
-    parser.add_argument("--backend", default="onnxruntime", help="onnxruntime or openvino.")
-    parser.add_argument("--threads", type=int, default=None, help="Threads per graph run (default: the backend's choice).")
-    parser.add_argument("--graph-runs", type=int, default=None, help="Graph runs at once per server (or replica) (default: the server's).")
-    parser.add_argument("--cache-mb", type=int, default=256, help="The server's feature cache budget in MiB.")
-    parser.add_argument("--slack-mb", type=int, default=256, help="Memory growth allowed beyond the cache budget (sessions, buffers).")
-    parser.add_argument("--max-seconds", type=float, default=900, help="Stop clicking after this long.")
-    parser.add_argument("--ray", type=int, default=0, metavar="N", help="Serve with --ray --replicas N on a local Ray cluster (0: the single process).")
-    parser.add_argument("--own-images", action="store_true", help="Each user posts images of its own (default: all users post the same ones).")
-    parser.add_argument("--json", type=Path, default=None, help="Also write the report here.")
-    parser.add_argument("--server-log", type=Path, default=None, help="Write the server's output here.")
-    args = parser.parse_args(argv)
-    for name in ("users", "images", "clicks", "cache_mb"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not (Path(args.artifact_dir) / "manifest.json").is_file():
-        parser.error(f"not an i2f-deploy artifact directory (no manifest.json): {args.artifact_dir}")
-    report = run(args)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0 if report["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Each backend's own options (``runtime.options``) reach its runner, and options of one backend
+are refused for the other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from i2f_deploy import runtime
+from i2f_deploy.errors import I2FError
+from i2f_deploy.runtime.options import OpenVinoOptions, OrtOptions
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_onnxruntime_options_set_the_session(tiny_artifacts: Path, spinning: bool) -> None:
+    runner = runtime.load(tiny_artifacts, "encoder", "onnxruntime", 1, options=OrtOptions(spinning=spinning), verify=False)
+    entry = runner.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    assert entry == ("1" if spinning else "0")
+
+
+def test_openvino_options_set_the_compiled_model(tiny_artifacts: Path) -> None:
+    options = OpenVinoOptions(performance_hint="throughput", streams=2)
+    runner = runtime.load(tiny_artifacts, "encoder", "openvino", 2, options=options, verify=False)  # a stream per thread at most
+    assert str(runner.compiled.get_property("PERFORMANCE_HINT")).endswith("THROUGHPUT")
+    assert runner.compiled.get_property("NUM_STREAMS") == 2
+
+
+def test_options_of_the_other_backend_are_refused(tiny_artifacts: Path) -> None:
+    with pytest.raises(I2FError, match="options for openvino given to backend onnxruntime"):
+        runtime.load(tiny_artifacts, "encoder", "onnxruntime", options=OpenVinoOptions(), verify=False)
+    with pytest.raises(I2FError, match="options for onnxruntime given to backend openvino"):
+        runtime.load(tiny_artifacts, "decoder", "openvino", options=OrtOptions(), verify=False)
+
+
+def test_bad_options_are_refused_by_name() -> None:
+    with pytest.raises(ValidationError, match="performance_hint"):
+        OpenVinoOptions(performance_hint="fastest")
+    with pytest.raises(ValidationError, match="streams"):
+        OpenVinoOptions(streams=0)
+    with pytest.raises(ValidationError, match="spinnning"):
+        OrtOptions(spinnning=False)

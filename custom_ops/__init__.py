@@ -11,4 +11,4 @@ onnxscript nor the op modules, so runtimes can use ``openvino`` alone.
 """
 
 DOMAIN = "ai.inter2former"
-VERSION = 2  # 2: DLUUpsample added (the other ops unchanged since 1)
+VERSION = 3  # 2: DLUUpsample added; 3: TokenRouting, BSQAttention, HybridMoE run natively on OpenVINO (definitions unchanged)

@@ -1,4 +1,4 @@
-"""``ai.inter2former::BSQAttention`` (version 1): attention over binarised key codes, O(N).
+"""``ai.inter2former::BSQAttention`` (version 3): attention over binarised key codes, O(N).
 
 Inputs
     query          float [M, D]   queries of the non-routed tokens (M may be 0)

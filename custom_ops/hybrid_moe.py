@@ -1,4 +1,4 @@
-"""``ai.inter2former::HybridMoE`` (version 1): shared expert for all tokens, top-1 routed expert
+"""``ai.inter2former::HybridMoE`` (version 3): shared expert for all tokens, top-1 routed expert
 for the routed ones.
 
 Inputs

@@ -19,7 +19,7 @@ import numpy as np
 LIB_DIR_VARIABLE = "I2F_NATIVE_LIB_DIR"
 OPENVINO_LIBRARY = "libi2f_openvino.so"
 KERNELS_LIBRARY = "libi2f_kernels.so"
-OPENVINO_OPS = ("DLUUpsample",)  # what cpp/openvino/extension.cpp registers
+OPENVINO_OPS = ("DLUUpsample", "TokenRouting", "BSQAttention", "HybridMoE")  # what cpp/openvino/extension.cpp registers
 ERROR_SIZE = 512
 
 
@@ -47,6 +47,13 @@ def _kernels(path: Path) -> ctypes.CDLL:
     pointer, int64 = ctypes.c_void_p, ctypes.c_int64
     library.i2f_dlu_upsample.argtypes = [pointer] * 9 + [int64, int64, pointer, int64, ctypes.c_char_p, int64]
     library.i2f_dlu_upsample.restype = ctypes.c_int
+    library.i2f_token_routing.argtypes = [pointer, pointer, int64, int64, pointer, int64, pointer, pointer, ctypes.c_char_p, int64]
+    library.i2f_token_routing.restype = ctypes.c_int
+    library.i2f_bsq_attention.argtypes = [pointer] * 8 + [int64, pointer, pointer, pointer, ctypes.c_float, int64, pointer, int64,
+                                                          ctypes.c_char_p, int64]
+    library.i2f_bsq_attention.restype = ctypes.c_int
+    library.i2f_hybrid_moe.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, ctypes.c_char_p, int64]
+    library.i2f_hybrid_moe.restype = ctypes.c_int
     return library
 
 
@@ -88,4 +95,66 @@ def dlu_upsample(mixed: np.ndarray, edge_map: np.ndarray, edge_term: np.ndarray,
     status = kernels().i2f_dlu_upsample(*arguments, box.ctypes.data, box.size, channels, y.ctypes.data, y.size, error, ERROR_SIZE)
     if status != 0:
         raise NativeKernelError(error.value.decode())
+    return y
+
+
+def _call(entry: str, *arguments: object) -> None:
+    error = ctypes.create_string_buffer(ERROR_SIZE)
+    if getattr(kernels(), entry)(*arguments, error, ERROR_SIZE) != 0:
+        raise NativeKernelError(error.value.decode())
+
+
+def _ranked(op: str, name: str, value: np.ndarray, dtype: type, rank: int) -> np.ndarray:
+    array = _array(value, dtype)
+    if array.ndim != rank:
+        raise NativeKernelError(f"{op}: {name} must have rank {rank}, got shape {list(array.shape)}")
+    return array
+
+
+def token_routing(ref_label: np.ndarray, stride: int, kernel_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``TokenRouting`` on one thread: (token_order, num_routed, dpe_box) as the graph gives them."""
+    label = _ranked("TokenRouting", "ref_label", ref_label, np.uint8, 4)
+    shape = np.asarray(label.shape, np.int64)
+    tokens = (label.shape[2] // stride) * (label.shape[3] // stride) if stride > 0 else 0
+    order, count, box = np.empty(tokens, np.int64), np.zeros((), np.int64), np.empty(4, np.int64)
+    _call("i2f_token_routing", shape.ctypes.data, label.ctypes.data, stride, kernel_size, order.ctypes.data, order.size,
+          count.ctypes.data, box.ctypes.data)
+    return order, count, box
+
+
+def bsq_attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, code_weight: np.ndarray, code_bias: np.ndarray,
+                  code_keys: np.ndarray, scale: float, code_size: int) -> np.ndarray:
+    """``BSQAttention`` on one thread through the C entry point."""
+    op = "BSQAttention"
+    matrices = [_ranked(op, name, x, np.float32, 2) for name, x in
+                (("query", query), ("key", key), ("value", value), ("code_weight", code_weight), ("code_keys", code_keys))]
+    bias = _ranked(op, "code_bias", code_bias, np.float32, 1)
+    query, key, value, code_weight, code_keys = matrices
+    shapes = [np.asarray(x.shape, np.int64) for x in matrices]
+    output = np.empty(query.shape, np.float32)
+    arguments = []
+    for shape, data in zip(shapes[:4], matrices[:4]):
+        arguments += [shape.ctypes.data, data.ctypes.data]
+    _call("i2f_bsq_attention", *arguments, bias.size, bias.ctypes.data, shapes[4].ctypes.data, code_keys.ctypes.data, scale,
+          code_size, output.ctypes.data, output.size)
+    return output
+
+
+def hybrid_moe(x: np.ndarray, routed: np.ndarray, weights: list[np.ndarray], num_experts: int, epsilon: float) -> np.ndarray:
+    """``HybridMoE`` on one thread through the C entry point (``weights`` in ``hybrid_moe.WEIGHTS`` order)."""
+    op = "HybridMoE"
+    tensors = [_array(x, np.float32), _array(routed, np.int64), *(_array(w, np.float32) for w in weights)]
+    if len(tensors) != 23:
+        raise NativeKernelError(f"{op}: expected x, routed and 21 weights, got {len(tensors)} tensors")
+    if any(t.ndim > 3 for t in tensors):
+        raise NativeKernelError(f"{op}: a tensor has rank above 3: {[list(t.shape) for t in tensors if t.ndim > 3][0]}")
+    ranks = np.asarray([t.ndim for t in tensors], np.int64)
+    dims = np.zeros((len(tensors), 3), np.int64)
+    for row, tensor in zip(dims, tensors):
+        row[: tensor.ndim] = tensor.shape
+    data = (ctypes.c_void_p * len(tensors))(*(t.ctypes.data for t in tensors))
+    fits = tensors[0].ndim == 2
+    y = np.empty(tensors[0].shape if fits else 0, np.float32)
+    _call("i2f_hybrid_moe", ranks.ctypes.data, dims.ctypes.data, ctypes.cast(data, ctypes.c_void_p), num_experts, epsilon,
+          y.ctypes.data, y.size)
     return y

@@ -8,6 +8,7 @@ the exporter: the model file is the single definition of each op for every backe
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import onnx
@@ -40,6 +41,8 @@ def _value_info(name: str, value: ov.Output) -> onnx.ValueInfoProto:
 def function_converter(core: ov.Core, function: onnx.FunctionProto) -> Callable[..., list[ov.Output]]:
     """A converter that reads the function body as a small ONNX model and splices it in."""
 
+    calls = itertools.count()
+
     def convert(context: object) -> list[ov.Output]:
         inputs = [context.get_input(i) for i in range(context.get_input_size())]
         # one node calling the function, inlined by onnx: attributes the body reads from its
@@ -55,6 +58,9 @@ def function_converter(core: ov.Core, function: onnx.FunctionProto) -> Callable[
         opsets = [*function.opset_import, helper.make_opsetid(DOMAIN, 1)]
         body = onnx.inliner.inline_local_functions(helper.make_model(graph, opset_imports=opsets, functions=[function]))
         subgraph = core.read_model(body.SerializeToString(), b"")
+        call_id = next(calls)
+        for op in subgraph.get_ops():  # "<op>:<call>/<node>": the profile attributes the body's nodes to its op
+            op.set_friendly_name(f"{function.name}:{call_id}/{op.get_friendly_name()}")
         for parameter, value in zip(subgraph.get_parameters(), inputs):
             for target in list(parameter.output(0).get_target_inputs()):
                 target.replace_source_output(value)

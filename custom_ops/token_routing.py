@@ -1,4 +1,4 @@
-"""``ai.inter2former::TokenRouting`` (version 1): the prompt map decides where compute goes.
+"""``ai.inter2former::TokenRouting`` (version 3): the prompt map decides where compute goes.
 
 Inputs
     ref_label  uint8 [1, 1, H, W]   prompt map, values 0..4 (H, W multiples of ``stride``)

@@ -55,6 +55,8 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     assert by_key[("torch", "dynamic", "first-click")]["num_routed"] == 1024
     assert by_key[("torch", "dynamic", "small")]["num_routed"] < by_key[("torch", "dynamic", "large")]["num_routed"]
     assert any(s["vs_eager_torch"] > 0 for s in report["speedups"])
+    assert report["machine"]["gemm_gflop_per_s"]["2"] > 0  # the yardstick, measured in the run
+    assert all(s["vs_gemm_rate"] > 0 for s in report["speedups"] if s["part"] == "decoder")
     encoders = [r for r in rows if r["part"] == "encoder"]
     for row in encoders:  # the graphs also compute the DLU's edge terms per image
         assert row["gflop"] > 0 and (row["gflop_parts"]["edge_terms"] > 0) == (row["backend"] != "torch")
@@ -66,6 +68,8 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     for entry in profiles:
         assert entry["scenario"] == ("medium" if entry["part"] == "decoder" else "image") and entry["ops"]
         assert all(op["ms_per_run"] >= 0 and 0 <= op["share"] <= 1 for op in entry["ops"])
+        if entry["part"] == "decoder" and entry["backend"].startswith("openvino"):  # time per custom op, on both paths
+            assert set(entry["custom_ops"]) == {"TokenRouting", "BSQAttention", "HybridMoE", "DLUUpsample"}, entry["custom_ops"]
 
 
 def test_scenarios_are_the_documented_prompt_states():

@@ -1,5 +1,6 @@
-"""The native DLUUpsample kernel against its ONNX function body (ONNX Runtime) and the PyTorch
-module it replaces, called directly (C entry point) and inside OpenVINO; malformed inputs."""
+"""The native kernels (DLUUpsample; the neck's TokenRouting, BSQAttention, HybridMoE) against
+their ONNX function bodies (ONNX Runtime) and the PyTorch modules they replace, called directly
+(C entry points) and inside OpenVINO; malformed inputs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 
 from i2f_deploy.compare import assert_close
-from i2f_deploy.custom_ops import DOMAIN, VERSION, dlu_upsample, native
+from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, hybrid_moe, native, token_routing
 from i2f_deploy.custom_ops.native import NativeKernelError
 from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.stable_norm import standardise
@@ -182,3 +183,302 @@ def test_openvino_native_results_do_not_depend_on_the_thread_count(tmp_path):
     one, two = (OpenVinoRunner(path, threads=threads, kernels="native").run(feeds)["y"] for threads in (1, 2))
     np.testing.assert_array_equal(one, two)
     np.testing.assert_array_equal(one, call_native(feeds, 4))  # and the single-threaded C entry's
+
+
+# --- the neck's ops: TokenRouting, BSQAttention, HybridMoE ---------------------------------------
+
+ROUTING = {"stride": 16, "kernel_size": 7}
+
+
+def _one_node_model(module, attributes: dict, feeds: dict[str, np.ndarray], output_types: list[int]) -> onnx.ModelProto:
+    """A model of one ``module`` node with its function, inputs typed (rank only) from ``feeds``."""
+    node = helper.make_node(module.OP_TYPE, list(module.INPUTS), list(module.OUTPUTS), domain=DOMAIN, **attributes)
+    inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(feeds[name].dtype), [None] * feeds[name].ndim)
+              for name in module.INPUTS]
+    outputs = [helper.make_tensor_value_info(name, kind, None) for name, kind in zip(module.OUTPUTS, output_types)]
+    graph = helper.make_graph([node], module.OP_TYPE, inputs, outputs)
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, VERSION)]
+    return helper.make_model(graph, opset_imports=opsets, functions=[module.function_proto(**attributes)])
+
+
+def _function_body(module, attributes: dict, feeds: dict[str, np.ndarray], output_types: list[int]) -> list[np.ndarray]:
+    model = _one_node_model(module, attributes, feeds, output_types)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def _openvino_runs(tmp_path, module, attributes: dict, feeds: dict[str, np.ndarray], output_types: list[int],
+                   kernels: str, threads: int = 2) -> list[np.ndarray]:
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+
+    path = tmp_path / f"{module.OP_TYPE}.onnx"
+    onnx.save(_one_node_model(module, attributes, feeds, output_types), path)
+    runner = OpenVinoRunner(path, threads=threads, kernels=kernels)
+    assert runner.kernels == kernels
+    return list(runner.run(feeds).values())  # in the node's output order
+
+
+def _map_with(size: int, value: int, box: tuple[int, int, int, int] | None, background: int = 1) -> np.ndarray:
+    """A ``size`` map of ``background`` with ``value`` in ``box`` (left, top, right, bottom)."""
+    label = np.full((1, 1, size, size), background, np.uint8)
+    if box is not None:
+        left, top, right, bottom = box
+        label[..., top:bottom, left:right] = value
+    return label
+
+
+def routing_maps(size: int) -> dict[str, np.ndarray]:
+    """Routing extremes, prompts at each border and corner, random and scattered maps."""
+    from support.prompt_maps import random_prompt_map, scattered_prompt_map
+
+    last = size - 3
+    maps = {
+        "nothing routed (all definite background)": _map_with(size, 0, None, background=0),
+        "everything routed (all unknown)": _map_with(size, 2, None, background=2),
+        "no prompt (whole-map box)": _map_with(size, 1, None),
+        "left border": _map_with(size, 3, (0, size // 2, 3, size // 2 + 5)),
+        "top border": _map_with(size, 4, (size // 3, 0, size // 3 + 9, 2)),
+        "right border": _map_with(size, 3, (last, size // 4, size, size // 4 + 20)),
+        "bottom border": _map_with(size, 0, (size // 2, last, size // 2 + 1, size), background=1),
+        "top-left corner": _map_with(size, 4, (0, 0, 1, 1)),
+        "bottom-right corner": _map_with(size, 3, (last, last, size, size)),
+        "one pixel near a token edge": _map_with(size, 4, (size // 2 + 13, size // 2 + 2, size // 2 + 14, size // 2 + 3)),
+        "unknown patch": _map_with(size, 2, (40, 40, 80, 72)),
+    }
+    rng = np.random.default_rng(size)
+    if size == 512:  # the helpers draw 512-pixel maps
+        maps.update({f"random {i}": random_prompt_map(rng).numpy() for i in range(6)})
+        maps.update({f"scattered {i}": scattered_prompt_map(rng).numpy() for i in range(6)})
+    return maps
+
+
+@pytest.mark.parametrize("size", [512, 1024, 2048])
+def test_routing_kernel_matches_the_function_body_and_the_router(size):
+    types = [TensorProto.INT64] * 3
+    for name, label in routing_maps(size).items():
+        got = native.token_routing(label, **ROUTING)
+        body = _function_body(token_routing, ROUTING, {"ref_label": label}, types)
+        eager = [t.numpy() for t in token_routing.reference(torch.from_numpy(label), **ROUTING)]
+        for what, expected in (("function body", body), ("router", eager)):
+            for output, a, b in zip(token_routing.OUTPUTS, got, expected):
+                np.testing.assert_array_equal(a, b, err_msg=f"{size} {name}: {output} vs the {what}")
+    assert native.token_routing(routing_maps(size)["nothing routed (all definite background)"], **ROUTING)[1] == 0
+    assert native.token_routing(routing_maps(size)["everything routed (all unknown)"], **ROUTING)[1] == (size // 16) ** 2
+
+
+def test_routing_kernel_on_a_one_token_map():
+    for value in range(5):
+        label = _map_with(16, value, None, background=value)
+        got = native.token_routing(label, **ROUTING)
+        for a, b in zip(got, _function_body(token_routing, ROUTING, {"ref_label": label}, [TensorProto.INT64] * 3)):
+            np.testing.assert_array_equal(a, b, err_msg=f"value {value}")
+
+
+ROUTING_MALFORMED = {
+    "float map": (np.ones((1, 1, 32, 32), np.float32), ROUTING, "uint8"),
+    "rank 3": (np.ones((1, 32, 32), np.uint8), ROUTING, "rank 4"),
+    "two maps": (np.ones((2, 1, 32, 32), np.uint8), ROUTING, "must be [1, 1, H, W]"),
+    "size not a multiple of the stride": (np.ones((1, 1, 40, 32), np.uint8), ROUTING, "multiples of the stride"),
+    "label 7": (_map_with(32, 7, (3, 3, 5, 5)), ROUTING, "ref_label holds 7"),
+    "window beyond the next token": (np.ones((1, 1, 32, 32), np.uint8), {"stride": 2, "kernel_size": 7}, "kernel_size"),
+    "stride 0": (np.ones((1, 1, 32, 32), np.uint8), {"stride": 0, "kernel_size": 7}, "stride must be"),
+}
+
+
+@pytest.mark.parametrize("name", list(ROUTING_MALFORMED))
+def test_routing_kernel_refuses_malformed_inputs_in_one_line(name):
+    label, attributes, message = ROUTING_MALFORMED[name]
+    with pytest.raises(NativeKernelError) as refusal:
+        native.token_routing(label, **attributes)
+    assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def bsq_case(num_tokens: int, num_queries: int, seed: int) -> tuple[dict[str, np.ndarray], dict, torch.nn.Module, list[torch.Tensor]]:
+    from i2f_deploy.model.attention import BSQAttention
+    from i2f_deploy.model.random_weights import randomize_weights
+
+    attention = BSQAttention(32, 8)
+    randomize_weights(attention, seed=seed)
+    attention.refresh_constants()
+    generator = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(n, 32, generator=generator) for n in (num_queries, num_tokens, num_tokens))
+    tensors = (q, k, v, attention.code_proj.weight, attention.code_proj.bias, attention.code_keys)
+    feeds = dict(zip(bsq_attention.INPUTS, (t.detach().numpy().copy() for t in tensors)))
+    return feeds, {"scale": float(attention.scale), "code_size": 8}, attention, [q, k, v]
+
+
+def call_bsq(feeds: dict[str, np.ndarray], attributes: dict) -> np.ndarray:
+    return native.bsq_attention(*(feeds[name] for name in bsq_attention.INPUTS), **attributes)
+
+
+@pytest.mark.parametrize("size", [512, 1024, 2048])
+@pytest.mark.parametrize("routed", ["none", "some", "all"])
+def test_bsq_kernel_matches_the_function_body_and_the_module(size, routed):
+    """N tokens of the size's grid; the queries are the unrouted tokens (all, some or none)."""
+    num_tokens = (size // 16) ** 2
+    num_queries = {"none": num_tokens, "some": num_tokens // 3, "all": 0}[routed]
+    feeds, attributes, attention, (q, k, v) = bsq_case(num_tokens, num_queries, seed=size)
+    got = call_bsq(feeds, attributes)
+    assert got.shape == (num_queries, 32)
+    with torch.no_grad():
+        eager = attention(q, k, v).numpy()
+    assert_close(got, eager, atol=1e-5, what="module")
+    if num_queries:  # ONNX Runtime's function body takes no empty query (its MatMul of [0, 32])
+        assert_close(got, _function_body(bsq_attention, attributes, feeds, [TensorProto.FLOAT])[0], atol=1e-5, what="function body")
+
+
+def test_bsq_kernel_with_crowded_codes():
+    """Most keys share a handful of codes (the other codes unused, masked out)."""
+    feeds, attributes, attention, (q, k, v) = bsq_case(1024, 700, seed=4)
+    feeds["code_bias"] = feeds["code_bias"] + 3.0
+    with torch.no_grad():
+        attention.code_proj.bias += 3.0
+        eager = attention(q, k, v).numpy()
+    assert_close(call_bsq(feeds, attributes), eager, atol=1e-5)
+
+
+BSQ_MALFORMED = {
+    "query of another width": ({"query": np.zeros((5, 16), np.float32)}, {}, "query [5, 16] must be [M, 32]"),
+    "value of other tokens": ({"value": np.zeros((9, 32), np.float32)}, {}, "value [9, 32] must be key's shape"),
+    "no keys": ({"key": np.zeros((0, 32), np.float32), "value": np.zeros((0, 32), np.float32)}, {}, "must hold 1.."),
+    "code keys of 7 bits": ({"code_keys": np.zeros((128, 32), np.float32)}, {}, "code_keys [128, 32] must be [2^code_size, D]"),
+    "code weight disagrees": ({"code_weight": np.zeros((6, 32), np.float32)}, {}, "code_weight [6, 32]"),
+    "code size 0": ({}, {"code_size": 0}, "code_size must be 1..16"),
+    "infinite scale": ({}, {"scale": float("inf")}, "scale must be finite"),
+    "float64 query": ({"query": np.zeros((5, 32), np.float64)}, {}, "float32"),
+    "rank 3 key": ({"key": np.zeros((1, 64, 32), np.float32)}, {}, "key must have rank 2"),
+}
+
+
+@pytest.mark.parametrize("name", list(BSQ_MALFORMED))
+def test_bsq_kernel_refuses_malformed_inputs_in_one_line(name):
+    changes, attribute_changes, message = BSQ_MALFORMED[name]
+    feeds, attributes, _, _ = bsq_case(64, 5, seed=5)
+    with pytest.raises(NativeKernelError) as refusal:
+        call_bsq({**feeds, **changes}, {**attributes, **attribute_changes})
+    assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def moe_case(num_tokens: int, routed_share: float, seed: int) -> tuple[dict[str, np.ndarray], dict, torch.nn.Module]:
+    from i2f_deploy.model.moe import HybridMoE
+    from i2f_deploy.model.random_weights import randomize_weights
+
+    moe = HybridMoE(256, 512, 8)
+    randomize_weights(moe, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_tokens, 256, generator=generator)
+    routed = torch.nonzero(torch.rand(num_tokens, generator=generator) < routed_share).flatten()
+    tensors = (x, routed, *hybrid_moe.weight_inputs(moe))
+    feeds = dict(zip(hybrid_moe.INPUTS, (t.detach().numpy().copy() for t in tensors)))
+    return feeds, {"num_experts": 8, "epsilon": float(moe.shared_ln.eps)}, moe
+
+
+def call_moe(feeds: dict[str, np.ndarray], attributes: dict) -> np.ndarray:
+    return native.hybrid_moe(feeds["x"], feeds["routed"], [feeds[name] for name in hybrid_moe.WEIGHTS], **attributes)
+
+
+@pytest.mark.parametrize("size", [512, 1024, pytest.param(2048, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("routed_share", [0.0, 0.3, 1.0])
+def test_moe_kernel_matches_the_function_body_and_the_module(size, routed_share):
+    feeds, attributes, moe = moe_case((size // 16) ** 2, routed_share, seed=size)
+    got = call_moe(feeds, attributes)
+    with torch.no_grad():
+        eager = moe(torch.from_numpy(feeds["x"]), torch.from_numpy(feeds["routed"])).numpy()
+    assert_close(got, eager, atol=1e-4, what="module")
+    assert_close(got, _function_body(hybrid_moe, attributes, feeds, [TensorProto.FLOAT])[0], atol=1e-4, what="function body")
+
+
+def test_moe_kernel_with_odd_sizes():
+    """Widths that are no multiple of the vector lanes, and a token count no multiple of a tile."""
+    from i2f_deploy.model.moe import HybridMoE
+    from i2f_deploy.model.random_weights import randomize_weights
+
+    moe = HybridMoE(20, 36, 3)
+    randomize_weights(moe, seed=6)
+    x = torch.randn(37, 20, generator=torch.Generator().manual_seed(6))
+    routed = torch.tensor([36, 0, 5, 17, 18, 19, 20, 21, 22])  # not ascending
+    feeds = dict(zip(hybrid_moe.INPUTS, (t.detach().numpy().copy() for t in (x, routed, *hybrid_moe.weight_inputs(moe)))))
+    with torch.no_grad():
+        eager = moe(x, routed).numpy()
+    assert_close(call_moe(feeds, {"num_experts": 3, "epsilon": 1e-5}), eager, atol=1e-5)
+
+
+MOE_MALFORMED = {
+    "routed token beyond x": ({"routed": np.array([3, 64], np.int64)}, {}, "routed token 64 is outside 0..63"),
+    "negative routed token": ({"routed": np.array([-1], np.int64)}, {}, "routed token -1 is outside"),
+    "routed token twice": ({"routed": np.array([3, 5, 3], np.int64)}, {}, "routed token 3 is listed twice"),
+    "more routed than tokens": ({"routed": np.arange(65, dtype=np.int64) % 64}, {}, "at most N = 64"),
+    "int32 routed": ({"routed": np.array([3], np.int32)}, {}, "int64"),
+    "float64 x": ({"x": np.zeros((64, 256), np.float64)}, {}, "float32"),
+    "x of another width": ({"x": np.zeros((64, 128), np.float32)}, {}, "shared_w1 [64, 256] must be [64, 128]"),
+    "expert weights of another count": ({"experts_w1": np.zeros((7, 64, 256), np.float32)}, {}, "experts_w1 [7, 64, 256]"),
+    "num_experts disagrees": ({}, {"num_experts": 4}, "expert_gate_w [8, 256] must be [4, 256]"),
+    "no experts": ({}, {"num_experts": 0}, "num_experts must be 1.."),
+    "zero epsilon": ({}, {"epsilon": 0.0}, "epsilon must be positive"),
+    "rank 4 weight": ({"shared_w1": np.zeros((1, 1, 64, 256), np.float32)}, {}, "rank above 3"),
+}
+
+
+@pytest.mark.parametrize("name", list(MOE_MALFORMED))
+def test_moe_kernel_refuses_malformed_inputs_in_one_line(name):
+    changes, attribute_changes, message = MOE_MALFORMED[name]
+    feeds, attributes, _ = moe_case(64, 0.3, seed=7)
+    with pytest.raises(NativeKernelError) as refusal:
+        call_moe({**feeds, **changes}, {**attributes, **attribute_changes})
+    assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def _neck_cases() -> dict[str, tuple]:
+    bsq_feeds, bsq_attributes, _, _ = bsq_case(1024, 300, seed=8)
+    moe_feeds, moe_attributes, _ = moe_case(1024, 0.3, seed=9)
+    label = routing_maps(512)["random 0"]
+    return {
+        "TokenRouting": (token_routing, ROUTING, {"ref_label": label}, [TensorProto.INT64] * 3),
+        "BSQAttention": (bsq_attention, bsq_attributes, bsq_feeds, [TensorProto.FLOAT]),
+        "HybridMoE": (hybrid_moe, moe_attributes, moe_feeds, [TensorProto.FLOAT]),
+    }
+
+
+@pytest.mark.parametrize("kernels", ["native", "function-body"])
+@pytest.mark.parametrize("op", ["TokenRouting", "BSQAttention", "HybridMoE"])
+def test_openvino_runs_the_neck_ops_on_either_path(tmp_path, op, kernels):
+    require_native()
+    module, attributes, feeds, types = _neck_cases()[op]
+    got = _openvino_runs(tmp_path, module, attributes, feeds, types, kernels)
+    for a, b in zip(got, _function_body(module, attributes, feeds, types)):
+        if a.dtype.kind == "f":
+            assert_close(a, b, atol=1e-4, what=op)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=op)
+
+
+@pytest.mark.parametrize("op", ["TokenRouting", "BSQAttention", "HybridMoE"])
+def test_openvino_native_neck_ops_do_not_depend_on_the_thread_count(tmp_path, op):
+    """Each output value is written by one task, the per-code sums in key order on one thread:
+    one thread and two give the same bits, and the same as the single-threaded C entry."""
+    require_native()
+    module, attributes, feeds, types = _neck_cases()[op]
+    one, two = (_openvino_runs(tmp_path, module, attributes, feeds, types, "native", threads) for threads in (1, 2))
+    direct = {"TokenRouting": lambda: native.token_routing(feeds["ref_label"], **attributes),
+              "BSQAttention": lambda: [call_bsq(feeds, attributes)],
+              "HybridMoE": lambda: [call_moe(feeds, attributes)]}[op]()
+    for a, b, c in zip(one, two, direct):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_openvino_refuses_a_malformed_routed_list_with_nan(tmp_path):
+    """OpenVINO's CPU plugin drops an extension's errors, so HybridMoE refuses a routed list
+    with a repeated token by filling y with NaN; the next valid call is served."""
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+
+    require_native()
+    feeds, attributes, _ = moe_case(256, 0.3, seed=10)
+    path = tmp_path / "moe.onnx"
+    onnx.save(_one_node_model(hybrid_moe, attributes, feeds, [TensorProto.FLOAT]), path)
+    runner = OpenVinoRunner(path, threads=1, kernels="native")
+    expected = call_moe(feeds, attributes)
+    assert_close(next(iter(runner.run(feeds).values())), expected, atol=1e-6)
+    refused = next(iter(runner.run({**feeds, "routed": np.array([3, 5, 3], np.int64)}).values()))
+    assert refused.shape == (256, 256) and np.isnan(refused).all()
+    assert_close(next(iter(runner.run(feeds).values())), expected, atol=1e-6)

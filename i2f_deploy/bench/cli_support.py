@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from i2f_deploy import runtime
+from i2f_deploy.bench.gemm import gemm_gflop_per_s
 from i2f_deploy.bench.report import print_table, write_csv, write_json, write_plot
 from i2f_deploy.bench.runner import BACKENDS, Settings, Target, run_bench
 from i2f_deploy.bench.scenarios import SCENARIOS
@@ -59,7 +60,7 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
         work = sum(target.encoder_work().values())
         for backend, profiler in (("onnxruntime", profile_onnxruntime), ("openvino", profile_openvino)):
             if backend in backends:
-                ops = profiler(encoder_path, {IMAGE: image}, threads, runs=1, limit=16)
+                ops = profiler(encoder_path, {IMAGE: image}, threads, runs=1, limit=16)["ops"]
                 total = sum(o["ms_per_run"] for o in ops)
                 profiles.append({"size": target.size, "backend": backend, "part": "encoder", "scenario": "image",
                                  "threads": threads, "gflop": work, "ops": ops})
@@ -79,11 +80,13 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
                           lambda native=kernels == "native": profile_openvino(onnx_path, feeds, threads, native=native))
                          for kernels in openvino_kernels]
         for backend, profile in decoders:
-            ops = profile()
+            summary = profile()
+            ops, custom_ops = summary["ops"], summary["custom_ops"]
             profiles.append({"size": target.size, "routing": target.routing, "backend": backend, "part": "decoder",
-                             "scenario": scenario, "threads": threads, "ops": ops})
+                             "scenario": scenario, "threads": threads, "ops": ops, "custom_ops": custom_ops})
             top = ", ".join(f"{o['op_type']} {o['ms_per_run']:.1f} ms ({o['share']:.0%})" for o in ops[:5])
-            console.print(f"profile {target.size} {backend} {scenario}: {top}")
+            per_op = ", ".join(f"{op} {ms:.1f} ms" for op, ms in custom_ops.items())
+            console.print(f"profile {target.size} {backend} {scenario}: {top}; custom ops: {per_op}")
     path.write_text(json.dumps(profiles, indent=2))
     console.print(f"wrote {path}")
 
@@ -127,15 +130,18 @@ def run(request: BenchRequest, console: Console) -> None:
     settings = replace(request.settings, openvino_precisions=precisions,
                        openvino_kernels=openvino_kernel_paths(request.openvino_kernels, chosen_backends, progress))
     rows = run_bench(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
-    print_table(rows, console)
+    gemm_rates = {threads: gemm_gflop_per_s(threads) for threads in thread_counts}
+    progress("f32 GEMM: " + ", ".join(f"{rate:.0f} GFLOP/s on {threads} thread(s)" for threads, rate in gemm_rates.items()))
+    print_table(rows, console, gemm_rates)
     meta = {
         "artifacts": [str(t.artifact_dir) for t in targets],
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "gemm_gflop_per_s": {str(threads): rate for threads, rate in gemm_rates.items()}},
         "settings": {**settings.record(), "threads": thread_counts},
     }
     if json_path:
-        write_json(rows, json_path, meta)
+        write_json(rows, json_path, meta, gemm_rates)
         console.print(f"wrote {json_path}")
     if csv_path:
         write_csv(rows, csv_path)

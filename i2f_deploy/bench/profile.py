@@ -1,23 +1,50 @@
 """Where an encoding or a decoder click spends its time: ONNX Runtime's profiler and OpenVINO's
-performance counters, summed per operator type (the per-node names of the two backends do not match)."""
+performance counters, summed per operator type (the per-node names of the two backends do not
+match). On OpenVINO also per custom op: its native node, or the nodes of its function body (our
+conversion names them ``<op>:<call>/...``, see ``custom_ops.openvino``; a node the plugin fused
+keeps one of its parts' names, so a body's share is approximate at its edges). ONNX Runtime's
+inlined nodes do not keep their op's name, so its profile has no per-op split."""
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from i2f_deploy.custom_ops import DOMAIN
 
-def _top(totals: Counter, runs: int, limit: int) -> list[dict]:
-    grand = sum(totals.values()) or 1
-    return [{"op_type": op, "ms_per_run": t / runs, "share": t / grand} for op, t in totals.most_common(limit)]
+_BODY_NODE = re.compile(r"^([A-Za-z]+):\d+/")  # a function-body node converted by custom_ops.openvino
+
+
+def _summary(nodes: Iterable[tuple[str, str, float]], runs: int, limit: int, custom_types: set[str]) -> dict:
+    """``nodes``: (node name, op type, ms) over ``runs`` runs -> the top op types and the custom ops."""
+    by_type: Counter = Counter()
+    by_custom_op: Counter = Counter()
+    for name, op_type, ms in nodes:
+        by_type[op_type] += ms
+        body = _BODY_NODE.match(name)
+        owner = op_type if op_type in custom_types else body.group(1) if body and body.group(1) in custom_types else None
+        if owner:
+            by_custom_op[owner] += ms
+    grand = sum(by_type.values()) or 1
+    top = [{"op_type": op, "ms_per_run": t / runs, "share": t / grand} for op, t in by_type.most_common(limit)]
+    return {"ops": top, "custom_ops": {op: t / runs for op, t in sorted(by_custom_op.items())}}
+
+
+def _custom_types() -> set[str]:
+    from i2f_deploy.custom_ops.native import OPENVINO_OPS
+
+    return set(OPENVINO_OPS)
 
 
 def profile_onnxruntime(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3,
-                        limit: int = 12) -> list[dict]:
+                        limit: int = 12) -> dict:
+    """``{"ops": [top op types], "custom_ops": {}}`` (see the module's note)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -32,17 +59,16 @@ def profile_onnxruntime(onnx_path: Path, feeds: dict[str, np.ndarray], threads: 
         events = json.loads(Path(session.end_profiling()).read_text())
     kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     per_run = len(kernels) // (runs + 1)
-    totals: Counter = Counter()
-    for event in kernels[per_run:]:
-        totals[event["args"]["op_name"]] += event["dur"] / 1000
-    return _top(totals, runs, limit)
+    nodes = ((e["name"], e["args"]["op_name"], e["dur"] / 1000) for e in kernels[per_run:])
+    return _summary(nodes, runs, limit, set())
 
 
 def profile_openvino(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3,
-                     limit: int = 12, native: bool = False) -> list[dict]:
+                     limit: int = 12, native: bool = False) -> dict:
+    """``{"ops": [top op types], "custom_ops": {op: ms per run}}``; ``native``: the ops of the
+    extension library run natively."""
     import openvino as ov
 
-    from i2f_deploy.custom_ops import DOMAIN
     from i2f_deploy.custom_ops.openvino import register
 
     core = ov.Core()
@@ -55,10 +81,10 @@ def profile_openvino(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     request.infer(feeds)
-    totals: Counter = Counter()
+    nodes = []
     for _ in range(runs):
         request.infer(feeds)
         for info in request.profiling_info:
             if info.status == ov.ProfilingInfo.Status.EXECUTED:
-                totals[custom.get(info.node_name, info.node_type)] += info.real_time.total_seconds() * 1000
-    return _top(totals, runs, limit)
+                nodes.append((info.node_name, custom.get(info.node_name, info.node_type), info.real_time.total_seconds() * 1000))
+    return _summary(nodes, runs, limit, _custom_types())

@@ -20,8 +20,10 @@ def _key(row: Row) -> tuple:
     return row.size, row.threads, row.part, row.scenario
 
 
-def speedups(rows: list[Row]) -> list[dict]:
-    """Per size, threads, part and scenario: eager PyTorch (dynamic) time / each other row's time."""
+def speedups(rows: list[Row], gemm_rates: dict[int, float] | None = None) -> list[dict]:
+    """Per size, threads, part and scenario: eager PyTorch (dynamic) time / each other row's time;
+    with ``gemm_rates`` (GFLOP/s per thread count, measured in the run), each row's GFLOP/s as a
+    share of that rate."""
     eager = {_key(r): r.median_ms for r in rows if r.backend == "torch" and r.routing == "dynamic"}
     dense = {(r.backend, *_key(r)): r.median_ms for r in rows if r.routing == "dense"}
     result = []
@@ -34,14 +36,20 @@ def speedups(rows: list[Row]) -> list[dict]:
             entry["vs_eager_torch"] = eager[_key(row)] / row.median_ms
         if row.routing == "dynamic" and (row.backend, *_key(row)) in dense:
             entry["vs_dense_same_backend"] = dense[(row.backend, *_key(row))] / row.median_ms
+        if gemm_rates and row.gflop_per_s is not None and row.threads in gemm_rates:
+            entry["vs_gemm_rate"] = row.gflop_per_s / gemm_rates[row.threads]
         result.append(entry)
     return result
 
 
-def print_table(rows: list[Row], console: Console) -> None:
-    table = Table(title="i2f-deploy bench (ms; work per click in GFLOP)")
+def print_table(rows: list[Row], console: Console, gemm_rates: dict[int, float] | None = None) -> None:
+    """``gemm_rates``: the machine's f32 GEMM GFLOP/s per thread count, measured in the same run."""
+    rates = gemm_rates or {}
+    measured = ", ".join(f"{rate:.0f} GFLOP/s on {threads} thread(s)" for threads, rate in sorted(rates.items()))
+    title = "i2f-deploy bench (ms; work per click in GFLOP)" + (f"; f32 GEMM {measured}" if measured else "")
+    table = Table(title=title)
     for column in ("size", "backend", "routing", "part", "scenario", "thr", "median", "p10", "p90",
-                   "peak MB", "routed", "DPE px", "DLU tok", "GFLOP", "GFLOP/s", "× eager"):
+                   "peak MB", "routed", "DPE px", "DLU tok", "GFLOP", "GFLOP/s", "% GEMM", "× eager"):
         table.add_column(column, justify="right" if column not in ("backend", "routing", "part", "scenario") else "left")
     eager = {_key(r): r.median_ms for r in rows if r.backend == "torch" and r.routing == "dynamic"}
 
@@ -53,12 +61,14 @@ def print_table(rows: list[Row], console: Console) -> None:
         table.add_row(str(r.size), r.backend, r.routing, r.part, r.scenario, str(r.threads), f"{r.median_ms:.1f}",
                       f"{r.p10_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.peak_rss_mb:.0f}", fmt(r.num_routed, "d"),
                       fmt(r.dpe_box_area, "d"), fmt(r.dlu_box_area, "d"), fmt(r.gflop, ".2f"),
-                      fmt(r.gflop_per_s, ".1f"), "" if ratio is None else f"{ratio / r.median_ms:.2f}")
+                      fmt(r.gflop_per_s, ".1f"),
+                      "" if r.gflop_per_s is None or r.threads not in rates else f"{r.gflop_per_s / rates[r.threads]:.0%}",
+                      "" if ratio is None else f"{ratio / r.median_ms:.2f}")
     console.print(table)
 
 
-def write_json(rows: list[Row], path: Path, meta: dict) -> None:
-    payload = {**meta, "rows": [r.to_dict() for r in rows], "speedups": speedups(rows)}
+def write_json(rows: list[Row], path: Path, meta: dict, gemm_rates: dict[int, float] | None = None) -> None:
+    payload = {**meta, "rows": [r.to_dict() for r in rows], "speedups": speedups(rows, gemm_rates)}
     path.write_text(json.dumps(payload, indent=2))
 
 

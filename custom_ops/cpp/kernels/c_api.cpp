@@ -1,9 +1,13 @@
 // A C entry point per kernel, so tests (ctypes) call the arithmetic without a runtime.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
+#include "bsq_attention.hpp"
 #include "dlu_upsample.hpp"
+#include "hybrid_moe.hpp"
+#include "token_routing.hpp"
 
 namespace {
 
@@ -43,6 +47,86 @@ __attribute__((visibility("default"))) int i2f_dlu_upsample(
     if (y_size != expected)
         return fail("DLUUpsample: y holds " + std::to_string(y_size) + " values, expected " + std::to_string(expected), error, error_size);
     i2f::dlu_upsample(shapes, mixed, edge_map, edge_term, edge_weight, box, y, i2f::serial_for);
+    return 0;
+}
+
+// TokenRouting: shape [4] of ref_label; token_order holds token_order_size values, dpe_box 4.
+// Returns 0 with num_routed set, or 1 and a one-line reason (outputs untouched). Single-threaded.
+__attribute__((visibility("default"))) int i2f_token_routing(
+    const std::int64_t* ref_label_shape, const std::uint8_t* ref_label, std::int64_t stride, std::int64_t kernel_size,
+    std::int64_t* token_order, std::int64_t token_order_size, std::int64_t* num_routed, std::int64_t* dpe_box, char* error,
+    std::int64_t error_size) {
+    if (!ref_label_shape || !ref_label) return fail("TokenRouting: ref_label is missing", error, error_size);
+    i2f::TokenRoutingShapes shapes{};
+    std::memcpy(shapes.ref_label, ref_label_shape, sizeof shapes.ref_label);
+    shapes.stride = stride;
+    shapes.kernel_size = kernel_size;
+    std::string problem = i2f::check_token_routing(shapes);
+    if (problem.empty()) problem = i2f::check_token_routing_labels(shapes, ref_label);
+    if (!problem.empty()) return fail(problem, error, error_size);
+    if (!token_order || !num_routed || !dpe_box) return fail("TokenRouting: an output is missing", error, error_size);
+    if (token_order_size != i2f::routing_tokens(shapes))
+        return fail("TokenRouting: token_order holds " + std::to_string(token_order_size) + " values, expected " +
+                        std::to_string(i2f::routing_tokens(shapes)), error, error_size);
+    *num_routed = i2f::token_routing(shapes, ref_label, token_order, dpe_box, i2f::serial_for);
+    return 0;
+}
+
+// BSQAttention: shapes as in BsqAttentionShapes (pairs for the matrices, code_bias its length).
+// Returns 0 and fills output [M, D], or 1 and a one-line reason. Single-threaded.
+__attribute__((visibility("default"))) int i2f_bsq_attention(
+    const std::int64_t* query_shape, const float* query, const std::int64_t* key_shape, const float* key,
+    const std::int64_t* value_shape, const float* value, const std::int64_t* code_weight_shape, const float* code_weight,
+    std::int64_t code_bias_size, const float* code_bias, const std::int64_t* code_keys_shape, const float* code_keys,
+    float scale, std::int64_t code_size, float* output, std::int64_t output_size, char* error, std::int64_t error_size) {
+    if (!query_shape || !key_shape || !value_shape || !code_weight_shape || !code_keys_shape)
+        return fail("BSQAttention: a shape is missing", error, error_size);
+    if (!query || !key || !value || !code_weight || !code_bias || !code_keys) return fail("BSQAttention: a tensor is missing", error, error_size);
+    i2f::BsqAttentionShapes shapes{};
+    std::memcpy(shapes.query, query_shape, sizeof shapes.query);
+    std::memcpy(shapes.key, key_shape, sizeof shapes.key);
+    std::memcpy(shapes.value, value_shape, sizeof shapes.value);
+    std::memcpy(shapes.code_weight, code_weight_shape, sizeof shapes.code_weight);
+    std::memcpy(shapes.code_keys, code_keys_shape, sizeof shapes.code_keys);
+    shapes.code_bias = code_bias_size;
+    shapes.code_size = code_size;
+    shapes.scale = scale;
+    const std::string problem = i2f::check_bsq_attention(shapes);
+    if (!problem.empty()) return fail(problem, error, error_size);
+    const std::int64_t expected = shapes.query[0] * shapes.query[1];
+    if (output_size != expected || (expected > 0 && !output))
+        return fail("BSQAttention: output holds " + std::to_string(output_size) + " values, expected " + std::to_string(expected), error, error_size);
+    i2f::bsq_attention(shapes, query, key, value, code_weight, code_bias, code_keys, output, i2f::serial_for);
+    return 0;
+}
+
+// HybridMoE: ranks [23] and dims [23 x 3] of x, routed and the 21 weights (in WEIGHTS order),
+// their data in that order. Returns 0 and fills y [N, C], or 1 and a one-line reason. Single-threaded.
+__attribute__((visibility("default"))) int i2f_hybrid_moe(
+    const std::int64_t* ranks, const std::int64_t* dims, const void* const* data, std::int64_t num_experts, float epsilon,
+    float* y, std::int64_t y_size, char* error, std::int64_t error_size) {
+    if (!ranks || !dims || !data) return fail("HybridMoE: the inputs are missing", error, error_size);
+    constexpr int inputs = 2 + i2f::kHybridMoeWeights;
+    i2f::HybridMoeShapes shapes{};
+    for (int index = 0; index < inputs; ++index) {
+        if (ranks[index] < 0 || ranks[index] > 3)
+            return fail("HybridMoE: input " + std::to_string(index) + " has rank " + std::to_string(ranks[index]) + ", at most 3 expected", error, error_size);
+        if (!data[index]) return fail("HybridMoE: input " + std::to_string(index) + " is missing", error, error_size);
+        i2f::TensorDims& target = index == 0 ? shapes.x : index == 1 ? shapes.routed : shapes.weights[index - 2];
+        target.rank = ranks[index];
+        std::copy(dims + 3 * index, dims + 3 * index + 3, target.size);
+    }
+    shapes.num_experts = num_experts;
+    shapes.epsilon = epsilon;
+    const auto* routed = static_cast<const std::int64_t*>(data[1]);
+    const std::string problem = i2f::check_hybrid_moe(shapes, routed);
+    if (!problem.empty()) return fail(problem, error, error_size);
+    const std::int64_t expected = shapes.x.size[0] * shapes.x.size[1];
+    if (!y || y_size != expected)
+        return fail("HybridMoE: y holds " + std::to_string(y_size) + " values, expected " + std::to_string(expected), error, error_size);
+    const float* weights[i2f::kHybridMoeWeights];
+    for (int index = 0; index < i2f::kHybridMoeWeights; ++index) weights[index] = static_cast<const float*>(data[index + 2]);
+    i2f::hybrid_moe(shapes, static_cast<const float*>(data[0]), routed, weights, y, i2f::serial_for);
     return 0;
 }
 

@@ -189,10 +189,6 @@ void upsample_tile(
 
 }  // namespace
 
-void serial_for(std::int64_t count, const std::function<void(std::int64_t)>& body) {
-    for (std::int64_t index = 0; index < count; ++index) body(index);
-}
-
 std::string check_dlu_upsample(const DluUpsampleShapes& s, const std::int64_t* box) {
     std::ostringstream error;
     error << "DLUUpsample: ";

@@ -4,16 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 
+#include "parallel.hpp"
+
 namespace i2f {
-
-// Runs body(0) .. body(count - 1), in any order, possibly concurrently: the caller's runtime
-// decides the threads (OpenVINO's parallel_for, or a plain loop).
-using ParallelFor = std::function<void(std::int64_t count, const std::function<void(std::int64_t)>& body)>;
-
-void serial_for(std::int64_t count, const std::function<void(std::int64_t)>& body);
 
 struct DluUpsampleShapes {
     std::int64_t mixed[4];        // [1, 9C, h+4, w+4]

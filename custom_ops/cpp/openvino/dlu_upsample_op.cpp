@@ -2,21 +2,16 @@
 
 #include <algorithm>
 #include <limits>
-#include <openvino/core/parallel.hpp>
 #include <string>
 
 #include "../kernels/dlu_upsample.hpp"
+#include "common.hpp"
 
 namespace i2f::openvino {
 
 namespace {
 
 constexpr std::int64_t kPad = 2;
-
-void parallel(std::int64_t count, const std::function<void(std::int64_t)>& body) {
-    // runs in the calling inference's task arena: the plugin's INFERENCE_NUM_THREADS
-    ov::parallel_for(count, [&](std::int64_t index) { body(index); });
-}
 
 void copy_shape(const ov::Shape& shape, std::int64_t* dims) {
     for (std::size_t axis = 0; axis < 4; ++axis) dims[axis] = static_cast<std::int64_t>(shape[axis]);

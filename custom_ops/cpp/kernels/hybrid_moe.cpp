@@ -1,0 +1,246 @@
+#include "hybrid_moe.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "vector_math.hpp"
+
+namespace i2f {
+
+namespace {
+
+constexpr std::int64_t kMaxTokens = std::int64_t{1} << 24;
+constexpr std::int64_t kMaxExperts = 1024;
+constexpr std::int64_t kTileTokens = 16;
+
+enum Weight {
+    kSharedW1, kSharedB1, kSharedW2, kSharedB2, kSharedW3, kSharedB3, kSharedLnW, kSharedLnB, kSharedGateW, kSharedGateB,
+    kExpertGateW, kExpertGateB, kExpertBias, kExpertsW1, kExpertsB1, kExpertsW2, kExpertsB2, kExpertsW3, kExpertsB3,
+    kSelectLnW, kSelectLnB,
+};  // fmt: the order of WEIGHTS
+
+const char* const kWeightNames[kHybridMoeWeights] = {
+    "shared_w1", "shared_b1", "shared_w2", "shared_b2", "shared_w3", "shared_b3", "shared_ln_w", "shared_ln_b",
+    "shared_gate_w", "shared_gate_b", "expert_gate_w", "expert_gate_b", "expert_bias", "experts_w1", "experts_b1",
+    "experts_w2", "experts_b2", "experts_w3", "experts_b3", "select_ln_w", "select_ln_b",
+};
+
+std::string text(const TensorDims& dims) {
+    std::string out = "[";
+    for (std::int64_t axis = 0; axis < dims.rank; ++axis) out += (axis ? ", " : "") + std::to_string(dims.size[axis]);
+    return out + "]";
+}
+
+// One SwiGLU expert with its weights packed input-major (w1, w2 as [C][H], w3 as [H][C]) so that
+// every inner loop runs along a contiguous row; the row norm is the expert's hidden LayerNorm.
+struct PackedExpert {
+    std::vector<float> w1, w2, w3;
+    const float *b1 = nullptr, *b2 = nullptr, *b3 = nullptr, *ln_w = nullptr, *ln_b = nullptr;
+};
+
+void pack(PackedExpert& e, const float* w1, const float* w2, const float* w3, std::int64_t c, std::int64_t h) {
+    e.w1.resize(static_cast<std::size_t>(c * h)), e.w2.resize(static_cast<std::size_t>(c * h)), e.w3.resize(static_cast<std::size_t>(c * h));
+    for (std::int64_t i = 0; i < h; ++i) {
+        for (std::int64_t j = 0; j < c; ++j) {
+            e.w1[j * h + i] = w1[i * c + j];
+            e.w2[j * h + i] = w2[i * c + j];
+            e.w3[i * c + j] = w3[j * h + i];
+        }
+    }
+}
+
+// out[t][j] = bias[j] + sum_i a[t][i] b[i][j] for the tile's rows a[t] (t < count <= kTileTokens):
+// four rows by sixteen columns at a time, the accumulators in registers; b is [depth][width].
+I2F_HOT_LOOP void multiply_tile(const float* const* a, std::int64_t count, const float* b, std::int64_t depth, std::int64_t width,
+                                const float* bias, float* out) {
+    const std::int64_t wide = width / (2 * kLanes) * (2 * kLanes);
+    for (std::int64_t t0 = 0; t0 < count; t0 += 4) {
+        const float* rows[4];
+        for (std::int64_t r = 0; r < 4; ++r) rows[r] = a[std::min(t0 + r, count - 1)];  // a short block repeats its last row
+        for (std::int64_t j0 = 0; j0 < wide; j0 += 2 * kLanes) {
+            Floats8 acc[4][2];
+            for (std::int64_t r = 0; r < 4; ++r) acc[r][0] = load8(bias + j0), acc[r][1] = load8(bias + j0 + kLanes);
+            for (std::int64_t i = 0; i < depth; ++i) {
+                const Floats8 b0 = load8(b + i * width + j0), b1 = load8(b + i * width + j0 + kLanes);
+                for (std::int64_t r = 0; r < 4; ++r) {
+                    acc[r][0] += b0 * rows[r][i];  // a vector times a scalar: one broadcast from memory
+                    acc[r][1] += b1 * rows[r][i];
+                }
+            }
+            for (std::int64_t r = 0; r < 4 && t0 + r < count; ++r) {
+                store8(out + (t0 + r) * width + j0, acc[r][0]);
+                store8(out + (t0 + r) * width + j0 + kLanes, acc[r][1]);
+            }
+        }
+        for (std::int64_t r = 0; r < 4 && t0 + r < count; ++r) {
+            for (std::int64_t j = wide; j < width; ++j) {
+                float total = bias[j];
+                for (std::int64_t i = 0; i < depth; ++i) total += rows[r][i] * b[i * width + j];
+                out[(t0 + r) * width + j] = total;
+            }
+        }
+    }
+}
+
+// out[t] = expert(x[rows[t]]) for the tile's tokens; with `mix`, y[rows[t]] = mix_shared[t] *
+// y[rows[t]] + mix_expert[t] * out[t] instead of y[rows[t]] = out[t].
+struct Tile {
+    const std::int64_t* rows;
+    std::int64_t count;
+    const float* mix_shared = nullptr;
+    const float* mix_expert = nullptr;
+};
+
+I2F_HOT_LOOP void run_tile(const PackedExpert& e, std::int64_t c, std::int64_t h, float epsilon, const float* x, const Tile& tile, float* y) {
+    const std::int64_t count = tile.count;
+    std::vector<float> buffers(static_cast<std::size_t>(count * (2 * h + c)));
+    float* gate = buffers.data();
+    float* up = gate + count * h;
+    float* out = up + count * h;
+    const float* rows[kTileTokens] = {};
+    for (std::int64_t t = 0; t < count; ++t) rows[t] = x + tile.rows[t] * c;
+    multiply_tile(rows, count, e.w1.data(), c, h, e.b1, gate);
+    multiply_tile(rows, count, e.w2.data(), c, h, e.b2, up);
+    for (std::int64_t t = 0; t < count; ++t) {
+        float* g = gate + t * h;
+        const float* u = up + t * h;
+        const std::int64_t vectors = h / kLanes * kLanes;
+        for (std::int64_t i = 0; i < vectors; i += kLanes) store8(g + i, swiglu8(load8(g + i), load8(u + i)));
+        for (std::int64_t i = vectors; i < h; ++i) g[i] = g[i] * sigmoid(g[i]) * u[i];
+        float mean = 0.0f;
+        for (std::int64_t i = 0; i < h; ++i) mean += g[i];
+        mean /= static_cast<float>(h);
+        float variance = 0.0f;
+        for (std::int64_t i = 0; i < h; ++i) variance += (g[i] - mean) * (g[i] - mean);
+        const float inverse = 1.0f / std::sqrt(variance / static_cast<float>(h) + epsilon);
+        for (std::int64_t i = 0; i < h; ++i) g[i] = (g[i] - mean) * inverse * e.ln_w[i] + e.ln_b[i];
+        rows[t] = g;
+    }
+    multiply_tile(rows, count, e.w3.data(), h, c, e.b3, out);
+    for (std::int64_t t = 0; t < count; ++t) {
+        float* target = y + tile.rows[t] * c;
+        const float* o = out + t * c;
+        if (tile.mix_shared == nullptr) {
+            std::copy(o, o + c, target);
+        } else {
+            const float shared = tile.mix_shared[t], expert = tile.mix_expert[t];
+            for (std::int64_t j = 0; j < c; ++j) target[j] = target[j] * shared + o[j] * expert;
+        }
+    }
+}
+
+float gate_sigmoid(const float* x, const float* weight, float bias, std::int64_t c) {
+    float z = 0.0f;
+    for (std::int64_t j = 0; j < c; ++j) z += x[j] * weight[j];
+    return 1.0f / (1.0f + std::exp(-(z + bias)));
+}
+
+}  // namespace
+
+std::string check_hybrid_moe(const HybridMoeShapes& s, const std::int64_t* routed) {
+    const std::string op = "HybridMoE: ";
+    const std::int64_t e = s.num_experts;
+    if (e < 1 || e > kMaxExperts) return op + "num_experts must be 1.." + std::to_string(kMaxExperts) + ", got " + std::to_string(e);
+    if (!(s.epsilon > 0.0f) || !std::isfinite(s.epsilon)) return op + "epsilon must be positive";
+    if (s.x.rank != 2 || s.x.size[0] < 1 || s.x.size[0] > kMaxTokens || s.x.size[1] < 1 || s.x.size[1] > 1024)
+        return op + "x " + text(s.x) + " must be [N, C] with N 1.." + std::to_string(kMaxTokens) + " and C 1..1024";
+    const std::int64_t n = s.x.size[0], c = s.x.size[1];
+    const std::int64_t h = s.weights[kSharedW1].rank == 2 ? s.weights[kSharedW1].size[0] : 0;
+    if (h < 1 || h > 1024) return op + "shared_w1 " + text(s.weights[kSharedW1]) + " must be [H, C] with H 1..1024";
+    const TensorDims expected[kHybridMoeWeights] = {
+        {2, {h, c}}, {1, {h}}, {2, {h, c}}, {1, {h}}, {2, {c, h}}, {1, {c}}, {1, {h}}, {1, {h}}, {2, {1, c}}, {1, {1}},
+        {2, {e, c}}, {1, {e}}, {1, {e}}, {3, {e, h, c}}, {2, {e, h}}, {3, {e, h, c}}, {2, {e, h}}, {3, {e, c, h}}, {2, {e, c}},
+        {1, {h}}, {1, {h}},
+    };
+    for (int index = 0; index < kHybridMoeWeights; ++index) {
+        const TensorDims& got = s.weights[index];
+        bool same = got.rank == expected[index].rank;
+        for (std::int64_t axis = 0; same && axis < got.rank; ++axis) same = got.size[axis] == expected[index].size[axis];
+        if (!same)
+            return op + kWeightNames[index] + " " + text(got) + " must be " + text(expected[index]) + " (N, C = " + std::to_string(n) +
+                   ", " + std::to_string(c) + "; H = " + std::to_string(h) + "; E = " + std::to_string(e) + ")";
+    }
+    if (s.routed.rank != 1 || s.routed.size[0] < 0 || s.routed.size[0] > n)
+        return op + "routed " + text(s.routed) + " must be [M] with M at most N = " + std::to_string(n);
+    std::vector<std::uint8_t> seen(static_cast<std::size_t>(n), 0);
+    for (std::int64_t j = 0; j < s.routed.size[0]; ++j) {
+        const std::int64_t token = routed[j];
+        if (token < 0 || token >= n) return op + "routed token " + std::to_string(token) + " is outside 0.." + std::to_string(n - 1);
+        if (seen[token]) return op + "routed token " + std::to_string(token) + " is listed twice";
+        seen[token] = 1;
+    }
+    return "";
+}
+
+void hybrid_moe(const HybridMoeShapes& s, const float* x, const std::int64_t* routed, const float* const* w, float* y,
+                const ParallelFor& parallel_for) {
+    const std::int64_t n = s.x.size[0], c = s.x.size[1], h = s.weights[kSharedW1].size[0], e = s.num_experts;
+    const std::int64_t m = s.routed.size[0];
+
+    // the routed tokens' gates and experts (in routed order), then each expert's tokens in that order
+    std::vector<std::int32_t> choice(static_cast<std::size_t>(m));
+    std::vector<float> shared_weight(static_cast<std::size_t>(m)), expert_weight(static_cast<std::size_t>(m));
+    parallel_for((m + kTileTokens - 1) / kTileTokens, [&](std::int64_t item) {
+        for (std::int64_t j = item * kTileTokens; j < std::min(m, (item + 1) * kTileTokens); ++j) {
+            const float* token = x + routed[j] * c;
+            const float shared = gate_sigmoid(token, w[kSharedGateW], w[kSharedGateB][0], c);
+            std::int32_t best = 0;
+            float best_biased = -INFINITY, best_score = 0.0f;
+            for (std::int64_t k = 0; k < e; ++k) {
+                const float score = gate_sigmoid(token, w[kExpertGateW] + k * c, w[kExpertGateB][k], c);
+                const float biased = score + w[kExpertBias][k];
+                if (biased > best_biased || k == 0) best = static_cast<std::int32_t>(k), best_biased = biased, best_score = score;
+            }
+            choice[j] = best;
+            const float top = std::max(shared, best_score);
+            const float a = std::exp(shared - top), b = std::exp(best_score - top);
+            shared_weight[j] = a / (a + b);
+            expert_weight[j] = b / (a + b);
+        }
+    });
+    std::vector<std::int64_t> first(static_cast<std::size_t>(e + 1), 0), by_expert(static_cast<std::size_t>(m));
+    std::vector<float> by_expert_shared(static_cast<std::size_t>(m)), by_expert_weight(static_cast<std::size_t>(m));
+    for (std::int64_t j = 0; j < m; ++j) ++first[choice[j] + 1];
+    for (std::int64_t k = 0; k < e; ++k) first[k + 1] += first[k];
+    std::vector<std::int64_t> next(first.begin(), first.end() - 1);
+    for (std::int64_t j = 0; j < m; ++j) {
+        const std::int64_t at = next[choice[j]]++;
+        by_expert[at] = routed[j], by_expert_shared[at] = shared_weight[j], by_expert_weight[at] = expert_weight[j];
+    }
+
+    // the shared expert and the experts some token chose, packed once per call
+    std::vector<PackedExpert> experts(static_cast<std::size_t>(e + 1));
+    parallel_for(e + 1, [&](std::int64_t k) {
+        PackedExpert& packed = experts[k];
+        if (k == e) {
+            pack(packed, w[kSharedW1], w[kSharedW2], w[kSharedW3], c, h);
+            packed.b1 = w[kSharedB1], packed.b2 = w[kSharedB2], packed.b3 = w[kSharedB3];
+            packed.ln_w = w[kSharedLnW], packed.ln_b = w[kSharedLnB];
+            return;
+        }
+        if (first[k + 1] == first[k]) return;
+        pack(packed, w[kExpertsW1] + k * h * c, w[kExpertsW2] + k * h * c, w[kExpertsW3] + k * c * h, c, h);
+        packed.b1 = w[kExpertsB1] + k * h, packed.b2 = w[kExpertsB2] + k * h, packed.b3 = w[kExpertsB3] + k * c;
+        packed.ln_w = w[kSelectLnW], packed.ln_b = w[kSelectLnB];
+    });
+
+    std::vector<std::int64_t> all(static_cast<std::size_t>(n));
+    for (std::int64_t t = 0; t < n; ++t) all[t] = t;
+    parallel_for((n + kTileTokens - 1) / kTileTokens, [&](std::int64_t item) {
+        const std::int64_t begin = item * kTileTokens;
+        run_tile(experts[e], c, h, s.epsilon, x, Tile{all.data() + begin, std::min(kTileTokens, n - begin)}, y);
+    });
+    // each routed token is in one tile of one expert: the tiles write disjoint rows of y
+    std::vector<std::int64_t> tiles;  // (expert, begin) pairs
+    for (std::int64_t k = 0; k < e; ++k)
+        for (std::int64_t begin = first[k]; begin < first[k + 1]; begin += kTileTokens) tiles.insert(tiles.end(), {k, begin});
+    parallel_for(static_cast<std::int64_t>(tiles.size() / 2), [&](std::int64_t item) {
+        const std::int64_t k = tiles[2 * item], begin = tiles[2 * item + 1];
+        const Tile tile{by_expert.data() + begin, std::min(kTileTokens, first[k + 1] - begin), by_expert_shared.data() + begin,
+                        by_expert_weight.data() + begin};
+        run_tile(experts[k], c, h, s.epsilon, x, tile, y);
+    });
+}
+
+}  // namespace i2f

@@ -1,0 +1,15 @@
+// How a kernel is handed its threads: the caller's runtime decides (OpenVINO's parallel_for, or a
+// plain loop for the C entries); no kernel starts threads of its own.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace i2f {
+
+// Runs body(0) .. body(count - 1), in any order, possibly concurrently.
+using ParallelFor = std::function<void(std::int64_t count, const std::function<void(std::int64_t)>& body)>;
+
+void serial_for(std::int64_t count, const std::function<void(std::int64_t)>& body);
+
+}  // namespace i2f

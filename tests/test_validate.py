@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
-from i2f_deploy.validate.decisions import dlu_box_decision
+from i2f_deploy.validate.decisions import EXPERT_EPSILON, dlu_box_decision, expert_choice_decision
 
 from support.native import require_native
 
@@ -149,3 +149,31 @@ def test_base_1024_export_passes_on_both_backends(base_1024_export, tmp_path):
     assert data["passed"] and data["backends"] == ["onnxruntime", "openvino"]
     assert {loop["backend"] for loop in data["loops"]} == {"onnxruntime", "openvino"}
     assert all(loop["backend_noc"] == loop["reference_noc"] for loop in data["loops"])
+
+
+def test_expert_margins_measure_the_gap_the_argmax_decides_on() -> None:
+    """Direct computation: a gate with zero weights scores every expert sigmoid(0) = 0.5, so the
+    bias alone separates them; an exact tie has gap 0, and no routed token records nothing."""
+    import torch
+
+    from i2f_deploy.model.moe import HybridMoE
+    from i2f_deploy.validate.runner import expert_margins
+
+    moe = HybridMoE(dim=8, hidden=32, num_experts=4)
+    torch.nn.init.zeros_(moe.expert_gate[0].weight)
+    torch.nn.init.zeros_(moe.expert_gate[0].bias)
+    tokens = torch.randn(6, 8)
+    with expert_margins(moe) as margins, torch.no_grad():
+        moe.exp_bias.copy_(torch.tensor([0.0, 0.25, 0.125, 0.25]))  # experts 1 and 3 tie
+        moe(tokens, torch.tensor([0, 3, 5]))
+        moe.exp_bias.copy_(torch.tensor([0.0, 0.5, 0.125, 0.25]))
+        moe(tokens, torch.tensor([2]))
+        moe(tokens, torch.tensor([], dtype=torch.int64))
+    assert margins == [0.0, 0.25]
+
+
+@pytest.mark.parametrize(("margin", "logits_passed", "verdict"), [
+    (0.0, False, "flip"), (EXPERT_EPSILON, False, "flip"), (0.0, True, "agree"), (1e-3, False, "agree")])
+def test_differing_logits_are_an_expert_flip_only_at_a_near_tie(margin, logits_passed, verdict) -> None:
+    decision = expert_choice_decision(margin, logits_passed)
+    assert (decision.name, decision.verdict, decision.margin) == ("expert_choice", verdict, margin)

@@ -5,6 +5,12 @@ defect. The DLU box thresholds the coarse logits at ``threshold``: a coarse valu
 rounding distance of it may land on either side on another backend, which moves the box and
 with it the logits near the object. Such a disagreement is a *flip* when the deciding coarse
 value lies within ``epsilon`` of the threshold, otherwise a failure.
+
+HybridMoE gives each routed token the expert with the highest gate score (a sigmoid) plus a
+bias. The graph does not output those choices, but the reference's smallest gap between a token's
+top two scores says whether another backend's rounding can pick the other expert: a gap within
+``EXPERT_EPSILON`` (exactly 0 happens: the sigmoid saturates in float32) may go either way, and
+under full attention one token's other expert moves the logits everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import numpy as np
 from i2f_deploy.contract import DLU_BOX
 
 DEFAULT_EPSILON = 1e-3
+EXPERT_CHOICE = "expert_choice"
+# the gate scores of the graphs and the reference agree to about 1e-6; a closer top two is a tie
+EXPERT_EPSILON = 1e-5
 
 
 @dataclass(frozen=True)
@@ -64,3 +73,10 @@ def dlu_box_decision(
     deciding = (inside_ref ^ inside_cand) | border
     margin = float(np.abs(coarse[deciding] - threshold).min()) if deciding.any() else float("inf")
     return Decision(DLU_BOX, ref, cand, "flip" if margin <= epsilon else "fail", margin)
+
+
+def expert_choice_decision(margin: float, logits_passed: bool, epsilon: float = EXPERT_EPSILON) -> Decision:
+    """HybridMoE's expert choices, from the reference's smallest top-two gap ``margin``: logits
+    that differ in a case whose gap lies within ``epsilon`` are a *flip* (another expert for a
+    tied token), not a failure; otherwise the choices are taken to agree (the logits judge)."""
+    return Decision(EXPERT_CHOICE, [], [], "flip" if margin <= epsilon and not logits_passed else "agree", margin)

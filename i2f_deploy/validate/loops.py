@@ -43,7 +43,7 @@ class ReferenceLoop(LoopSteps):
         super().__init__(self._decode_reference, geometry)
 
     def _decode_reference(self, prompt_map: np.ndarray) -> dict[str, np.ndarray]:
-        result = self.validation.reference_decode(self.features, prompt_map)
+        result = self.validation.reference_decode(self.features, prompt_map).result
         return {LOGITS: result.logits.numpy(), NUM_ROUTED: np.asarray(result.routed_tokens.numel())}
 
 

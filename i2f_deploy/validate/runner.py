@@ -8,6 +8,8 @@ of the encoder is judged separately (decoder on the backend's features vs the re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,11 +19,41 @@ import torch
 from i2f_deploy import runtime
 from i2f_deploy.contract import DLU_BOX, DPE_BOX, EDGE_MAPS, ENCODER_OUTPUTS, IMAGE, IMAGE_EMBEDDINGS, LOGITS, NUM_ROUTED, PARTS, REF_LABEL, GraphIO, Manifest
 from i2f_deploy.export.dlu import EdgeTerms
-from i2f_deploy.model.inter2former import Inter2Former
+from i2f_deploy.model.inter2former import DecodeResult, Inter2Former
+from i2f_deploy.model.moe import HybridMoE
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.compare import Comparison, Tolerance, compare, logits_iou
-from i2f_deploy.validate.decisions import DEFAULT_EPSILON, Decision, dlu_box_decision, exact_decision
+from i2f_deploy.validate.decisions import DEFAULT_EPSILON, Decision, dlu_box_decision, exact_decision, expert_choice_decision
 from i2f_deploy.validate.states import edge_case_states
+
+@dataclass(frozen=True)
+class ReferenceDecode:
+    """The PyTorch decoder's result and the smallest top-two gap of its experts' scores."""
+
+    result: DecodeResult
+    expert_margin: float  # inf when no token was routed (or a single expert)
+
+
+@contextmanager
+def expert_margins(model: torch.nn.Module) -> Iterator[list[float]]:
+    """Within the block, the smallest gap between a routed token's two highest expert scores
+    (gate plus bias, what the argmax decides on) of every HybridMoE call, in call order."""
+    margins: list[float] = []
+
+    def record(module: HybridMoE, args: tuple[torch.Tensor, torch.Tensor]) -> None:
+        tokens, routed = args
+        if routed.numel() and module.num_experts > 1:
+            scores = module.expert_gate(tokens[routed]) + module.exp_bias
+            top = scores.topk(2, dim=-1).values
+            margins.append(float((top[:, 0] - top[:, 1]).min()))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, HybridMoE)]
+    try:
+        yield margins
+    finally:
+        for hook in hooks:
+            hook.remove()
+
 
 @dataclass(frozen=True)
 class Tolerances:
@@ -139,11 +171,15 @@ class Validation:
             edge_convs = self.edge_terms(edge_maps)
         return dict(zip(ENCODER_OUTPUTS, (t.numpy() for t in (embeddings, *edge_maps, *edge_convs))))
 
-    def reference_decode(self, features: dict[str, np.ndarray], ref_label: np.ndarray):
+    def reference_decode(self, features: dict[str, np.ndarray], ref_label: np.ndarray) -> ReferenceDecode:
         edge_maps = [torch.from_numpy(features[name]) for name in EDGE_MAPS]
-        return self.model.decode_detailed(torch.from_numpy(features[IMAGE_EMBEDDINGS]), edge_maps, torch.from_numpy(ref_label))
+        with expert_margins(self.model) as margins, torch.no_grad():
+            result = self.model.decode_detailed(torch.from_numpy(features[IMAGE_EMBEDDINGS]), edge_maps, torch.from_numpy(ref_label))
+        return ReferenceDecode(result, min(margins, default=float("inf")))
 
-    def check_decoder(self, backend: str, case: str, features: dict[str, np.ndarray], ref_label: np.ndarray, reference) -> CaseReport:
+    def check_decoder(self, backend: str, case: str, features: dict[str, np.ndarray], ref_label: np.ndarray,
+                      decoded: ReferenceDecode) -> CaseReport:
+        reference = decoded.result
         report = CaseReport(backend, "decoder", case)
         out = self.runners[backend]["decoder"].run({**features, REF_LABEL: ref_label})
         report.failures += check_shapes(out, self.io["decoder"])
@@ -154,7 +190,9 @@ class Validation:
         report.failures += [f"{d.name}: reference {d.reference} vs {d.candidate}" + (f" (margin {d.margin:.2e})" if d.margin is not None else "") for d in report.decisions if d.verdict == "fail"]
         logits = compare(out[LOGITS], reference.logits.numpy(), self.tolerances.logits, logits=True)
         report.outputs[LOGITS] = logits
-        report.judged = dlu.verdict == "agree"
+        expert = expert_choice_decision(decoded.expert_margin, logits.passed)
+        report.decisions.append(expert)
+        report.judged = dlu.verdict == "agree" and expert.verdict == "agree"
         if report.judged and not logits.passed:
             report.failures.append(f"logits: {logits.problem} (max abs {logits.max_abs:.2e}, IoU {logits.iou:.4f})")
         return report
@@ -195,7 +233,7 @@ class Validation:
         image, _ = preprocess(image_rgb, self.size)
         features = self.reference_features(image)
         decoded = {case: self.reference_decode(features, m) for case, m in edge_case_states(self.size).items()}
-        self.reference_logits.update({(name, case): r.logits.numpy() for case, r in decoded.items()})
+        self.reference_logits.update({(name, case): r.result.logits.numpy() for case, r in decoded.items()})
         for backend in self.backends:
             self.reports.append(self.check_encoder(backend, name, image, features))
             for case, ref_label in edge_case_states(self.size).items():

@@ -117,7 +117,7 @@ class Click:
             x, y = int(parts[0]), int(parts[1])
         except ValueError:
             raise InputError(f"click {text!r}: x and y must be integers") from None
-        return cls(y=y, x=x, positive=cls.parse_kind(parts[2]))
+        return cls(x=x, y=y, positive=cls.parse_kind(parts[2]))
 
     @classmethod
     def from_official(cls, point: Sequence[Any]) -> Click:
@@ -127,7 +127,7 @@ class Click:
         y, x, kind = point
         if kind not in ("positive", "negative"):
             raise InputError(f"unknown click kind {kind!r} (expected 'positive' or 'negative')")
-        return cls(y=y, x=x, positive=kind == "positive")
+        return cls(x=x, y=y, positive=kind == "positive")
 
     def to_official(self) -> tuple[int, int, str]:
         """The official ``(y, x, kind)`` tuple."""
@@ -295,7 +295,7 @@ def _check_clicks(clicks: Iterable[Click], size: int) -> list[Click]:
             raise InputError(f"expected Click objects, got {type(c).__name__}")
         if not (0 <= c.y < size and 0 <= c.x < size):
             raise InputError(
-                f"click (y={c.y}, x={c.x}) lies outside the {size}x{size} prompt map")
+                f"click (x={c.x}, y={c.y}) lies outside the {size}x{size} prompt map")
         result.append(c)
     return result
 

@@ -145,7 +145,7 @@ def next_click(
         if not isinstance(click, Click):
             raise InputError(f"previous clicks must be Click objects, got {type(click).__name__}")
         if not (click.y < gt.shape[0] and click.x < gt.shape[1]):
-            raise InputError(f"previous click (y={click.y}, x={click.x}) lies outside the "
+            raise InputError(f"previous click (x={click.x}, y={click.y}) lies outside the "
                              f"{gt.shape[0]}x{gt.shape[1]} mask")
         clicked[click.y, click.x] = True
     fn_depth, fn_pixels = deepest_pixels(gt & ~pred & ~clicked)

@@ -24,7 +24,7 @@ def to_click(x: Any, y: Any, positive: bool, width: int, height: int) -> Click:
         raise InputError(f"point ({x!r}, {y!r}) is not a pair of numbers") from None
     if not (math.isfinite(fx) and math.isfinite(fy) and 0 <= fx <= width and 0 <= fy <= height):
         raise InputError(f"point ({x}, {y}) lies outside the {width}x{height} image (0 <= x <= {width}, 0 <= y <= {height})")
-    return Click(y=min(int(fy), height - 1), x=min(int(fx), width - 1), positive=positive)
+    return Click(x=min(int(fx), width - 1), y=min(int(fy), height - 1), positive=positive)
 
 
 def check_count(count: int, max_clicks: int) -> None:

@@ -81,6 +81,7 @@ def assert_close(candidate: np.ndarray, reference: np.ndarray, atol: float, rtol
     as_float = [np.asarray(array, dtype=np.float64) for array in (candidate, reference)]
     result = compare(*as_float, Tolerance(atol, rtol, max_mismatch))
     if not result.passed:
-        raise AssertionError(f"{what}{': ' if what != '' else ''}{result.problem}: max abs {result.max_abs:.3g}, max rel {result.max_rel:.3g} "
+        raise AssertionError(f"{what}{': ' if what != '' else ''}{result.problem}: "
+                             f"max abs {result.max_abs:.3g}, max rel {result.max_rel:.3g} "
                              f"(atol {atol:g}, rtol {rtol:g}, tolerated share {max_mismatch:g})")
     return result

@@ -28,7 +28,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from support.golden import REPO
 
 PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))

@@ -23,10 +23,8 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-
 from support.annotation_tools import tool_venv
 from support.servers import free_port, running_server
-
 
 LEGACY_TOKEN = "i2f-legacy-token-" + "z" * 16
 LABEL_CONFIG = """<View>

@@ -11,9 +11,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-
 from support.servers import running_server
-
 
 TOKEN = "fuzz-token-" + "y" * 16
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -21,6 +21,9 @@ import pytest
 import ray
 from fastapi.testclient import TestClient
 from ray import serve
+from support.commands import assert_refused
+from support.images import b64
+from support.servers import free_port
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
@@ -28,11 +31,6 @@ from i2f_deploy.serve.api import create_app
 from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.ray_app import build
-
-from support.commands import assert_refused
-from support.images import b64
-from support.servers import free_port
-
 
 pytestmark = pytest.mark.ray
 

@@ -18,6 +18,7 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -292,7 +293,7 @@ def bench_round(target: Target, contenders: list[Contender], scenarios: list[str
     for scenario in scenarios if target.precision == "f32" else ():  # reduced exports: f32 decoders
         progress(f"{target.size} {scenario} click: {', '.join(f'{c.backend} {c.routing}' for c in contenders)}")
         ref_label = scenario_prompt_map(scenario, target.size)
-        calls = [lambda c=c: c.decode(ref_label) for c in contenders]
+        calls = [partial(c.decode, ref_label) for c in contenders]
         timings, peak, decisions = _round_robin(calls, settings)
         for contender, measured, decision in zip(contenders, timings, decisions):
             row = _row(target, contender, "decoder", scenario, settings, measured, peak)

@@ -14,7 +14,7 @@ from rich.table import Table
 from i2f_deploy.evaluate.metrics import latency_summary, summary
 from i2f_deploy.validate.clicks import NOC_THRESHOLDS, noc
 
-__all__ = ["first_difference", "build_summary", "print_table", "write_outputs"]
+__all__ = ["build_summary", "first_difference", "print_table", "write_outputs"]
 
 THRESHOLD_KEYS = [f"{round(t * 100)}" for t in NOC_THRESHOLDS]
 MAX_LISTED = 20  # skipped images and differing images printed; all of them are in summary.json

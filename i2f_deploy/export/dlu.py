@@ -34,7 +34,14 @@ from torch import Tensor, nn
 
 from i2f_deploy.custom_ops import dlu_upsample
 from i2f_deploy.custom_ops.dlu_upsample import (
-    HALF_WINDOW, PHASES, WINDOW, Side, beyond_only, column_kernel, phase_filters, row_kernel,
+    HALF_WINDOW,
+    PHASES,
+    WINDOW,
+    Side,
+    beyond_only,
+    column_kernel,
+    phase_filters,
+    row_kernel,
 )  # fmt: skip
 from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import OUTSIDE_LOGIT, DynamicLocalUpsampling, Upsample2x
@@ -162,7 +169,8 @@ class FactoredStage(nn.Module):
             strip = self._columns_within_crop(self._filter(_window(mixed, -1, side), kernel))
             return _outer_line(F.pixel_shuffle(strip, 2), -1, side)
 
-        return row("first", self.columns_first), row("last", self.columns_last), column("first", self.rows_first), column("last", self.rows_last)
+        return (row("first", self.columns_first), row("last", self.columns_last),
+                column("first", self.rows_first), column("last", self.rows_last))
 
     def forward(self, x: Tensor, edge_map: Tensor, term: Tensor, box: Tensor) -> Tensor:
         """``x`` the crop [1, in, h, w] of ``box`` (int64 [4] on the stage's input grid);

@@ -289,7 +289,7 @@ class HRSAMBackbone(nn.Module):
         self.window_layouts = nn.ModuleList(
             (_WindowLayout(scales, window, 0), _WindowLayout(scales, window, window // 2))
         )
-        for index, scale in enumerate(scales):
+        for index in range(len(scales)):
             self.register_buffer(f"_scale_pos_embed_{index}", torch.zeros(0), persistent=False)
         self.refresh_constants()
 

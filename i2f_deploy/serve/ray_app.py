@@ -44,10 +44,10 @@ from i2f_deploy.contract import Manifest
 from i2f_deploy.errors import I2FError
 from i2f_deploy.preprocess import Geometry, geometry_for
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.features import content_id
 from i2f_deploy.serve.budget import MemoryBudget
 from i2f_deploy.serve.config import MB, ServeConfig
 from i2f_deploy.serve.core import Busy, Engine, ImageInfo, NotFound, Segmentation, ServingEngine
-from i2f_deploy.runtime.features import content_id
 
 log = logging.getLogger("i2f_deploy.serve")
 

@@ -29,8 +29,8 @@ from i2f_deploy.errors import InputError
 from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 from i2f_deploy.serve.adapters.common import check_count, refuse_prompts, to_click
-from i2f_deploy.serve.core import ImageInfo, ServingEngine
 from i2f_deploy.serve.config import MB
+from i2f_deploy.serve.core import ImageInfo, ServingEngine
 from i2f_deploy.serve.fetch import Fetcher
 from i2f_deploy.serve.images import decode_base64, decode_image
 from i2f_deploy.serve.pools import WorkPool
@@ -140,7 +140,9 @@ def router(engine: ServingEngine) -> APIRouter:
                     engine.config.fetch_timeout_s)
 
     @routes.post("/predict")
-    async def predict_route(body: dict[str, Any] = Body(description="Label Studio's /predict request: tasks, label_config, params.context.")) -> dict[str, Any]:
+    async def predict_route(body: dict[str, Any] = Body(
+        description="Label Studio's /predict request: tasks, label_config, params.context."),
+    ) -> dict[str, Any]:
         """Label Studio ML backend prediction for the interactive (smart keypoint) context, on
         threads of its own (``pools.WorkPool``: slow task image servers hold only those)."""
         return await pool.run(predict, engine, fetcher, body)

@@ -22,6 +22,8 @@ from i2f_deploy.cli import app
 from i2f_deploy.config import available_configs, load_config
 from i2f_deploy.errors import ConfigError
 
+pytestmark = pytest.mark.graph
+
 TINY = "inter2former-tiny-512"
 TINY_TOML = (Path(__file__).parents[1] / "export_configs" / f"{TINY}.toml").read_text()
 

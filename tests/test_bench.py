@@ -15,6 +15,8 @@ from i2f_deploy.bench.work import decoder_gflop, neck_flop
 from i2f_deploy.cli import app
 from i2f_deploy.prompt_map import DEFINITELY_FOREGROUND, UNKNOWN
 
+pytestmark = pytest.mark.graph
+
 ROW_FIELDS = {"size", "backend", "routing", "part", "scenario", "threads", "median_ms", "p10_ms", "p90_ms",
               "peak_rss_mb", "num_routed", "dpe_box_area", "dlu_box_area", "gflop", "gflop_parts", "gflop_per_s", "settings"}
 

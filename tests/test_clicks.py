@@ -25,6 +25,8 @@ from i2f_deploy.validate.clicks import (
     noc,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _box(shape, y0, y1, x0, x1):
     """Bool mask with rows y0..y1 and columns x0..x1 (inclusive) set."""

@@ -16,6 +16,8 @@ from i2f_deploy.model.attention import BSQAttention
 from i2f_deploy.model.moe import HybridMoE
 from i2f_deploy.model.random_weights import randomize_weights
 
+pytestmark = pytest.mark.graph
+
 
 def single_node_session(module, attributes: dict, function: onnx.FunctionProto, feeds: dict,
                         output_types: list[int]) -> ort.InferenceSession:

@@ -19,6 +19,8 @@ from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.model.head import Upsample2x
 from i2f_deploy.model.routing import Box, box_from_tensor, crop
 
+pytestmark = pytest.mark.graph
+
 
 def inputs(channels: int, seed: int) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)

@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 import pytest
 from support.golden import REPO
 
+pytestmark = pytest.mark.system
+
 PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 LANGUAGES = ("python", "bash")
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>\S*)\s*$")

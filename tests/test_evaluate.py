@@ -29,6 +29,8 @@ from i2f_deploy.evaluate.metrics import summary
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.validate.clicks import next_click
 
+pytestmark = pytest.mark.graph
+
 PICTURES = [((96, 128), (30, 60, 40, 100)), ((120, 90), (10, 70, 20, 60))]
 # Hand-computed first click of picture 0: the rectangle's rows 30..59 and columns 40..99 are
 # 15 px deep at most (rows 44 and 45, 15 px from row 29 or 60; columns 54..85, >= 15 px from

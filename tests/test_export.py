@@ -19,6 +19,8 @@ from i2f_deploy import runtime
 from i2f_deploy.cli import app
 from i2f_deploy.compare import assert_close, logits_iou
 
+pytestmark = pytest.mark.graph
+
 BACKENDS = ("onnxruntime", "openvino")
 KERNEL_PATHS = [("onnxruntime", "function-body"), ("openvino", "function-body"), ("openvino", "native")]
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")

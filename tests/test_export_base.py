@@ -16,6 +16,8 @@ from i2f_deploy.config import load_config
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.model.random_weights import randomize_weights
 
+pytestmark = pytest.mark.graph
+
 EXPECTED_ROUTED = {"zero-routed": 0, "all-routed": 1}  # share of all tokens
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
 

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 from i2f_deploy.cli import app
 from i2f_deploy.config import load_config
 
+pytestmark = pytest.mark.graph
+
 TINY = "inter2former-tiny-512"
 
 

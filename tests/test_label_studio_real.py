@@ -26,6 +26,8 @@ import pytest
 from support.annotation_tools import tool_venv
 from support.servers import free_port, running_server
 
+pytestmark = pytest.mark.system
+
 LEGACY_TOKEN = "i2f-legacy-token-" + "z" * 16
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>

@@ -9,6 +9,8 @@ from support.golden import DECODER_CASES
 
 from i2f_deploy.compare import assert_close, logits_iou
 
+pytestmark = pytest.mark.unit
+
 
 def test_encoder_matches_golden(tiny_model, golden):
     embeddings, edge_maps = tiny_model.encode(torch.from_numpy(golden["input"]))

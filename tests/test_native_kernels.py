@@ -22,6 +22,8 @@ from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import Upsample2x
 from i2f_deploy.model.routing import Box, crop
 
+pytestmark = pytest.mark.graph
+
 STAGE_CHANNELS = (256, 64, 16, 4)  # a stage's input channels; its output has a quarter
 
 

@@ -16,6 +16,8 @@ from i2f_deploy import runtime
 from i2f_deploy.cli import app
 from i2f_deploy.contract import IMAGE, IMAGE_EMBEDDINGS, Manifest
 
+pytestmark = pytest.mark.graph
+
 
 @pytest.fixture(scope="module")
 def badly_calibrated(tmp_path_factory, tiny_checkpoint):

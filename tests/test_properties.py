@@ -19,6 +19,8 @@ from i2f_deploy.preprocess import logits_to_image, preprocess, to_target_click
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.runtime.session import InteractiveSession
 
+pytestmark = pytest.mark.graph
+
 SIZE = 512  # the tiny export's target size
 PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -19,6 +19,8 @@ from i2f_deploy.model.attention import rope_tables
 from i2f_deploy.model.rope import apply_rope
 from i2f_deploy.model.routing import TokenRouter
 
+pytestmark = pytest.mark.unit
+
 
 def official_routing(ref_label: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
     """The official rule as the official code computes it: float variance > 0 in the DPE box."""

@@ -22,6 +22,8 @@ from i2f_deploy.serve.api import create_app
 from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
 
+pytestmark = pytest.mark.graph
+
 CLICKS = [(200, 200, True), (120, 90, False), (330, 250, True)]
 
 LABEL_CONFIG = """<View>

@@ -15,6 +15,8 @@ from i2f_deploy.errors import InputError
 from i2f_deploy.serve import server
 from i2f_deploy.serve.config import ServeConfig, serve_config
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[ServeConfig, str, int]]:

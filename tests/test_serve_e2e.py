@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def image(golden_rgb: np.ndarray) -> np.ndarray:

@@ -38,6 +38,8 @@ from i2f_deploy.serve.budget import Busy, MemoryBudget, decode_bytes, mask_bytes
 from i2f_deploy.serve.images import decode_image
 from i2f_deploy.serve.pools import WorkPool
 
+pytestmark = pytest.mark.system
+
 FETCH_TIMEOUT = 3
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image"/>'
                 '<KeyPointLabels name="kp" toName="image" smart="true"/></View>')

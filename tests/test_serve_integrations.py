@@ -21,6 +21,8 @@ from support.servers import LoopbackServer, QuietHandler, running_server
 
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 
+pytestmark = pytest.mark.system
+
 TOKEN = "integration-token-" + "y" * 12
 SIGNATURE = "X-Signature=s3cretsignature"
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image"/>'

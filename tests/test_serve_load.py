@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
 
+pytestmark = pytest.mark.system
+
 
 def test_bounded_load(tiny_artifacts: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "load.json"

@@ -20,6 +20,8 @@ from support.browser import ARTIFACTS, require_chromium, serving_in_process
 from support.images import coco_rle_to_mask, png_bytes, png_to_mask
 from support.servers import free_port
 
+pytestmark = pytest.mark.system
+
 VIEWPORT = {"width": 1000, "height": 700}
 READY = "document.body.dataset.state === 'ready'"
 

@@ -32,7 +32,7 @@ from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.ray_app import build
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.system, pytest.mark.ray]
 
 CLICKS = [(200, 200, True), (120, 90, False), (330, 250, True), (260, 150, True)]
 FIELDS = ("clicks", "mask", "polygons", "num_routed", "can_undo", "can_redo")

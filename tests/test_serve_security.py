@@ -26,6 +26,8 @@ from support.servers import LoopbackServer, QuietHandler, running_server
 from i2f_deploy.serve import server
 from i2f_deploy.serve.config import ServeConfig
 
+pytestmark = pytest.mark.system
+
 TOKEN = "t0ken-" + "x" * 20
 API_KEY = "legacy-api-key-123"
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image"/>'

@@ -24,6 +24,8 @@ from i2f_deploy.serve.gate import GraphGate
 from i2f_deploy.serve.images import ImageError, decode_base64, decode_image
 from i2f_deploy.serve.masks import to_coco_rle, to_png
 
+pytestmark = pytest.mark.unit
+
 masks_strategy = arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40)))
 
 

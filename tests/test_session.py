@@ -22,6 +22,8 @@ from i2f_deploy.preprocess import preprocess
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.runtime.session import DEFAULT_HISTORY, InteractiveSession, Prediction
 
+pytestmark = pytest.mark.graph
+
 BACKENDS = ("onnxruntime", "openvino")
 # Six clicks on the 400x600 golden image, image pixels (y, x): positive and negative.
 CLICKS = (

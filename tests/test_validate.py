@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from i2f_deploy.cli import app
 from i2f_deploy.validate.decisions import dlu_box_decision
 
+pytestmark = pytest.mark.graph
+
 THRESHOLD = -2.0
 
 

@@ -17,6 +17,8 @@ from support.annotation_tools import tool_venv
 from support.images import png_bytes, read_rgb
 from support.servers import running_server
 
+pytestmark = pytest.mark.system
+
 TOKEN = "xanylabeling-token-" + "q" * 12
 # What X-AnyLabeling's start-up and model loading do for the Remote-Server model (app.py,
 # services/auto_labeling/model_manager.py), then its calls on a click: argv = work dir, image, marks

@@ -42,9 +42,9 @@ def build_summary(header: dict, records: list[dict], bars: dict[str, float]) -> 
     for record in evaluated:
         found = {name: first_difference(record["contenders"][name]["agreement"], bar)
                  for name, bar in bars.items()}
-        found = {name: click for name, click in found.items() if click is not None}
-        if found:
-            differences.append({"name": record["name"], "first_difference": min(found.values()), "contenders": found})
+        differing = {name: click for name, click in found.items() if click is not None}
+        if differing:
+            differences.append({"name": record["name"], "first_difference": min(differing.values()), "contenders": differing})
     return {
         **header,
         "images": len(records),

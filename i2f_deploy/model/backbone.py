@@ -18,7 +18,9 @@ load strictly; the precomputed constants are non-persistent and never enter ``st
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -301,7 +303,7 @@ class HRSAMBackbone(nn.Module):
         the position embeddings resized to every scale's grid, exactly as the official forward
         would compute them on the fly.
         """
-        for layout in self.window_layouts:
+        for layout in cast("Iterable[_WindowLayout]", self.window_layouts):
             layout.refresh(self.rope.freqs, self.config.rope_ratio)
         n = self.pretrain_grid
         dim = self.config.embed_dim

@@ -18,6 +18,7 @@ runs eagerly and traces with data-dependent sizes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,8 @@ class Box:
 
 def box_from_tensor(values: Tensor, height: int, width: int) -> Box:
     """Box from an int64 ``[left, top, right, bottom]`` tensor, with the bounds a tracer needs."""
-    left, top, right, bottom = (int_value.item() for int_value in values.unbind())
+    # an integer tensor's items are ints (SymInts under export), never floats
+    left, top, right, bottom = (cast(int, int_value.item()) for int_value in values.unbind())
     torch._check(left >= 0)
     torch._check(left < right)
     torch._check(right <= width)

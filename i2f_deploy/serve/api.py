@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -193,7 +194,7 @@ def create_app(engine: ServingEngine) -> FastAPI:
         """Add a click (422 outside the image); clears the redo stack."""
         return result_out(*sessions.click(session_id, Click(x=body.x, y=body.y, positive=body.positive)), mask, polygons)
 
-    def history_route(operation):  # undo, redo, reset: the same shape
+    def history_route(operation: Callable[[str], tuple[Session, Segmentation]]):  # undo, redo, reset: the same shape
         def route(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
             return result_out(*operation(session_id), mask, polygons)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +100,7 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     validation = Validation(artifact_dir, model, manifest, backends, tolerances)
     rng = random.Random(request.seed) if request.seed is not None else None
     problems: list[dict] = []
+    images: Iterable[tuple[str, np.ndarray, np.ndarray | None]]
     if request.images:
         images = [(path.name, read_image_rgb(path), None) for path in request.images]
     elif request.dataset is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,8 @@ class Tolerances:
 
     def overridden(self, name: str, value: float) -> Tolerances:
         current = getattr(self, name)
-        return replace(self, **{name: replace(current, atol=value) if isinstance(current, Tolerance) else value})
+        new: Any = replace(current, atol=value) if isinstance(current, Tolerance) else value
+        return replace(self, **{name: new})
 
 
 @dataclass

@@ -24,11 +24,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import torch
-from onnxscript import OpBuilder, ir
-from torch import Tensor
-
 from i2f_deploy.custom_ops import DOMAIN, VERSION
 from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
+from onnxscript import OpBuilder, ir
+from torch import Tensor
 
 OP_TYPE = "BSQAttention"
 INPUTS = ("query", "key", "value", "code_weight", "code_bias", "code_keys")
@@ -71,5 +70,6 @@ def torch_op(query: Tensor, key: Tensor, value: Tensor, module: torch.nn.Module)
         return module(query, key, value)
     inputs = (query, key, value, module.code_proj.weight, module.code_proj.bias, module.code_keys)
     return torch.onnx.ops.symbolic(
-        f"{DOMAIN}::{OP_TYPE}", inputs, {"scale": float(module.scale), "code_size": module.code_size}, dtype=query.dtype, shape=query.shape, version=VERSION
+        f"{DOMAIN}::{OP_TYPE}", inputs, {"scale": float(module.scale), "code_size": module.code_size},
+        dtype=query.dtype, shape=query.shape, version=VERSION
     )

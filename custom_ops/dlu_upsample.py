@@ -36,11 +36,10 @@ from typing import Literal, get_args
 import numpy as np
 import onnx
 import torch
-from onnxscript import OpBuilder, ir
-from torch import Tensor
-
 from i2f_deploy.custom_ops import DOMAIN, VERSION
 from i2f_deploy.custom_ops.function_body import FLOAT, INT64, attribute, attribute_ref, function_body
+from onnxscript import OpBuilder, ir
+from torch import Tensor
 
 OP_TYPE = "DLUUpsample"
 INPUTS = ("mixed", "edge_map", "edge_term", "edge_weight", "box")

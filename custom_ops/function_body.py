@@ -22,9 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import onnx
 import onnxscript
-from onnxscript import ir
-
 from i2f_deploy.custom_ops import DOMAIN
+from onnxscript import ir
 
 BODY_OPSET = 18
 INFERENCE_ERROR = "pkg.onnxscript.shape_inference_error"  # onnxscript's note on a node it could not type

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import onnx
 import torch
-from onnxscript import OpBuilder, ir
-from torch import Tensor
-
 from i2f_deploy.custom_ops import DOMAIN, VERSION
 from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
+from onnxscript import OpBuilder, ir
+from torch import Tensor
 
 OP_TYPE = "HybridMoE"
 WEIGHTS = (

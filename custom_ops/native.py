@@ -147,7 +147,7 @@ def hybrid_moe(x: np.ndarray, routed: np.ndarray, weights: list[np.ndarray], num
     if len(tensors) != 23:
         raise NativeKernelError(f"{op}: expected x, routed and 21 weights, got {len(tensors)} tensors")
     if any(t.ndim > 3 for t in tensors):
-        raise NativeKernelError(f"{op}: a tensor has rank above 3: {[list(t.shape) for t in tensors if t.ndim > 3][0]}")
+        raise NativeKernelError(f"{op}: a tensor has rank above 3: {next(list(t.shape) for t in tensors if t.ndim > 3)}")
     ranks = np.asarray([t.ndim for t in tensors], np.int64)
     dims = np.zeros((len(tensors), 3), np.int64)
     for row, tensor in zip(dims, tensors):

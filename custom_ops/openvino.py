@@ -14,11 +14,10 @@ from collections.abc import Callable
 import onnx
 import onnx.inliner
 import openvino as ov
-from onnx import helper
-from openvino.frontend.onnx import ConversionExtension
-
 from i2f_deploy.custom_ops import DOMAIN
 from i2f_deploy.custom_ops.native import OPENVINO_LIBRARY, OPENVINO_OPS, NativeLoadError, library_dir, openvino_extension
+from onnx import helper
+from openvino.frontend.onnx import ConversionExtension
 
 _ONNX_TYPES = {
     ov.Type.f32: onnx.TensorProto.FLOAT,

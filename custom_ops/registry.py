@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import onnx
-from onnx import helper
-
 from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, hybrid_moe, token_routing
+from onnx import helper
 
 OPS = (token_routing, bsq_attention, hybrid_moe, dlu_upsample)
 OP_TYPES = tuple(op.OP_TYPE for op in OPS)
@@ -16,7 +15,7 @@ FUNCTIONS: dict[str, Callable[..., onnx.FunctionProto]] = {op.OP_TYPE: op.functi
 
 def _referenced_attributes(op_type: str) -> tuple[str, ...]:
     """Attributes the op's function body takes from the calling node (none: generated per value)."""
-    return next(getattr(op, "ATTRIBUTES", ()) for op in OPS if op.OP_TYPE == op_type)
+    return next(getattr(op, "ATTRIBUTES", ()) for op in OPS if op_type == op.OP_TYPE)
 
 
 def node_attributes(node: onnx.NodeProto) -> dict[str, object]:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import onnx
 import torch
+from i2f_deploy.custom_ops import DOMAIN, VERSION
+from i2f_deploy.custom_ops.function_body import UINT8, function_body
 from onnxscript import OpBuilder, ir
 from torch import Tensor
 
 from i2f_deploy.contract import DPE_BOX, NUM_ROUTED, REF_LABEL
-from i2f_deploy.custom_ops import DOMAIN, VERSION
-from i2f_deploy.custom_ops.function_body import UINT8, function_body
 from i2f_deploy.prompt_map import POSSIBLY_BACKGROUND, UNKNOWN
 
 OP_TYPE = "TokenRouting"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Literal, Optional, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import typer
 
@@ -60,7 +61,7 @@ UnsafePickleOption = Annotated[
 DATASET_KINDS = ("davis:PATH (img/, gt/, list/val.txt), hqseg44k:PATH (SAM-HQ's data/sam-hq: COIFT, HRSOD, ThinObject5K "
                  "test, DIS5K-VD) or folder:PATH (images/ and masks/ paired by file name)")
 DatasetOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--dataset", metavar="KIND:PATH", show_default=False,
                  help=f"Images with object masks to check on, prompt states and click loops: {DATASET_KINDS}."),
 ]
@@ -158,7 +159,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Artifact directory to create.", show_default=False)],
     config: ConfigOption = "inter2former-base-1024",
     checkpoint: Annotated[
-        Optional[Path], typer.Option("--checkpoint", help="Official Inter2Former checkpoint (.pth).", show_default=False)
+        Path | None, typer.Option("--checkpoint", help="Official Inter2Former checkpoint (.pth).", show_default=False)
     ] = None,
     random_weights: Annotated[
         bool, typer.Option("--random-weights", help="Use seeded random weights instead of a checkpoint (to try the tool).")
@@ -179,7 +180,7 @@ def export(
                           "Check the cost on your images with i2f-deploy validate."),
     ] = "f32",
     calibration_images: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--calibration-images", metavar="FILE,...", help="Comma-separated images to calibrate --precision int8 on (default: the built-in samples).", show_default=False),
     ] = None,
     allow_unsafe_pickle: UnsafePickleOption = False,
@@ -215,23 +216,23 @@ def export(
 def validate(
     artifact_dir: ArtifactDirArgument,
     checkpoint: Annotated[
-        Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
+        Path | None, typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
     ] = None,
     backends: Annotated[str, typer.Option(help="Comma-separated, from: onnxruntime,openvino.")] = "onnxruntime,openvino",
     images: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--images", metavar="FILE,...", help="Comma-separated images to compare the graphs on, prompt state by prompt state (no click loops: they need an object mask). Default: the built-in samples, with click loops.", show_default=False),
     ] = None,
     tolerance: Annotated[
-        Optional[str], typer.Option("--tolerance", metavar="NAME=VALUE,...", help="Override tolerances, e.g. logits=2e-3,image_embeddings=1e-3.", show_default=False)
+        str | None, typer.Option("--tolerance", metavar="NAME=VALUE,...", help="Override tolerances, e.g. logits=2e-3,image_embeddings=1e-3.", show_default=False)
     ] = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write the JSON report here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
     clicks: Annotated[int, typer.Option(help="Clicks per simulated interactive loop (official protocol: 20).")] = 20,
     seed: Annotated[
-        Optional[int], typer.Option(help="Seed for ties between equally deep click candidates (default: first in row-major order).")
+        int | None, typer.Option(help="Seed for ties between equally deep click candidates (default: first in row-major order).")
     ] = None,
     samples: Annotated[
-        Optional[str], typer.Option("--sample", metavar="NAME,...", help=f"Comma-separated built-in samples to run on, from: {', '.join(sample_names())} (default: all).", show_default=False)
+        str | None, typer.Option("--sample", metavar="NAME,...", help=f"Comma-separated built-in samples to run on, from: {', '.join(sample_names())} (default: all).", show_default=False)
     ] = None,
     dataset: DatasetOption = None,
 ) -> None:
@@ -257,21 +258,21 @@ def evaluate(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for per-image results (written as each image finishes), summary JSON/CSV and the plot.", show_default=False)],
     checkpoint: Annotated[
-        Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from, for the PyTorch reference (not needed for --random-weights exports).", show_default=False)
+        Path | None, typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from, for the PyTorch reference (not needed for --random-weights exports).", show_default=False)
     ] = None,
     backends: Annotated[str, typer.Option(metavar="BACKEND,...", help="Comma-separated graph contenders, from: onnxruntime,openvino.")] = "onnxruntime,openvino",
     precision: Annotated[str, typer.Option(metavar="PRECISION,...", help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is an openvino contender (non-f32 ones named openvino-<precision>). A bf16 or int8 export runs as exported.")] = "f32",
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also run the PyTorch model the export was made from (needs torch) and report, per image, the first click where a graph contender's mask differs from it.")] = True,
     clicks: Annotated[int, typer.Option(help="Clicks per image (official protocol: 20).")] = 20,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N images of the dataset.", show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N images of the dataset.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: images already recorded there are not run again.")] = False,
     jobs: Annotated[int, typer.Option(help="Images evaluated in parallel, each job a process with its own runners.")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="Inference threads in all, split evenly between the jobs (default: the CPUs available).", show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference threads in all, split evenly between the jobs (default: the CPUs available).", show_default=False)] = None,
     seed: Annotated[
-        Optional[int], typer.Option(help="Seed for ties between equally deep click candidates, drawn afresh per image and contender (default: first in row-major order).")
+        int | None, typer.Option(help="Seed for ties between equally deep click candidates, drawn afresh per image and contender (default: first in row-major order).")
     ] = None,
     tolerance: Annotated[
-        Optional[float], typer.Option(help="Mask IoU against the reference below which a click counts as differing (default: validate's, 0.999 for f32 graphs and 0.99 for reduced precision).", show_default=False)
+        float | None, typer.Option(help="Mask IoU against the reference below which a click counts as differing (default: validate's, 0.999 for f32 graphs and 0.99 for reduced precision).", show_default=False)
     ] = None,
 ) -> None:
     """Run the paper's benchmark (NoC, NoF, mIoU per click, latency) on the exported graphs, next
@@ -291,28 +292,28 @@ def bench(
         typer.Argument(metavar="ARTIFACT_DIR...", help="Directories written by i2f-deploy export (several sizes or routings may be given).", show_default=False),
     ],
     checkpoint: Annotated[
-        Optional[Path], typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
+        Path | None, typer.Option("--checkpoint", help="The checkpoint the artifacts were exported from (not needed for --random-weights exports).", show_default=False)
     ] = None,
     backends: Annotated[str, typer.Option(help="Comma-separated, from: torch,onnxruntime,openvino (torch also times its dense twin).")] = "torch,onnxruntime,openvino",
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts, e.g. 1,2.")] = "2",
     scenarios: Annotated[str, typer.Option(help="Comma-separated, from: first-click,small,medium,large.")] = "first-click,small,medium,large",
-    sizes: Annotated[Optional[str], typer.Option(help="Only the artifact directories of these target sizes, e.g. 1024,2048.")] = None,
+    sizes: Annotated[str | None, typer.Option(help="Only the artifact directories of these target sizes, e.g. 1024,2048.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per row.")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each row.")] = 2,
     settle_ms: Annotated[int, typer.Option(min=0, help="Untimed pause after each timed run, so the next contender does not share the cores with this one's spin-waiting threads.")] = 50,
     ort_spinning: Annotated[bool, typer.Option("--ort-spinning/--no-ort-spinning", help="ONNX Runtime intra-op spin-wait.")] = OrtOptions.model_fields["spinning"].default,
     openvino_hint: Annotated[Literal["latency", "throughput"], typer.Option(help="OpenVINO performance hint.")] = OpenVinoOptions.model_fields["performance_hint"].default,
-    openvino_streams: Annotated[Optional[int], typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = OpenVinoOptions.model_fields["streams"].default,
+    openvino_streams: Annotated[int | None, typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = OpenVinoOptions.model_fields["streams"].default,
     precision: Annotated[str, typer.Option(help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is a contender (non-f32 ones are named openvino-<precision>).")] = "f32",
     openvino_kernels: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Comma-separated, from: function-body,native: how OpenVINO runs the custom ops; each is a contender (native ones are named <openvino row>-native). Default: both where the native kernels were built.", show_default=False),
     ] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every row and the speed-ups as JSON.")] = None,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV.")] = None,
-    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of decoder latency vs routed tokens.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write every row and the speed-ups as JSON.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the rows as CSV.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of decoder latency vs routed tokens.")] = None,
     profile_path: Annotated[
-        Optional[Path], typer.Option("--profile", help="Also profile one medium-object click per graph backend (time per operator type) into this JSON.")
+        Path | None, typer.Option("--profile", help="Also profile one medium-object click per graph backend (time per operator type) into this JSON.")
     ] = None,
 ) -> None:
     """Time the encoder per image and the decoder per click on each backend, with eager PyTorch
@@ -337,9 +338,9 @@ def predict(
         list[str], typer.Option("--click", metavar="X,Y,positive|negative", help="X,Y,positive|negative in image pixels; repeat in click order.", show_default=False)
     ],
     out: Annotated[Path, typer.Option("--out", help="Mask PNG to write (0/255, the image's size).", show_default=False)],
-    overlay: Annotated[Optional[Path], typer.Option("--overlay", help="Also write the mask drawn over the image (PNG).")] = None,
+    overlay: Annotated[Path | None, typer.Option("--overlay", help="Also write the mask drawn over the image (PNG).")] = None,
     backend: Annotated[Backend, typer.Option(help="Inference backend.")] = "onnxruntime",
-    threads: Annotated[Optional[int], typer.Option(help="Inference threads (default: the backend's choice).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the backend's choice).")] = None,
 ) -> None:
     """Segment an image from clicks with the exported graphs (no torch needed)."""
     from i2f_deploy.outputs import check_output_dir
@@ -362,10 +363,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default: only this machine can connect).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     ray_cluster: Annotated[bool, typer.Option("--ray", help="Serve as a Ray Serve application: engine replicas on a Ray cluster, each image's requests routed to the replica holding its features (needs the [ray] extra).")] = False,
-    replicas: Annotated[Optional[int], typer.Option(min=1, help="With --ray: engine replicas (each loads the graphs once and keeps its own feature cache of --cache-mb) [default: 1].", show_default=False)] = None,
-    address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (e.g. auto, or HEAD_IP:6379); default: start a local one.", show_default=False)] = None,
+    replicas: Annotated[int | None, typer.Option(min=1, help="With --ray: engine replicas (each loads the graphs once and keeps its own feature cache of --cache-mb) [default: 1].", show_default=False)] = None,
+    address: Annotated[str | None, typer.Option(help="With --ray: the Ray cluster to join (e.g. auto, or HEAD_IP:6379); default: start a local one.", show_default=False)] = None,
     backend: Annotated[Backend, typer.Option(help="Inference backend.")] = serve_default("backend"),
-    threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the backend's choice).")] = serve_default("threads"),
+    threads: Annotated[int | None, typer.Option(help="Threads per graph run (default: the backend's choice).")] = serve_default("threads"),
     cache_mb: Annotated[int, typer.Option(help="Feature cache size in MiB (encoder outputs of recent images, least recently used dropped).")] = serve_default("cache_mb"),
     max_upload_mb: Annotated[int, typer.Option(help="Largest request body in MiB (uploads, base64 images); larger ones get 413.")] = serve_default("max_upload_mb"),
     max_pixels: Annotated[int, typer.Option(help="Largest image in pixels (width x height); larger ones get 413.")] = serve_default("max_pixels"),
@@ -379,14 +380,14 @@ def serve(
     fetch_workers: Annotated[int, typer.Option(help="Label Studio /predict calls at once (each fetches its task image), on threads of their own; one that waits --fetch-timeout for a slot gets 503.")] = serve_default("fetch_workers"),
     image_memory_mb: Annotated[int, typer.Option(help="Memory in MiB for decoding images and computing masks at once (estimated from each image's size before the work); beyond it 503.")] = serve_default("image_memory_mb"),
     header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send a request's headers; slower connections are closed.")] = serve_default("header_timeout_s"),
-    label_studio_url: Annotated[Optional[str], typer.Option(help="Label Studio's address (or LABEL_STUDIO_URL, LABEL_STUDIO_HOST): relative task image URLs are resolved against it, and absolute ones under it are fetched.", show_default=False)] = None,
-    label_studio_api_key: Annotated[Optional[str], typer.Option(help="Label Studio API token (or LABEL_STUDIO_API_KEY, LABEL_STUDIO_ACCESS_TOKEN) sent with fetches from its address only.", show_default=False)] = None,
-    allow_url_prefix: Annotated[Optional[str], typer.Option("--allow-url-prefix", metavar="URL,...", help="Also fetch task images under these http(s) URL prefixes (comma list); any other URL gets 403.", show_default=False)] = None,
-    token: Annotated[Optional[str], typer.Option(help="Require this token on every request but /health and the page (Authorization: Bearer TOKEN or a Token header); prefer the environment variable I2F_SERVE_TOKEN to keep it out of process listings.", show_default=False)] = None,
-    basic_auth_user: Annotated[Optional[str], typer.Option(help="Also accept HTTP basic auth with this user (or BASIC_AUTH_USER; Label Studio's model connection sends it).", show_default=False)] = None,
-    basic_auth_pass: Annotated[Optional[str], typer.Option(help="The password for --basic-auth-user (or BASIC_AUTH_PASS).", show_default=False)] = None,
-    cors_origin: Annotated[Optional[str], typer.Option("--cors-origin", metavar="ORIGIN,...", help="Let web pages from these origins call the API (comma list); none by default.", show_default=False)] = None,
-    allowed_host: Annotated[Optional[str], typer.Option("--allowed-host", metavar="HOST,...", help="Answer requests for these host names only (comma list; '*' for any); default: localhost and 127.0.0.1 when listening on loopback, any otherwise.", show_default=False)] = None,
+    label_studio_url: Annotated[str | None, typer.Option(help="Label Studio's address (or LABEL_STUDIO_URL, LABEL_STUDIO_HOST): relative task image URLs are resolved against it, and absolute ones under it are fetched.", show_default=False)] = None,
+    label_studio_api_key: Annotated[str | None, typer.Option(help="Label Studio API token (or LABEL_STUDIO_API_KEY, LABEL_STUDIO_ACCESS_TOKEN) sent with fetches from its address only.", show_default=False)] = None,
+    allow_url_prefix: Annotated[str | None, typer.Option("--allow-url-prefix", metavar="URL,...", help="Also fetch task images under these http(s) URL prefixes (comma list); any other URL gets 403.", show_default=False)] = None,
+    token: Annotated[str | None, typer.Option(help="Require this token on every request but /health and the page (Authorization: Bearer TOKEN or a Token header); prefer the environment variable I2F_SERVE_TOKEN to keep it out of process listings.", show_default=False)] = None,
+    basic_auth_user: Annotated[str | None, typer.Option(help="Also accept HTTP basic auth with this user (or BASIC_AUTH_USER; Label Studio's model connection sends it).", show_default=False)] = None,
+    basic_auth_pass: Annotated[str | None, typer.Option(help="The password for --basic-auth-user (or BASIC_AUTH_PASS).", show_default=False)] = None,
+    cors_origin: Annotated[str | None, typer.Option("--cors-origin", metavar="ORIGIN,...", help="Let web pages from these origins call the API (comma list); none by default.", show_default=False)] = None,
+    allowed_host: Annotated[str | None, typer.Option("--allowed-host", metavar="HOST,...", help="Answer requests for these host names only (comma list; '*' for any); default: localhost and 127.0.0.1 when listening on loopback, any otherwise.", show_default=False)] = None,
 ) -> None:
     """Serve click-to-segment over HTTP: the native API and web page, and the Label Studio,
     X-AnyLabeling and CVAT adapters (no torch needed).
@@ -423,15 +424,15 @@ def loadtest(
     images: Annotated[int, typer.Option(help="Images each user posts (the same ones for every user, unless --own-images).")] = loadtest_default("images"),
     clicks: Annotated[int, typer.Option(help="Clicks per user on each image (then one undo and one redo).")] = loadtest_default("clicks"),
     backend: Annotated[Backend, typer.Option(help="Inference backend of the server.")] = loadtest_default("backend"),
-    threads: Annotated[Optional[int], typer.Option(help="Threads per graph run (default: the server's).", show_default=False)] = loadtest_default("threads"),
-    graph_runs: Annotated[Optional[int], typer.Option(help="Graph runs at once per server or replica (default: the server's).", show_default=False)] = loadtest_default("graph_runs"),
+    threads: Annotated[int | None, typer.Option(help="Threads per graph run (default: the server's).", show_default=False)] = loadtest_default("threads"),
+    graph_runs: Annotated[int | None, typer.Option(help="Graph runs at once per server or replica (default: the server's).", show_default=False)] = loadtest_default("graph_runs"),
     cache_mb: Annotated[int, typer.Option(help="The server's feature cache in MiB: the memory budget the run is checked against.")] = loadtest_default("cache_mb"),
     slack_mb: Annotated[int, typer.Option(help="Memory growth in MiB allowed beyond --cache-mb (sessions, buffers).")] = loadtest_default("slack_mb"),
     max_seconds: Annotated[float, typer.Option(help="Stop clicking after this many seconds (the run then fails).")] = loadtest_default("max_seconds"),
     ray_replicas: Annotated[int, typer.Option("--ray", metavar="N", help="Serve with --ray --replicas N on a local Ray cluster (0: the single process; memory is then not measured).")] = loadtest_default("ray_replicas"),
     own_images: Annotated[bool, typer.Option("--own-images", help="Each user posts images of its own (default: all users post the same ones).")] = loadtest_default("own_images"),
-    json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Also write the report here.", show_default=False)] = None,
-    server_log: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the server's output here.", show_default=False)] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Also write the report here.", show_default=False)] = None,
+    server_log: Annotated[Path | None, typer.Option(metavar="FILE", help="Write the server's output here.", show_default=False)] = None,
 ) -> None:
     """Load a server on 127.0.0.1 with simulated users clicking at once, and print a JSON report:
     click latency, errors, encoder runs and the server's memory against its cache budget. Exit
@@ -472,4 +473,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

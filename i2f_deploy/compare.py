@@ -79,8 +79,9 @@ def assert_close(candidate: np.ndarray, reference: np.ndarray, atol: float, rtol
     """:func:`compare` on the values (any float dtypes), raising ``AssertionError`` with the
     figures when it fails: the tests' check."""
     as_float = [np.asarray(array, dtype=np.float64) for array in (candidate, reference)]
-    result = compare(*as_float, Tolerance(atol, rtol, max_mismatch))
+    result = compare(as_float[0], as_float[1], Tolerance(atol, rtol, max_mismatch))
     if not result.passed:
-        raise AssertionError(f"{what}{': ' if what != '' else ''}{result.problem}: max abs {result.max_abs:.3g}, max rel {result.max_rel:.3g} "
+        raise AssertionError(f"{what}{': ' if what != '' else ''}{result.problem}: "
+                             f"max abs {result.max_abs:.3g}, max rel {result.max_rel:.3g} "
                              f"(atol {atol:g}, rtol {rtol:g}, tolerated share {max_mismatch:g})")
     return result

@@ -38,7 +38,7 @@ def _tensor(dtype: str, *shape: int) -> dict[str, object]:
     return {"dtype": dtype, "shape": list(shape)}
 
 
-def io_contract(size: int, embed_dim: int, head_dim: int) -> dict[str, dict[str, dict[str, object]]]:
+def io_contract(size: int, embed_dim: int, head_dim: int) -> dict[str, dict[str, dict[str, dict[str, object]]]]:
     """Graph inputs and outputs at target ``size``; ``head_dim`` is the DLU's input width."""
     grid = size // 16
     features: dict[str, dict[str, object]] = {IMAGE_EMBEDDINGS: _tensor("float32", 1, embed_dim, grid, grid)}

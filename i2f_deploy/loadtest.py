@@ -213,7 +213,7 @@ def run(test: LoadTest) -> dict:
         command += ["--graph-runs", str(test.graph_runs)]
     if test.ray_replicas:
         command += ["--ray", "--replicas", str(test.ray_replicas)]
-    log = open(test.server_log, "w") if test.server_log else subprocess.DEVNULL
+    log = open(test.server_log, "w") if test.server_log else subprocess.DEVNULL  # noqa: SIM115 (closed in the finally below)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(port, process, 120)
@@ -265,7 +265,8 @@ def run(test: LoadTest) -> dict:
         "decoder_ms_p50": round(float(np.median(out["decode_ms"] or [np.nan])), 1),
         "encoder_runs": health["encoder_runs"], "decoder_runs": health["decoder_runs"],
         "cache": health.get("cache"), "replicas": health.get("replicas"),
-        "rss_mb": None if test.ray_replicas else {"after_warmup": round(baseline, 1), "peak": round(peak_mb, 1), "growth": round(peak_mb - baseline, 1),
+        "rss_mb": None if test.ray_replicas else {"after_warmup": round(baseline, 1), "peak": round(peak_mb, 1),
+                                                    "growth": round(peak_mb - baseline, 1),
                    "cache_budget": test.cache_mb, "slack": test.slack_mb, "model_files": round(models_mb, 1)},
     }
     report["ok"] = (not out["errors"] and not warm["errors"] and report["encoder_runs"] == len(images)

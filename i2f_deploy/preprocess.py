@@ -36,17 +36,17 @@ from i2f_deploy.prompt_map import Click, scale_click
 
 __all__ = [
     "MEAN_BGR",
-    "STD_BGR",
     "SIZE_DIVISOR",
+    "STD_BGR",
     "Geometry",
     "geometry_for",
-    "read_image_rgb",
-    "validate_image",
-    "preprocess",
-    "resize_bilinear",
     "logits_to_image",
     "logits_to_mask",
+    "preprocess",
+    "read_image_rgb",
+    "resize_bilinear",
     "to_target_click",
+    "validate_image",
 ]
 
 # Normalisation constants of the official config, applied to B, G, R in this order.

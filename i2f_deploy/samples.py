@@ -180,9 +180,9 @@ def _all_builders() -> dict[str, Callable[[], Sample]]:
     seed = 0
     for h, w in SYNTHETIC_SIZES:
         for shape in _shape_masks(h, w):
-            def build(shape: str = shape, h: int = h, w: int = w, seed: int = seed) -> Sample:
+            def build_synthetic(shape: str = shape, h: int = h, w: int = w, seed: int = seed) -> Sample:
                 return _synthetic(shape, h, w, _shape_masks(h, w)[shape], seed)
-            builders[f"{shape}-{h}x{w}"] = build
+            builders[f"{shape}-{h}x{w}"] = build_synthetic
             seed += 1
     return builders
 

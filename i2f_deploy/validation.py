@@ -9,7 +9,8 @@ _PHRASES = {
     "int_type": "must be an integer", "int_parsing": "must be an integer", "int_from_float": "must be an integer",
     "float_type": "must be a number", "float_parsing": "must be a number", "finite_number": "must be finite",
     "bool_type": "must be true or false", "bool_parsing": "must be true or false",
-    "string_type": "must be a string", "tuple_type": "must be a list", "too_short": "must not be empty", "string_too_short": "must not be empty",
+    "string_type": "must be a string", "tuple_type": "must be a list", "too_short": "must not be empty",
+    "string_too_short": "must not be empty",
     "model_type": "must be a table", "model_attributes_type": "must be a table", "missing": "is missing",
     "extra_forbidden": "is not a known field",
 }

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from support.commands import export_with, save_checkpoint
 from support.golden import GOLDEN_DIR, GOLDEN_FILES, TINY_DIR
 from support.images import read_rgb

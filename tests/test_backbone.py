@@ -12,6 +12,8 @@ import torch
 from i2f_deploy.config import load_config
 from i2f_deploy.model.backbone import HRSAMBackbone
 
+pytestmark = pytest.mark.unit
+
 PREFIX = "backbone."
 
 

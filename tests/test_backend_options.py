@@ -12,6 +12,8 @@ from i2f_deploy import runtime
 from i2f_deploy.errors import I2FError
 from i2f_deploy.runtime.options import OpenVinoOptions, OrtOptions
 
+pytestmark = pytest.mark.graph
+
 
 @pytest.mark.parametrize("spinning", [True, False])
 def test_onnxruntime_options_set_the_session(tiny_artifacts: Path, spinning: bool) -> None:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.commands import assert_refused, leftovers
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
 from i2f_deploy.config import available_configs, load_config
 from i2f_deploy.errors import ConfigError
 
-from support.commands import assert_refused, leftovers
-
+pytestmark = pytest.mark.graph
 
 TINY = "inter2former-tiny-512"
 TINY_TOML = (Path(__file__).parents[1] / "export_configs" / f"{TINY}.toml").read_text()

@@ -7,6 +7,7 @@ import csv
 import json
 
 import pytest
+from support.native import require_native
 from typer.testing import CliRunner
 
 from i2f_deploy.bench.scenarios import SCENARIOS, scenario_prompt_map
@@ -14,8 +15,7 @@ from i2f_deploy.bench.work import decoder_gflop, neck_flop
 from i2f_deploy.cli import app
 from i2f_deploy.prompt_map import DEFINITELY_FOREGROUND, UNKNOWN
 
-from support.native import require_native
-
+pytestmark = pytest.mark.graph
 
 ROW_FIELDS = {"size", "backend", "routing", "part", "scenario", "threads", "median_ms", "p10_ms", "p90_ms",
               "peak_rss_mb", "num_routed", "dpe_box_area", "dlu_box_area", "gflop", "gflop_parts", "gflop_per_s", "settings"}
@@ -44,7 +44,8 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     assert {r["backend"] for r in rows if r["part"] == "encoder"} == {"torch", *encoder_backends}
     assert {r["settings"].get("openvino_precision") for r in rows if r["backend"].startswith("openvino")} == {"f32", "bf16"}
     for row in rows:  # which path ran the custom ops, as the runner said
-        assert row["settings"].get("kernels") == (None if row["backend"] == "torch" else "native" if row["backend"].endswith("-native") else "function-body")
+        assert row["settings"].get("kernels") == (None if row["backend"] == "torch"
+                                                 else "native" if row["backend"].endswith("-native") else "function-body")
     for row in rows:
         assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["peak_rss_mb"] > 0
     by_key = {(r["backend"], r["routing"], r["scenario"]): r for r in rows if r["part"] == "decoder"}
@@ -64,7 +65,8 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
         assert len(list(csv.DictReader(handle))) == len(rows)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     profiles = json.loads(profile.read_text())
-    assert {(p["backend"], p["part"]) for p in profiles} == {(b, part) for b in ("onnxruntime", "openvino") for part in ("encoder", "decoder")} | {("openvino-native", "decoder")}
+    assert {(p["backend"], p["part"]) for p in profiles} == {
+        (b, part) for b in ("onnxruntime", "openvino") for part in ("encoder", "decoder")} | {("openvino-native", "decoder")}
     for entry in profiles:
         assert entry["scenario"] == ("medium" if entry["part"] == "decoder" else "image") and entry["ops"]
         assert all(op["ms_per_run"] >= 0 and 0 <= op["share"] <= 1 for op in entry["ops"])

@@ -17,6 +17,8 @@ from i2f_deploy.errors import CheckpointError
 from i2f_deploy.model.checkpoint import read_state_dict
 from i2f_deploy.model.inter2former import Inter2Former, build_model
 
+pytestmark = pytest.mark.unit
+
 TINY = "inter2former-tiny-512"
 
 

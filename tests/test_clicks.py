@@ -15,6 +15,7 @@ import pytest
 from i2f_deploy.compare import mask_iou
 from i2f_deploy.errors import InputError
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.samples import MAX_SIDE, builtin_samples, sample_names
 from i2f_deploy.validate import clicks as clicks_module
 from i2f_deploy.validate.clicks import (
     click_loop,
@@ -23,7 +24,8 @@ from i2f_deploy.validate.clicks import (
     next_click,
     noc,
 )
-from i2f_deploy.samples import MAX_SIDE, builtin_samples, sample_names
+
+pytestmark = pytest.mark.unit
 
 
 def _box(shape, y0, y1, x0, x1):

@@ -7,17 +7,20 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
 from onnx import TensorProto, helper
 
 from i2f_deploy.compare import assert_close
-from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
-from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
 from i2f_deploy.model.attention import BSQAttention
 from i2f_deploy.model.moe import HybridMoE
 from i2f_deploy.model.random_weights import randomize_weights
 
+pytestmark = pytest.mark.graph
 
-def single_node_session(module, attributes: dict, function: onnx.FunctionProto, feeds: dict, output_types: list[int]) -> ort.InferenceSession:
+
+def single_node_session(module, attributes: dict, function: onnx.FunctionProto, feeds: dict,
+                        output_types: list[int]) -> ort.InferenceSession:
     """A one-node model using the op with its function, typed from ``feeds``."""
     node = helper.make_node(module.OP_TYPE, list(module.INPUTS), list(module.OUTPUTS), domain=DOMAIN, **attributes)
     inputs = [
@@ -26,7 +29,8 @@ def single_node_session(module, attributes: dict, function: onnx.FunctionProto, 
     ]
     outputs = [helper.make_tensor_value_info(name, kind, None) for name, kind in zip(module.OUTPUTS, output_types)]
     graph = helper.make_graph([node], module.OP_TYPE, inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, VERSION)], functions=[function])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, VERSION)],
+                              functions=[function])
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
@@ -40,7 +44,8 @@ def test_bsq_function_is_deterministic_with_crowded_codes(num_tokens):
     q, k, v = (torch.randn(num_tokens, 32) for _ in range(3))
     reference = attention(q, k, v).detach().numpy()
     attributes = {"scale": float(attention.scale), "code_size": 8}
-    feeds = dict(zip(bsq_attention.INPUTS, [t.detach().numpy() for t in (q, k, v, attention.code_proj.weight, attention.code_proj.bias, attention.code_keys)]))
+    feeds = dict(zip(bsq_attention.INPUTS, [t.detach().numpy() for t in (q, k, v, attention.code_proj.weight,
+                                                                           attention.code_proj.bias, attention.code_keys)]))
     function = bsq_attention.function_proto(**attributes)
     session = single_node_session(bsq_attention, attributes, function, feeds, [TensorProto.FLOAT])
     for _ in range(3):

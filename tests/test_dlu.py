@@ -7,18 +7,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from i2f_deploy.custom_ops.dlu_upsample import beyond_only, phase_filters
+from i2f_deploy.custom_ops.registry import attach_functions
+from support.dlu import BOXES, GRID_H, GRID_W, random_stage
+from support.native import require_native
 from torch import Tensor, nn
 
 from i2f_deploy.compare import assert_close
-from i2f_deploy.custom_ops.dlu_upsample import beyond_only, phase_filters
-from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.model.head import Upsample2x
 from i2f_deploy.model.routing import Box, box_from_tensor, crop
 
-from support.dlu import BOXES, GRID_H, GRID_W, random_stage
-from support.native import require_native
+pytestmark = pytest.mark.graph
 
 
 def inputs(channels: int, seed: int) -> tuple[Tensor, Tensor]:

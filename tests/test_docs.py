@@ -28,8 +28,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from support.golden import REPO
+
+pytestmark = pytest.mark.system
 
 PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 LANGUAGES = ("python", "bash")

@@ -17,6 +17,9 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+
+# Two textured images, each with a bright rectangle as its object (y0, y1, x0, x1, end exclusive).
+from support.commands import assert_refused, assert_runs_without_torch
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
@@ -26,10 +29,7 @@ from i2f_deploy.evaluate.metrics import summary
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.validate.clicks import next_click
 
-# Two textured images, each with a bright rectangle as its object (y0, y1, x0, x1, end exclusive).
-
-from support.commands import assert_refused, assert_runs_without_torch
-
+pytestmark = pytest.mark.graph
 
 PICTURES = [((96, 128), (30, 60, 40, 100)), ((120, 90), (10, 70, 20, 60))]
 # Hand-computed first click of picture 0: the rectangle's rows 30..59 and columns 40..99 are

@@ -9,17 +9,17 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from i2f_deploy.custom_ops import DOMAIN
+from i2f_deploy.custom_ops.registry import OP_TYPES
+from support.commands import assert_runs_without_torch
+from support.golden import DECODER_CASES
 from typer.testing import CliRunner
 
 from i2f_deploy import runtime
 from i2f_deploy.cli import app
 from i2f_deploy.compare import assert_close, logits_iou
-from i2f_deploy.custom_ops import DOMAIN
-from i2f_deploy.custom_ops.registry import OP_TYPES
 
-from support.commands import assert_runs_without_torch
-from support.golden import DECODER_CASES
-
+pytestmark = pytest.mark.graph
 
 BACKENDS = ("onnxruntime", "openvino")
 KERNEL_PATHS = [("onnxruntime", "function-body"), ("openvino", "function-body"), ("openvino", "native")]
@@ -321,7 +321,7 @@ def test_function_bodies_serve_openvino_when_the_native_library_is_absent(tiny_a
         out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
         assert_close(out["logits"], golden[f"{case}/logits"], atol=1e-3, what=case)
         np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
-    with pytest.raises(I2FError, match="native kernels requested, but .* was not built") as refusal:
+    with pytest.raises(I2FError, match=r"native kernels requested, but .* was not built") as refusal:
         runtime.load(tiny_artifacts, "decoder", "openvino", kernels="native")
     assert "\n" not in str(refusal.value)
     with pytest.raises(I2FError, match="onnxruntime has no native kernels"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.commands import export_with, save_checkpoint
 
 from i2f_deploy import runtime
 from i2f_deploy.compare import assert_close
@@ -15,8 +16,7 @@ from i2f_deploy.config import load_config
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.model.random_weights import randomize_weights
 
-from support.commands import export_with, save_checkpoint
-
+pytestmark = pytest.mark.graph
 
 EXPECTED_ROUTED = {"zero-routed": 0, "all-routed": 1}  # share of all tokens
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")

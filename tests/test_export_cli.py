@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from support.commands import assert_refused, leftovers
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
 from i2f_deploy.config import load_config
 
-from support.commands import assert_refused, leftovers
-
+pytestmark = pytest.mark.graph
 
 TINY = "inter2former-tiny-512"
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.commands import export_with, save_checkpoint
 
 from i2f_deploy import runtime
 from i2f_deploy.compare import assert_close
 from i2f_deploy.model.inter2former import build_model
 
-from support.commands import export_with, save_checkpoint
-
+pytestmark = pytest.mark.graph
 
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
 CASES = ("loop0", "state_medium", "state_small", "state_border")

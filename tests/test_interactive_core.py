@@ -14,6 +14,8 @@ from i2f_deploy.runtime.history import ClickHistory
 from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.runtime.states import ClickStates, State
 
+pytestmark = pytest.mark.unit
+
 CLICKS = tuple(Click(x=i, y=i, positive=i % 2 == 0) for i in range(6))
 
 

@@ -23,10 +23,10 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-
 from support.annotation_tools import tool_venv
 from support.servers import free_port, running_server
 
+pytestmark = pytest.mark.system
 
 LEGACY_TOKEN = "i2f-legacy-token-" + "z" * 16
 LABEL_CONFIG = """<View>

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.golden import DECODER_CASES
 
 from i2f_deploy.compare import assert_close, logits_iou
 
-from support.golden import DECODER_CASES
+pytestmark = pytest.mark.unit
 
 
 def test_encoder_matches_golden(tiny_model, golden):

@@ -10,19 +10,19 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from onnx import TensorProto, helper
-
-from i2f_deploy.compare import assert_close
 from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, hybrid_moe, native, token_routing
 from i2f_deploy.custom_ops.native import NativeKernelError
+from onnx import TensorProto, helper
+from support.dlu import BOXES, GRID_H, GRID_W, random_stage
+from support.native import require_native
+
+from i2f_deploy.compare import assert_close
 from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import Upsample2x
 from i2f_deploy.model.routing import Box, crop
 
-from support.dlu import BOXES, GRID_H, GRID_W, random_stage
-from support.native import require_native
-
+pytestmark = pytest.mark.graph
 
 STAGE_CHANNELS = (256, 64, 16, 4)  # a stage's input channels; its output has a quarter
 
@@ -81,7 +81,8 @@ def test_kernel_matches_the_function_body_and_the_pytorch_stage(channels, name):
     feeds = stage_feeds(upsampler, x, edge_map, BOXES[name])
     y = call_native(feeds, stage.channels)
     with torch.no_grad():
-        eager = stage.upsample_mixed(*(torch.from_numpy(feeds[n]) for n in ("mixed", "edge_map", "edge_term")), torch.from_numpy(feeds["box"]))
+        eager = stage.upsample_mixed(*(torch.from_numpy(feeds[n]) for n in ("mixed", "edge_map", "edge_term")),
+                                     torch.from_numpy(feeds["box"]))
         box = Box(*BOXES[name])
         direct = upsampler.conv(F.interpolate(upsampler.norm(crop(x, box)), scale_factor=2, mode="bicubic") + crop(edge_map, box.scaled(2)))
     assert_close(y, run_function_body(feeds, stage.channels), atol=1e-4, what=f"{name}: function body")

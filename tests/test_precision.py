@@ -9,13 +9,14 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from support.commands import export_with
 from typer.testing import CliRunner
 
 from i2f_deploy import runtime
 from i2f_deploy.cli import app
 from i2f_deploy.contract import IMAGE, IMAGE_EMBEDDINGS, Manifest
 
-from support.commands import export_with
+pytestmark = pytest.mark.graph
 
 
 @pytest.fixture(scope="module")

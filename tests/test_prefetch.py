@@ -14,6 +14,8 @@ from i2f_deploy import runtime
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.session import InteractiveSession
 
+pytestmark = pytest.mark.graph
+
 CLICKS = (Click(x=256, y=230, positive=True), Click(x=102, y=76, positive=False), Click(x=179, y=281, positive=True))
 
 

@@ -19,6 +19,8 @@ from i2f_deploy.preprocess import (
 )
 from i2f_deploy.prompt_map import Click
 
+pytestmark = pytest.mark.unit
+
 TOL = 1e-5
 
 

@@ -25,6 +25,8 @@ from i2f_deploy.prompt_map import (
     scale_click,
 )
 
+pytestmark = pytest.mark.unit
+
 # ---------------------------------------------------------------------------------------------
 # A deliberately naive, per-pixel transcription of the official rules (utils/update_ref_labels.py,
 # utils/fast_point_to_ref_labels.py, segmentors/interseg.py) with radii 5 / 0.

@@ -19,6 +19,8 @@ from i2f_deploy.preprocess import logits_to_image, preprocess, to_target_click
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.runtime.session import InteractiveSession
 
+pytestmark = pytest.mark.graph
+
 SIZE = 512  # the tiny export's target size
 PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -224,7 +226,7 @@ def test_openvino_decoder_refuses_values_above_four_instead_of_running_on_them(d
     ref_label = initial_prompt_map(SIZE)
     ref_label[0, 0, :100, :100] = 7
     for decoder in decoders.values():
-        with pytest.raises(I2FError, match="prompt map values must be 0..4, found 7"):
+        with pytest.raises(I2FError, match=r"prompt map values must be 0\.\.4, found 7"):
             decoder.run({**features, "ref_label": ref_label})
         with pytest.raises(I2FError, match="prompt map must be 512x512 \\(the target size\\), got 256x256"):
             decoder.run({**features, "ref_label": initial_prompt_map(256)})

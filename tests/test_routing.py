@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support.prompt_maps import SIZE, STRIDE, random_prompt_map, scattered_prompt_map
 
 from i2f_deploy.compare import assert_close
 from i2f_deploy.model.attention import rope_tables
 from i2f_deploy.model.rope import apply_rope
 from i2f_deploy.model.routing import TokenRouter
 
-from support.prompt_maps import SIZE, STRIDE, random_prompt_map, scattered_prompt_map
+pytestmark = pytest.mark.unit
 
 
 def official_routing(ref_label: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:

@@ -15,14 +15,14 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from support.images import b64, coco_rle_to_mask, decode_brush_rle, png_bytes, png_to_mask
 
 from i2f_deploy.runtime.session import InteractiveSession
 from i2f_deploy.serve.api import create_app
 from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
 
-from support.images import b64, coco_rle_to_mask, decode_brush_rle, png_bytes, png_to_mask
-
+pytestmark = pytest.mark.graph
 
 CLICKS = [(200, 200, True), (120, 90, False), (330, 250, True)]
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from support.browser import ARTIFACTS, require_chromium
 from support.servers import running_server
+
+pytestmark = pytest.mark.system
 
 
 def test_page_click_overlay_undo(tiny_artifacts: Path, golden_image_path: Path, tmp_path: Path) -> None:

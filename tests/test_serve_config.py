@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.commands import assert_refused
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
@@ -14,7 +15,7 @@ from i2f_deploy.errors import InputError
 from i2f_deploy.serve import server
 from i2f_deploy.serve.config import ServeConfig, serve_config
 
-from support.commands import assert_refused
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture

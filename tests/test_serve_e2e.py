@@ -9,13 +9,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from support.commands import assert_refused, assert_runs_without_torch
+from support.images import b64, png_bytes
+from support.servers import running_server
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
 
-from support.commands import assert_refused, assert_runs_without_torch
-from support.images import b64, png_bytes
-from support.servers import running_server
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-
 from support.servers import running_server
 
+pytestmark = pytest.mark.system
 
 TOKEN = "fuzz-token-" + "y" * 16
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -23,22 +23,22 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from support.commands import assert_refused
+from support.images import b64, png_bytes
+from support.processes import peak_rss_mb, rss_mb
+from support.servers import LoopbackServer, QuietHandler, free_port, running_server
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
+from i2f_deploy.loadtest import synthetic_image
 from i2f_deploy.preprocess import geometry_for, logits_to_image, logits_to_mask
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.serve.adapters.cvat import ClickOrder
 from i2f_deploy.serve.budget import Busy, MemoryBudget, decode_bytes, mask_bytes
 from i2f_deploy.serve.images import decode_image
-from i2f_deploy.loadtest import synthetic_image
 from i2f_deploy.serve.pools import WorkPool
 
-from support.commands import assert_refused
-from support.images import b64, png_bytes
-from support.processes import peak_rss_mb, rss_mb
-from support.servers import LoopbackServer, QuietHandler, free_port, running_server
-
+pytestmark = pytest.mark.system
 
 FETCH_TIMEOUT = 3
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="brush" toName="image"/>'

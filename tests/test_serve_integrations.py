@@ -16,12 +16,12 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-
-from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
-
 from support.images import b64, png_bytes
 from support.servers import LoopbackServer, QuietHandler, running_server
 
+from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
+
+pytestmark = pytest.mark.system
 
 TOKEN = "integration-token-" + "y" * 12
 SIGNATURE = "X-Signature=s3cretsignature"

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.commands import assert_refused
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
 
-from support.commands import assert_refused
+pytestmark = pytest.mark.system
 
 
 def test_bounded_load(tiny_artifacts: Path, tmp_path: Path) -> None:

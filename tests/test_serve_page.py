@@ -16,11 +16,11 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-
 from support.browser import ARTIFACTS, require_chromium, serving_in_process
 from support.images import coco_rle_to_mask, png_bytes, png_to_mask
 from support.servers import free_port
 
+pytestmark = pytest.mark.system
 
 VIEWPORT = {"width": 1000, "height": 700}
 READY = "document.body.dataset.state === 'ready'"

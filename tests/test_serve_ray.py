@@ -21,6 +21,9 @@ import pytest
 import ray
 from fastapi.testclient import TestClient
 from ray import serve
+from support.commands import assert_refused
+from support.images import b64
+from support.servers import free_port
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
@@ -29,12 +32,7 @@ from i2f_deploy.serve.config import ServeConfig
 from i2f_deploy.serve.core import Engine
 from i2f_deploy.serve.ray_app import build
 
-from support.commands import assert_refused
-from support.images import b64
-from support.servers import free_port
-
-
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.system, pytest.mark.ray]
 
 CLICKS = [(200, 200, True), (120, 90, False), (330, 250, True), (260, 150, True)]
 FIELDS = ("clicks", "mask", "polygons", "num_routed", "can_undo", "can_redo")

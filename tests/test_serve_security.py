@@ -19,14 +19,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
-from i2f_deploy.serve import server
-from i2f_deploy.serve.config import ServeConfig
-
 from support.images import png_bytes
 from support.processes import rss_mb
 from support.servers import LoopbackServer, QuietHandler, running_server
 
+from i2f_deploy.serve import server
+from i2f_deploy.serve.config import ServeConfig
+
+pytestmark = pytest.mark.system
 
 TOKEN = "t0ken-" + "x" * 20
 API_KEY = "legacy-api-key-123"

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from support.images import coco_rle_to_mask, decode_brush_rle
 
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.features import content_id
@@ -23,8 +24,7 @@ from i2f_deploy.serve.gate import GraphGate
 from i2f_deploy.serve.images import ImageError, decode_base64, decode_image
 from i2f_deploy.serve.masks import to_coco_rle, to_png
 
-from support.images import coco_rle_to_mask, decode_brush_rle
-
+pytestmark = pytest.mark.unit
 
 masks_strategy = arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40)))
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support.commands import assert_runs_without_torch
+from support.native import require_native
 
 from i2f_deploy import runtime
 from i2f_deploy.bench.memory import resident_mb
@@ -20,9 +22,7 @@ from i2f_deploy.preprocess import preprocess
 from i2f_deploy.prompt_map import Click, add_clicks, apply_prediction, initial_prompt_map
 from i2f_deploy.runtime.session import DEFAULT_HISTORY, InteractiveSession, Prediction
 
-from support.commands import assert_runs_without_torch
-from support.native import require_native
-
+pytestmark = pytest.mark.graph
 
 BACKENDS = ("onnxruntime", "openvino")
 # Six clicks on the 400x600 golden image, image pixels (y, x): positive and negative.
@@ -105,7 +105,8 @@ def test_session_reproduces_the_pytorch_loop_click_by_click(tiny_artifacts, port
                                                              reference_masks, backend):
     """Same encoder features (PyTorch's, injected) -> the session's loop must match the PyTorch
     loop per click (IoU >= 0.999; the decoders agree to ~3e-5)."""
-    session = InteractiveSession(encoder=TorchEncoder(portable_model), decoder=runtime.load(tiny_artifacts, "decoder", backend), target_size=512)
+    session = InteractiveSession(encoder=TorchEncoder(portable_model), decoder=runtime.load(tiny_artifacts, "decoder", backend),
+                                 target_size=512)
     session.set_image(golden_rgb)
     ious = []
     for click, expected in zip(CLICKS, reference_masks):
@@ -533,7 +534,7 @@ def test_predict_errors(tiny_artifacts, tmp_path):
         predict(tiny_artifacts, image, [], tmp_path / "m.png")
     with pytest.raises(InputError, match="outside the 30x20 image"):
         predict(tiny_artifacts, image, [Click(x=0, y=20, positive=True)], tmp_path / "m.png")
-    with pytest.raises(InputError, match=".png"):
+    with pytest.raises(InputError, match=r"\.png"):
         predict(tiny_artifacts, image, click, tmp_path / "m.jpg")
     assert not (tmp_path / "m.png").exists()
 

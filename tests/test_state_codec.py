@@ -13,6 +13,8 @@ import pytest
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.runtime.state_codec import pack_logits, pack_prompt_map, unpack_logits, unpack_prompt_map
 
+pytestmark = pytest.mark.unit
+
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.view(np.uint32), b.view(np.uint32))

@@ -10,13 +10,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from support.native import require_native
 from typer.testing import CliRunner
 
 from i2f_deploy.cli import app
 from i2f_deploy.validate.decisions import EXPERT_EPSILON, dlu_box_decision, expert_choice_decision
 
-from support.native import require_native
-
+pytestmark = pytest.mark.graph
 
 THRESHOLD = -2.0
 
@@ -28,7 +28,8 @@ def validate(*args: str):
 def test_faithful_export_passes_on_both_backends(tiny_artifacts, tiny_checkpoint, golden_image_path, tmp_path):
     require_native()  # OpenVINO's decoder validated on the native kernels
     report = tmp_path / "report.json"
-    result = validate(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path), "--report", str(report))
+    result = validate(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path),
+                      "--report", str(report))
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert data["passed"] and data["backends"] == ["onnxruntime", "openvino"]

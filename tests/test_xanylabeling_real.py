@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from support.annotation_tools import tool_venv
 from support.images import png_bytes, read_rgb
 from support.servers import running_server
 
+pytestmark = pytest.mark.system
 
 TOKEN = "xanylabeling-token-" + "q" * 12
 # What X-AnyLabeling's start-up and model loading do for the Remote-Server model (app.py,

@@ -8,6 +8,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -74,10 +75,10 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
         feeds[REF_LABEL] = scenario_prompt_map(scenario, target.size)
         onnx_path = target.artifact_dir / target.manifest.files.decoder.onnx
         feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
-        decoders = [("onnxruntime", lambda: profile_onnxruntime(onnx_path, feeds, threads))] if "onnxruntime" in backends else []
+        decoders = [("onnxruntime", partial(profile_onnxruntime, onnx_path, feeds, threads))] if "onnxruntime" in backends else []
         if "openvino" in backends:
             decoders += [("openvino" if kernels == "function-body" else "openvino-native",
-                          lambda native=kernels == "native": profile_openvino(onnx_path, feeds, threads, native=native))
+                          partial(profile_openvino, onnx_path, feeds, threads, native=kernels == "native"))
                          for kernels in openvino_kernels]
         for backend, profile in decoders:
             summary = profile()

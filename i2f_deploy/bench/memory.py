@@ -43,7 +43,7 @@ class PeakSampler:
             self.mb = max(self.mb, resident_mb())
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "PeakSampler":
+    def __enter__(self) -> PeakSampler:
         self.mb = resident_mb()
         self._thread.start()
         return self

@@ -7,11 +7,13 @@ inlined nodes do not keep their op's name, so its profile has no per-op split.""
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 import tempfile
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,8 @@ _BODY_NODE = re.compile(r"^([A-Za-z]+):\d+/")  # a function-body node converted 
 
 def _summary(nodes: Iterable[tuple[str, str, float]], runs: int, limit: int, custom_types: set[str]) -> dict:
     """``nodes``: (node name, op type, ms) over ``runs`` runs -> the top op types and the custom ops."""
-    by_type: Counter = Counter()
-    by_custom_op: Counter = Counter()
+    by_type: defaultdict[str, float] = defaultdict(float)
+    by_custom_op: defaultdict[str, float] = defaultdict(float)
     for name, op_type, ms in nodes:
         by_type[op_type] += ms
         body = _BODY_NODE.match(name)
@@ -32,7 +34,8 @@ def _summary(nodes: Iterable[tuple[str, str, float]], runs: int, limit: int, cus
         if owner:
             by_custom_op[owner] += ms
     grand = sum(by_type.values()) or 1
-    top = [{"op_type": op, "ms_per_run": t / runs, "share": t / grand} for op, t in by_type.most_common(limit)]
+    ranked = heapq.nlargest(limit, by_type.items(), key=itemgetter(1))  # as Counter.most_common: ties in first-seen order
+    top = [{"op_type": op, "ms_per_run": t / runs, "share": t / grand} for op, t in ranked]
     return {"ops": top, "custom_ops": {op: t / runs for op, t in sorted(by_custom_op.items())}}
 
 

@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -95,7 +96,7 @@ def write_plot(rows: list[Row], path: Path) -> None:
             series.setdefault(f"{row.size} {row.backend} {row.routing}, {threads}", []).append(row)
     for label, points in sorted(series.items()):
         points.sort(key=lambda r: r.num_routed or 0)
-        axis.plot([p.num_routed for p in points], [p.median_ms for p in points], marker="o", label=label)
+        axis.plot(np.array([p.num_routed for p in points], dtype=float), [p.median_ms for p in points], marker="o", label=label)
     axis.set_xlabel("routed tokens (full attention)")
     axis.set_ylabel("decoder latency per click, median ms")
     axis.set_yscale("log")

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -84,7 +86,10 @@ class Row:
         return asdict(self)
 
 
-def _round_robin(calls: list[Callable[[], object]], settings: Settings) -> tuple[list[list[float]], float, list[object]]:
+T = TypeVar("T")
+
+
+def _round_robin(calls: Sequence[Callable[[], T]], settings: Settings) -> tuple[list[list[float]], float, list[T]]:
     """Time ``calls`` in turns (one run of each per round), so that a machine slowing down or
     speeding up mid-run affects every contender alike and their ratios stay fair. Each timed run
     is followed by an untimed pause: thread pools spin-wait after a run (ONNX Runtime's intra-op
@@ -94,7 +99,7 @@ def _round_robin(calls: list[Callable[[], object]], settings: Settings) -> tuple
             call()
     time.sleep(settings.settle_ms / 1000)
     timings: list[list[float]] = [[] for _ in calls]
-    results: list[object] = [None] * len(calls)
+    results: list[Any] = [None] * len(calls)  # each call's last result
     with PeakSampler() as peak:
         for _ in range(settings.repeat):
             for index, call in enumerate(calls):
@@ -218,7 +223,7 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
                     image: np.ndarray, precision: str | None = "f32", kernels: str = "function-body") -> Contender:
     """``precision``: OpenVINO's inference precision; None for the export's own. ``kernels``: the
     custom ops' path; a native contender times no encoder (it has no custom op: the same graph)."""
-    load_options = {
+    load_options: dict[str, Any] = {
         "threads": settings.threads,
         "precision": precision,
         "options": settings.ort if backend == "onnxruntime" else settings.openvino,
@@ -292,7 +297,7 @@ def bench_round(target: Target, contenders: list[Contender], scenarios: list[str
     for scenario in scenarios if target.precision == "f32" else ():  # reduced exports: f32 decoders
         progress(f"{target.size} {scenario} click: {', '.join(f'{c.backend} {c.routing}' for c in contenders)}")
         ref_label = scenario_prompt_map(scenario, target.size)
-        calls = [lambda c=c: c.decode(ref_label) for c in contenders]
+        calls = [partial(c.decode, ref_label) for c in contenders]
         timings, peak, decisions = _round_robin(calls, settings)
         for contender, measured, decision in zip(contenders, timings, decisions):
             row = _row(target, contender, "decoder", scenario, settings, measured, peak)

@@ -12,6 +12,8 @@ edge maps' convolutions being per image; ``i2f_deploy/export/dlu.py``).
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from i2f_deploy.config import ExportConfig
 
 
@@ -56,9 +58,9 @@ def dlu_flop(config: ExportConfig, box_height: int, box_width: int, factored: bo
     head = config.model.decode_head
     grid = config.target_size // 2**head.num_upsamplers
     widths = [head.embed_dim // 4**i for i in range(head.num_upsamplers + 1)]
-    flop = sum(2.0 * grid * grid * c_in * c_out for c_in, c_out in zip(widths[:-1], widths[1:]))  # locator MLP
+    flop = sum(2.0 * grid * grid * c_in * c_out for c_in, c_out in pairwise(widths))  # locator MLP
     pixels = box_height * box_width  # at the stage's input resolution
-    for c_in, c_out in zip(widths[:-1], widths[1:]):
+    for c_in, c_out in pairwise(widths):
         if factored:
             flop += 2.0 * pixels * c_in * 9 * c_out  # 1x1 mixing into one map per tap
             flop += 2.0 * pixels * 6 * c_out * 3 * 5  # row filter: (ky, phase_x) from 3 kx maps, 5 taps

@@ -25,7 +25,7 @@ from i2f_deploy.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISION
 from i2f_deploy.validate.clicks import ClickRun, click_loop
 from i2f_deploy.validate.steps import LoopSteps
 
-__all__ = ["REFERENCE", "GraphChoice", "ContenderRun", "graph_choices", "check_precisions", "Contender", "load_contenders"]
+__all__ = ["REFERENCE", "Contender", "ContenderRun", "GraphChoice", "check_precisions", "graph_choices", "load_contenders"]
 
 REFERENCE = "pytorch"
 

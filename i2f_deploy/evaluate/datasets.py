@@ -33,7 +33,7 @@ from PIL import Image
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.preprocess import read_image_rgb
 
-__all__ = ["KINDS", "HQSEG44K_SUBSETS", "DatasetSpec", "Entry", "Sample", "entries", "load"]
+__all__ = ["HQSEG44K_SUBSETS", "KINDS", "DatasetSpec", "Entry", "Sample", "entries", "load"]
 
 KINDS = ("davis", "hqseg44k", "folder")
 # subset -> (image folder, mask folder), in the official order

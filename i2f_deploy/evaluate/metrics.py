@@ -20,7 +20,7 @@ import numpy as np
 
 from i2f_deploy.validate.clicks import NOC_THRESHOLDS, noc
 
-__all__ = ["summary", "nof_count", "latency_summary"]
+__all__ = ["latency_summary", "nof_count", "summary"]
 
 
 def nof_count(per_image: Sequence[Sequence[float]], threshold: float) -> int:

@@ -14,7 +14,7 @@ from rich.table import Table
 from i2f_deploy.evaluate.metrics import latency_summary, summary
 from i2f_deploy.validate.clicks import NOC_THRESHOLDS, noc
 
-__all__ = ["first_difference", "build_summary", "print_table", "write_outputs"]
+__all__ = ["build_summary", "first_difference", "print_table", "write_outputs"]
 
 THRESHOLD_KEYS = [f"{round(t * 100)}" for t in NOC_THRESHOLDS]
 MAX_LISTED = 20  # skipped images and differing images printed; all of them are in summary.json
@@ -42,9 +42,9 @@ def build_summary(header: dict, records: list[dict], bars: dict[str, float]) -> 
     for record in evaluated:
         found = {name: first_difference(record["contenders"][name]["agreement"], bar)
                  for name, bar in bars.items()}
-        found = {name: click for name, click in found.items() if click is not None}
-        if found:
-            differences.append({"name": record["name"], "first_difference": min(found.values()), "contenders": found})
+        differing = {name: click for name, click in found.items() if click is not None}
+        if differing:
+            differences.append({"name": record["name"], "first_difference": min(differing.values()), "contenders": differing})
     return {
         **header,
         "images": len(records),

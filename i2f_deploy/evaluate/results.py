@@ -14,7 +14,7 @@ from pathlib import Path
 from i2f_deploy.errors import I2FError
 from i2f_deploy.outputs import check_output_dir
 
-__all__ = ["RUN_FILE", "IMAGES_FILE", "ResultStore"]
+__all__ = ["IMAGES_FILE", "RUN_FILE", "ResultStore"]
 
 RUN_FILE = "run.json"
 IMAGES_FILE = "images.jsonl"

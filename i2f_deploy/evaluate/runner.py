@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -80,7 +81,7 @@ class ImageEvaluator:
         except InputError as exc:
             return {"name": entry.name, "problem": str(exc)}
         runs = {c.name: c.run(sample.image, sample.mask, self.setup.clicks, self.setup.seed) for c in self.contenders}
-        record = {"name": entry.name, "height": int(sample.mask.shape[0]), "width": int(sample.mask.shape[1]),
+        record: dict[str, Any] = {"name": entry.name, "height": int(sample.mask.shape[0]), "width": int(sample.mask.shape[1]),
                   "contenders": {name: run.record() for name, run in runs.items()}}
         reference = runs.get(REFERENCE)
         if reference is not None:
@@ -218,10 +219,10 @@ def run_evaluation(request: EvaluateRequest, console: Console) -> dict:
                 progress.advance(task)
                 progress.console.print(f"[{done}/{len(pending)}{_eta(start, done, len(pending))}] {record['name']}: "
                                        f"{_describe(record, request.clicks)}", highlight=False, soft_wrap=True)
-    records = [store.done[e.name] for e in selected if e.name in store.done]
+    finished = [store.done[e.name] for e in selected if e.name in store.done]
     bars = _tolerance_bars(choices, request.tolerance) if reference else {}
-    result = build_summary({**header, "jobs": request.jobs, "threads_per_job": threads}, records, bars)
+    result = build_summary({**header, "jobs": request.jobs, "threads_per_job": threads}, finished, bars)
     print_table(result, console)
-    for path in write_outputs(request.out, result, records):
+    for path in write_outputs(request.out, result, finished):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return result

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Iterable
 from types import ModuleType
+from typing import cast
 
 import onnx
 import torch
@@ -22,6 +24,7 @@ from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.export.dlu import EdgeTerms, FactoredDLU
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.model.inter2former import Inter2Former
+from i2f_deploy.model.neck import Inter2FormerNeck, NeckBlock
 from i2f_deploy.model.routing import Box, Routing, box_from_tensor, paste
 
 
@@ -57,7 +60,7 @@ class _OpShim(nn.Module):
         return self.op.torch_op(*inputs, self.part)
 
 
-def _embed_prompt_by_padding(neck: nn.Module, ref_label: Tensor, box: Box) -> Tensor:
+def _embed_prompt_by_padding(neck: Inter2FormerNeck, ref_label: Tensor, box: Box) -> Tensor:
     """DPE as the graph computes it: the background vector plus the box's difference from it,
     zero-padded: one Pad and one Add where the model's mask, Pad and Where took 1.6 ms more a click."""
     background = neck.background_embedding.view(1, -1, 1, 1)
@@ -72,12 +75,14 @@ class DecoderGraph(nn.Module):
         super().__init__()
         self.neck = copy.deepcopy(model.neck)
         self.head = FactoredDLU(copy.deepcopy(model.decode_head))
-        self.neck.embed_prompt = functools.partial(_embed_prompt_by_padding, self.neck)
+        self.neck.embed_prompt = functools.partial(_embed_prompt_by_padding, self.neck)  # type: ignore[method-assign]  # this copy only
         if model.routing == "dynamic":
-            self.neck.router = _RoutingShim(self.neck.stride, model.config.model.neck.uncertainty_kernel_size)
-        for block in self.neck.blocks:
-            block.bsq_attn = _OpShim(bsq_attention, block.bsq_attn)
-            block.ffn = _OpShim(hybrid_moe, block.ffn)
+            self.neck.router = _RoutingShim(  # type: ignore[assignment]  # the router's stand-in: the same call, the custom op
+                self.neck.stride, model.config.model.neck.uncertainty_kernel_size)
+        for block in cast("Iterable[NeckBlock]", self.neck.blocks):
+            # the custom ops' stand-ins: the same call, traced as one node each
+            block.bsq_attn = _OpShim(bsq_attention, block.bsq_attn)  # type: ignore[assignment]
+            block.ffn = _OpShim(hybrid_moe, block.ffn)  # type: ignore[assignment]
 
     def forward(self, image_embeddings: Tensor, *edges_and_prompt: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Inputs in ``DECODER_INPUTS`` order: embeddings, edge maps, edge terms, prompt map."""

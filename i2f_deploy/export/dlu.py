@@ -27,6 +27,9 @@ graph (:mod:`i2f_deploy.custom_ops.dlu_upsample`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,7 +37,14 @@ from torch import Tensor, nn
 
 from i2f_deploy.custom_ops import dlu_upsample
 from i2f_deploy.custom_ops.dlu_upsample import (
-    HALF_WINDOW, PHASES, WINDOW, Side, beyond_only, column_kernel, phase_filters, row_kernel,
+    HALF_WINDOW,
+    PHASES,
+    WINDOW,
+    Side,
+    beyond_only,
+    column_kernel,
+    phase_filters,
+    row_kernel,
 )  # fmt: skip
 from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import OUTSIDE_LOGIT, DynamicLocalUpsampling, Upsample2x
@@ -53,7 +63,7 @@ class EdgeTerms(nn.Module):
 
     def __init__(self, head: DynamicLocalUpsampling) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(stage.conv for stage in head.upsamplers)
+        self.convs = nn.ModuleList(stage.conv for stage in cast("Iterable[Upsample2x]", head.upsamplers))
 
     def forward(self, edge_maps: list[Tensor]) -> list[Tensor]:
         return [F.pixel_unshuffle(conv(edge_map), 2) for conv, edge_map in zip(self.convs, edge_maps)]
@@ -113,6 +123,17 @@ def _add_on_ring(x: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
 class FactoredStage(nn.Module):
     """One DLU stage as the decoder graph computes it; same result as ``Upsample2x`` on the crop."""
 
+    # buffers, registered in __init__
+    edge_weight: Tensor
+    mix_bias: Tensor
+    mix: Tensor
+    rows: Tensor
+    rows_first: Tensor
+    rows_last: Tensor
+    columns: Tensor
+    columns_first: Tensor
+    columns_last: Tensor
+
     def __init__(self, stage: Upsample2x) -> None:
         super().__init__()
         if stage.norm.num_groups != 1:
@@ -162,7 +183,8 @@ class FactoredStage(nn.Module):
             strip = self._columns_within_crop(self._filter(_window(mixed, -1, side), kernel))
             return _outer_line(F.pixel_shuffle(strip, 2), -1, side)
 
-        return row("first", self.columns_first), row("last", self.columns_last), column("first", self.rows_first), column("last", self.rows_last)
+        return (row("first", self.columns_first), row("last", self.columns_last),
+                column("first", self.rows_first), column("last", self.rows_last))
 
     def forward(self, x: Tensor, edge_map: Tensor, term: Tensor, box: Tensor) -> Tensor:
         """``x`` the crop [1, in, h, w] of ``box`` (int64 [4] on the stage's input grid);
@@ -196,7 +218,7 @@ class FactoredDLU(nn.Module):
     def __init__(self, head: DynamicLocalUpsampling) -> None:
         super().__init__()
         self.head = head
-        self.stages = nn.ModuleList(FactoredStage(stage) for stage in head.upsamplers)
+        self.stages = nn.ModuleList(FactoredStage(stage) for stage in cast("Iterable[Upsample2x]", head.upsamplers))
 
     def forward(self, features: Tensor, edge_maps: list[Tensor], edge_terms: list[Tensor]) -> tuple[Tensor, Tensor]:
         """features [1,C,h,w] -> (logits [1,1,16h,16w] with -100 outside the box, box int64 [4])."""

@@ -28,12 +28,12 @@ from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import export_decoder
 from i2f_deploy.export.encoder import export_edge_terms, export_encoder
 from i2f_deploy.export.manifest import write_manifest
-from i2f_deploy.export.quiet import loggers_at
-from i2f_deploy.export.precision import calibration_inputs, precision_record, quantize_for_onnxruntime, quantize_for_openvino
-from i2f_deploy.export.rewrites import gelu_in_fusable_order
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
-from i2f_deploy.outputs import check_artifact_dir
+from i2f_deploy.export.precision import calibration_inputs, precision_record, quantize_for_onnxruntime, quantize_for_openvino
+from i2f_deploy.export.quiet import loggers_at
+from i2f_deploy.export.rewrites import gelu_in_fusable_order
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
+from i2f_deploy.outputs import check_artifact_dir
 
 DEFAULT_OPSET = BODY_OPSET
 SUPPORTED_OPSETS = (BODY_OPSET,)  # the custom ops' function bodies are written at this opset

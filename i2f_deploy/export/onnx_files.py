@@ -31,6 +31,7 @@ def trace_to_onnx(
             optimize=True,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns the program
     return program.model_proto
 
 

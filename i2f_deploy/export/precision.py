@@ -12,7 +12,6 @@ manifest (never a silent default).
 from __future__ import annotations
 
 import logging
-
 from pathlib import Path
 
 import numpy as np

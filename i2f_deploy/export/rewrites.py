@@ -54,14 +54,14 @@ def gelu_in_fusable_order(model: onnx.ModelProto) -> int:
         add = only_consumer(erf.output[0], "Add")
         half = add and only_consumer(add.output[0], "Mul")
         outer = half and only_consumer(half.output[0], "Mul")
-        if div is None or div.op_type != "Div" or outer is None:
+        if div is None or div.op_type != "Div" or add is None or half is None or outer is None:
             continue
         x, root2 = div.input
         one, half_name = _other(add, erf.output[0]), _other(half, add.output[0])
-        constants = [_constant(model, name) if name else None for name in (root2, one, half_name)]
-        if _other(outer, half.output[0]) != x or None in constants:
+        sqrt2_value, one_value, half_value = (_constant(model, name) if name else None for name in (root2, one, half_name))
+        if _other(outer, half.output[0]) != x or sqrt2_value is None or one_value is None or half_value is None:
             continue
-        if not (np.isclose(constants[0], math.sqrt(2)) and constants[1:] == [1.0, 0.5]):
+        if not (np.isclose(sqrt2_value, math.sqrt(2)) and [one_value, half_value] == [1.0, 0.5]):
             continue
         half.input[:] = [x, add.output[0]]  # x * (1 + erf)
         outer.input[:] = [half.output[0], half_name]  # ... * 0.5

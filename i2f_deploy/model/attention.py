@@ -36,6 +36,10 @@ class FullAttention(nn.Module):
     Holds only the RoPE tables of the fixed token grid: a function of the target size.
     """
 
+    # buffers, registered in __init__
+    rope_cos: Tensor
+    rope_sin: Tensor
+
     def __init__(self, head_dim: int, grid: int, ratio: float, theta: float) -> None:
         super().__init__()
         self.scale = head_dim**-0.5
@@ -65,6 +69,10 @@ class BSQAttention(nn.Module):
     summed per code and counted, so each query attends to at most 256 code keys:
     ``out = softmax(s q K_c) @ V_sum / (softmax(s q K_c) @ count)``.
     """
+
+    # buffers, registered in __init__
+    code_weights: Tensor
+    code_keys: Tensor
 
     def __init__(self, head_dim: int, code_size: int) -> None:
         super().__init__()

@@ -18,7 +18,9 @@ load strictly; the precomputed constants are non-persistent and never enter ``st
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -289,7 +291,7 @@ class HRSAMBackbone(nn.Module):
         self.window_layouts = nn.ModuleList(
             (_WindowLayout(scales, window, 0), _WindowLayout(scales, window, window // 2))
         )
-        for index, scale in enumerate(scales):
+        for index in range(len(scales)):
             self.register_buffer(f"_scale_pos_embed_{index}", torch.zeros(0), persistent=False)
         self.refresh_constants()
 
@@ -301,7 +303,7 @@ class HRSAMBackbone(nn.Module):
         the position embeddings resized to every scale's grid, exactly as the official forward
         would compute them on the fly.
         """
-        for layout in self.window_layouts:
+        for layout in cast("Iterable[_WindowLayout]", self.window_layouts):
             layout.refresh(self.rope.freqs, self.config.rope_ratio)
         n = self.pretrain_grid
         dim = self.config.embed_dim

@@ -12,6 +12,7 @@ per-map L2 norms are summed one axis at a time. Both are measured in ``tests/tes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +50,7 @@ class Canny(nn.Module):
         super().__init__()
         self.threshold = threshold
         self.gradient_floor = 0.0
-        self.atan2 = torch.atan2  # swappable: the ONNX export needs a decomposition defined at (0, 0)
+        self.atan2: Callable[[Tensor, Tensor], Tensor] = torch.atan2  # swappable: the ONNX export needs a decomposition defined at (0, 0)
         gauss = _gaussian_1d()
         sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
         self.g_h = nn.Conv2d(1, 1, (1, 5), padding=(0, 2), bias=False)
@@ -96,7 +97,7 @@ class Canny(nn.Module):
 
 def normalise_maps(maps: Tensor) -> Tensor:
     """Each map divided by its L2 norm over H x W, as the official detector does."""
-    return F.normalize(maps, p=2, dim=(-2, -1))
+    return F.normalize(maps, p=2, dim=(-2, -1))  # type: ignore[arg-type]  # torch's stub says int; norm takes a tuple
 
 
 def sum_over_plane(x: Tensor) -> Tensor:
@@ -139,6 +140,10 @@ class ResnetBlock(nn.Module):
 
 class CannyNet(nn.Module):
     """Edge pyramid: Canny maps, L2-normalised per map, then ResNet levels at strides 1..8."""
+
+    # buffers, registered in __init__
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, config: EdgeDetectorConfig) -> None:
         super().__init__()

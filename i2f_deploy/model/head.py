@@ -4,6 +4,7 @@ the box around it is upsampled x16 with the edge maps; the rest of the canvas st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ class LocatorMLP(nn.Sequential):
     def __init__(self, dim: int, num_stages: int) -> None:
         super().__init__()
         widths = [dim // 4**i for i in range(num_stages + 1)]
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
+        for c_in, c_out in pairwise(widths):
             self.append(nn.Conv2d(c_in, c_out, 1))
             if c_out > 1:
                 self.append(nn.SiLU())
@@ -79,10 +80,7 @@ class DynamicLocalUpsampling(nn.Module):
         """Coarse logits [1,1,h,w] and the box (int64 [4] and ints, token grid) to upsample."""
         coarse = self.mlp(features)
         grid_h, grid_w = features.shape[-2:]
-        if self.dense:
-            values = torch.tensor([0, 0, grid_w, grid_h])
-        else:
-            values = bounding_box_tensor(coarse[0, 0] > self.threshold)
+        values = torch.tensor([0, 0, grid_w, grid_h]) if self.dense else bounding_box_tensor(coarse[0, 0] > self.threshold)
         return coarse, values, box_from_tensor(values, grid_h, grid_w)
 
     def forward(self, features: Tensor, edge_maps: list[Tensor]) -> HeadOutput:

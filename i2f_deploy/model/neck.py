@@ -3,7 +3,9 @@ and Hybrid MoE (HMoE) blocks, run once per click on the cached image embeddings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -66,6 +68,9 @@ class NeckOutput:
 class Inter2FormerNeck(nn.Module):
     """``dense=True`` is the speed baseline: every token on full attention, DPE on the whole map."""
 
+    # buffers, registered in __init__
+    background_embedding: Tensor
+
     def __init__(self, config: NeckConfig, image_size: int, dense: bool = False) -> None:
         super().__init__()
         self.config = config
@@ -81,7 +86,7 @@ class Inter2FormerNeck(nn.Module):
     def refresh_constants(self) -> None:
         """Per-weights constants: the DPE background vector and the BSQ code keys."""
         self.background_embedding.copy_(self._background_embedding())
-        for block in self.blocks:
+        for block in cast("Iterable[NeckBlock]", self.blocks):
             block.bsq_attn.refresh_constants()
 
     def _background_embedding(self) -> Tensor:

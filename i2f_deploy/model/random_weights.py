@@ -40,5 +40,6 @@ def randomize_weights(model: nn.Module, seed: int = 0) -> None:
             if name not in module.state_dict(keep_vars=True):
                 continue
             tensor.copy_(_draw(module, name, tensor, generator))
-    if hasattr(model, "refresh_constants"):
-        model.refresh_constants()
+    refresh = getattr(model, "refresh_constants", None)
+    if refresh is not None:
+        refresh()

@@ -18,6 +18,7 @@ runs eagerly and traces with data-dependent sizes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +39,10 @@ class Box:
     def as_tensor(self) -> Tensor:
         return torch.tensor([self.left, self.top, self.right, self.bottom])
 
-    def scaled(self, factor: int) -> "Box":
+    def scaled(self, factor: int) -> Box:
         return Box(self.left * factor, self.top * factor, self.right * factor, self.bottom * factor)
 
-    def shrunk(self, factor: int) -> "Box":
+    def shrunk(self, factor: int) -> Box:
         return Box(self.left // factor, self.top // factor, self.right // factor, self.bottom // factor)
 
     def inside_flags(self, height: int, width: int) -> Tensor:
@@ -52,11 +53,12 @@ class Box:
 
 def box_from_tensor(values: Tensor, height: int, width: int) -> Box:
     """Box from an int64 ``[left, top, right, bottom]`` tensor, with the bounds a tracer needs."""
-    left, top, right, bottom = (int_value.item() for int_value in values.unbind())
-    torch._check(0 <= left)
+    # an integer tensor's items are ints (SymInts under export), never floats
+    left, top, right, bottom = (cast(int, int_value.item()) for int_value in values.unbind())
+    torch._check(left >= 0)
     torch._check(left < right)
     torch._check(right <= width)
-    torch._check(0 <= top)
+    torch._check(top >= 0)
     torch._check(top < bottom)
     torch._check(bottom <= height)
     return Box(left, top, right, bottom)

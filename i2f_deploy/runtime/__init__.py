@@ -11,13 +11,16 @@ import logging
 import os
 from functools import cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, overload
 
 import numpy as np
 
 from i2f_deploy.contract import IMAGE, REF_LABEL, Manifest
 from i2f_deploy.errors import I2FError
 from i2f_deploy.runtime.options import BackendOptions, OpenVinoOptions, OrtOptions
+
+if TYPE_CHECKING:
+    from i2f_deploy.runtime.decoder import DecoderRunner
 
 BACKENDS = ("onnxruntime", "openvino")
 KERNELS = ("auto", "native", "function-body")  # how the custom ops run; "auto": native where built
@@ -105,6 +108,16 @@ def _load_graph(path: Path, threads: int | None, precision: str, kernels: str, o
     from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
 
     return OpenVinoRunner(path, threads, precision, kernels, options)
+
+
+@overload
+def load(artifact_dir: str | Path, part: Literal["decoder"], backend: str = ..., threads: int | None = ..., precision: str | None = ...,
+         *, options: BackendOptions | None = ..., verify: bool = ..., kernels: str = ...) -> DecoderRunner: ...
+
+
+@overload
+def load(artifact_dir: str | Path, part: str, backend: str = ..., threads: int | None = ..., precision: str | None = ...,
+         *, options: BackendOptions | None = ..., verify: bool = ..., kernels: str = ...) -> GraphRunner: ...
 
 
 def load(

@@ -31,7 +31,7 @@ def content_id(rgb: np.ndarray) -> str:
     """Hash of the pixels and the shape: the id an image's features are kept under."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr(rgb.shape).encode())
-    digest.update(memoryview(np.ascontiguousarray(rgb)).cast("B"))
+    digest.update(np.ascontiguousarray(rgb).data.cast("B"))
     return digest.hexdigest()
 
 

@@ -48,7 +48,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -68,7 +68,7 @@ from i2f_deploy.runtime.interactive import segment, start_map
 from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.runtime.states import ClickStates, State
 
-__all__ = ["DEFAULT_HISTORY", "Prediction", "InteractiveSession"]
+__all__ = ["DEFAULT_HISTORY", "InteractiveSession", "Prediction"]
 
 DEFAULT_HISTORY = 32  # states that keep their logits for undo/redo (see the module docstring)
 
@@ -91,10 +91,8 @@ def _lower_priority() -> None:
     """Run the calling thread (and the threads it starts) at the lowest priority, where the OS
     allows it per thread (Linux); elsewhere leave it as it is."""
     if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
-        try:
+        with suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except OSError:
-            pass
 
 
 def _check_sizes(cache_size: Any, history: Any) -> None:

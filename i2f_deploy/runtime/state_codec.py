@@ -27,7 +27,7 @@ import zstandard
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.prompt_map import validate_prompt_map
 
-__all__ = ["pack_prompt_map", "unpack_prompt_map", "pack_logits", "unpack_logits"]
+__all__ = ["pack_logits", "pack_prompt_map", "unpack_logits", "unpack_prompt_map"]
 
 LEVEL = 1  # zstd's fastest regular level: its ratio here equals zlib's, at several times its speed
 

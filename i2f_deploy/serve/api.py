@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -40,7 +41,9 @@ from i2f_deploy.serve.sessions import Session, Sessions
 
 STATIC = Path(__file__).parent / "static"
 
-MaskFormat = Annotated[Literal["png", "rle", "none"], Query(description="Mask encoding in the answer: a 1-bit PNG data URI, COCO RLE, or none.")]
+MaskFormat = Annotated[Literal["png", "rle", "none"], Query(
+    description="Mask encoding in the answer: a 1-bit PNG data URI, COCO RLE, or none.")
+]
 WithPolygons = Annotated[bool, Query(description="Include the mask's outer polygons ([x, y] pixels).")]
 
 
@@ -74,7 +77,9 @@ class ClickOut(BaseModel):
 
 class MaskOut(BaseModel):
     format: Literal["png", "rle"]
-    data: str | dict = Field(description="png: data:image/png;base64,...; rle: {size: [h, w], counts: [...]} (column-major, background first).")
+    data: str | dict = Field(
+        description="png: data:image/png;base64,...; rle: {size: [h, w], counts: [...]} (column-major, background first)."
+    )
 
 
 class Result(BaseModel):
@@ -88,7 +93,9 @@ class Result(BaseModel):
     mask: MaskOut | None = Field(description="None before the first click or with mask=none.")
     polygons: list[list[list[int]]] | None
     num_routed: int | None = Field(description="Decoder tokens on full attention at the last decoder run (a diagnostic).")
-    timings: dict[str, float | int] = Field(description="Milliseconds: encode_wait (this request waited for the encoder), decode, total; decoder_runs is a count.")
+    timings: dict[str, float | int] = Field(
+        description="Milliseconds: encode_wait (this request waited for the encoder), decode, total; decoder_runs is a count."
+    )
 
 
 def image_out(info: ImageInfo) -> ImageOut:
@@ -187,7 +194,7 @@ def create_app(engine: ServingEngine) -> FastAPI:
         """Add a click (422 outside the image); clears the redo stack."""
         return result_out(*sessions.click(session_id, Click(x=body.x, y=body.y, positive=body.positive)), mask, polygons)
 
-    def history_route(operation):  # undo, redo, reset: the same shape
+    def history_route(operation: Callable[[str], tuple[Session, Segmentation]]):  # undo, redo, reset: the same shape
         def route(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
             return result_out(*operation(session_id), mask, polygons)
 

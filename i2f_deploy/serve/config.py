@@ -92,7 +92,7 @@ OPTIONS = {"fetch_timeout_s": "--fetch-timeout", "header_timeout_s": "--header-t
            "artifact_dir": "ARTIFACT_DIR"}
 
 
-def default(name: str) -> object:
+def default(name: str) -> Any:
     """The default of setting ``name``: what ``serve --help`` shows."""
     return ServeConfig.model_fields[name].default
 
@@ -102,7 +102,10 @@ def _variables(name: str) -> list[str]:
     alias = ServeConfig.model_fields[name].validation_alias
     if alias is None:
         return [ENV_PREFIX + name.upper()]
-    return [alias] if isinstance(alias, str) else [str(choice) for choice in alias.choices]
+    if isinstance(alias, str):
+        return [alias]
+    assert isinstance(alias, AliasChoices), "settings are read from environment variables, not from paths"
+    return [str(choice) for choice in alias.choices]
 
 
 def setting_names(name: str) -> str:

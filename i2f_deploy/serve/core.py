@@ -107,9 +107,8 @@ class Engine:
         self.target_size = manifest.target_size
         self.model_name = str(manifest.config["name"])
         check_cache_holds_an_image(manifest, config.cache_mb)
-        load = dict(backend=config.backend, threads=config.threads)
-        self._encoder = runtime.load(config.artifact_dir, "encoder", **load)
-        self._decoder = runtime.load(config.artifact_dir, "decoder", **load)
+        self._encoder = runtime.load(config.artifact_dir, "encoder", backend=config.backend, threads=config.threads)
+        self._decoder = runtime.load(config.artifact_dir, "decoder", backend=config.backend, threads=config.threads)
         self._encoder_lock = _lock_unless_concurrent(self._encoder)
         self._decoder_lock = _lock_unless_concurrent(self._decoder)
         self.gate = GraphGate(config.graph_runs)
@@ -156,6 +155,7 @@ class Engine:
             if entry is None:
                 return
             try:
+                assert entry.pixels is not None, "an image is queued with its pixels"
                 tensor, _ = preprocess(entry.pixels, self.target_size)
                 with self.gate.encode(), self._encoder_lock:
                     start = time.perf_counter()

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 
 from i2f_deploy.errors import I2FError
 
-
 RETRY_AFTER_S = 2  # what a 503 tells the client to wait
 
 

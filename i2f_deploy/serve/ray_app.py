@@ -44,10 +44,10 @@ from i2f_deploy.contract import Manifest
 from i2f_deploy.errors import I2FError
 from i2f_deploy.preprocess import Geometry, geometry_for
 from i2f_deploy.prompt_map import Click
+from i2f_deploy.runtime.features import content_id
 from i2f_deploy.serve.budget import MemoryBudget
 from i2f_deploy.serve.config import MB, ServeConfig
 from i2f_deploy.serve.core import Busy, Engine, ImageInfo, NotFound, Segmentation, ServingEngine
-from i2f_deploy.runtime.features import content_id
 
 log = logging.getLogger("i2f_deploy.serve")
 
@@ -177,7 +177,8 @@ class RayEngine:
         with self._lock:
             known = self._images.get(key)
         if known is None:
-            known = Known(key, geometry_for(*rgb.shape[:2], self.target_size), ray.put(rgb), rgb.nbytes)
+            height, width = rgb.shape[:2]
+            known = Known(key, geometry_for(height, width, self.target_size), ray.put(rgb), rgb.nbytes)
             self._keep(known)
         return self._call("add", known)
 
@@ -247,7 +248,8 @@ def build(config: ServeConfig, replicas: int) -> Any:
     replica = serve.deployment(Replica, name="Replica", num_replicas=replicas, max_ongoing_requests=REPLICA_REQUESTS,
                                # the cores a replica keeps busy: its graph runs at once, each on --threads
                                ray_actor_options={"num_cpus": (config.threads or 1) * config.graph_runs},
-                               request_router_config=RequestRouterConfig(request_router_class=ImageRouter))
+                               # Ray's annotation says dict, but it takes the class (or its import path)
+                               request_router_config=RequestRouterConfig(request_router_class=ImageRouter))  # type: ignore[arg-type]
 
     @serve.deployment(name="Ingress", num_replicas=1, max_ongoing_requests=INGRESS_REQUESTS,
                       ray_actor_options={"num_cpus": 0})
@@ -259,7 +261,7 @@ def build(config: ServeConfig, replicas: int) -> Any:
         def __serve_build_asgi_app__(self) -> Any:
             return create_app(self.engine)
 
-    return Ingress.bind(replica.bind(config))
+    return Ingress.bind(replica.bind(config))  # type: ignore[attr-defined]  # serve.deployment made it a Deployment
 
 
 def run(config: ServeConfig, host: str, port: int, replicas: int, address: str | None) -> None:

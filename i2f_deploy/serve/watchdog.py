@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from contextlib import suppress
 from typing import Any
 
 
@@ -55,7 +56,5 @@ class Deadline:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with suppress(OSError):  # already closed
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # already closed
-        pass

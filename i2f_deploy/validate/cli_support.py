@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
 from i2f_deploy import runtime
+from i2f_deploy.compare import logits_iou
 from i2f_deploy.contract import LOGITS, REF_LABEL
 from i2f_deploy.errors import I2FError, InputError
 from i2f_deploy.evaluate.datasets import DatasetSpec, Sample, entries, load
 from i2f_deploy.options import comma_list
-from i2f_deploy.preprocess import read_image_rgb
 from i2f_deploy.outputs import check_output_file
-from i2f_deploy.runtime import BACKENDS
-from i2f_deploy.compare import logits_iou
-from i2f_deploy.validate.report import print_table, to_json, write_json
+from i2f_deploy.preprocess import read_image_rgb
 from i2f_deploy.reference import reference_model
+from i2f_deploy.runtime import BACKENDS
+from i2f_deploy.validate.report import print_table, to_json, write_json
 from i2f_deploy.validate.runner import Tolerances, Validation
 from i2f_deploy.validate.states import edge_case_states
 
@@ -80,8 +80,8 @@ def _dataset_samples(text: str, console: Console, problems: list[dict]) -> Itera
 def run_validation(request: ValidateRequest, console: Console) -> bool:
     """Edge-case prompt states on every image; official click loops on the images that come with
     an object mask (the built-in samples, or a --dataset: its masks are the ground truth)."""
-    from i2f_deploy.validate.loops import check_loop
     from i2f_deploy.samples import builtin_samples
+    from i2f_deploy.validate.loops import check_loop
 
     artifact_dir, checkpoint, report_path, clicks = request.artifact_dir, request.checkpoint, request.report, request.clicks
     check_output_file(report_path, "--report")
@@ -100,6 +100,7 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     validation = Validation(artifact_dir, model, manifest, backends, tolerances)
     rng = random.Random(request.seed) if request.seed is not None else None
     problems: list[dict] = []
+    images: Iterable[tuple[str, np.ndarray, np.ndarray | None]]
     if request.images:
         images = [(path.name, read_image_rgb(path), None) for path in request.images]
     elif request.dataset is not None:

@@ -53,11 +53,11 @@ __all__ = [
     "MAX_CLICKS",
     "NOC_THRESHOLDS",
     "ClickRun",
-    "error_distance",
+    "click_loop",
     "deepest_pixels",
+    "error_distance",
     "next_click",
     "noc",
-    "click_loop",
 ]
 
 MAX_CLICKS = 20

@@ -45,7 +45,7 @@ def exact_decision(name: str, reference: np.ndarray, candidate: np.ndarray) -> D
     return Decision(name, ref, cand, "agree" if ref == cand else "fail")
 
 
-def box_region(box: list[int], shape: tuple[int, int]) -> np.ndarray:
+def box_region(box: list[int], shape: tuple[int, ...]) -> np.ndarray:
     left, top, right, bottom = box
     region = np.zeros(shape, dtype=bool)
     region[top:bottom, left:right] = True

@@ -12,19 +12,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from i2f_deploy import runtime
-from i2f_deploy.contract import DLU_BOX, DPE_BOX, EDGE_MAPS, ENCODER_OUTPUTS, IMAGE, IMAGE_EMBEDDINGS, LOGITS, NUM_ROUTED, PARTS, REF_LABEL, GraphIO, Manifest
+from i2f_deploy.compare import Comparison, Tolerance, compare, logits_iou
+from i2f_deploy.contract import (
+    DLU_BOX,
+    DPE_BOX,
+    EDGE_MAPS,
+    ENCODER_OUTPUTS,
+    IMAGE,
+    IMAGE_EMBEDDINGS,
+    LOGITS,
+    NUM_ROUTED,
+    PARTS,
+    REF_LABEL,
+    GraphIO,
+    Manifest,
+)
 from i2f_deploy.export.dlu import EdgeTerms
 from i2f_deploy.model.inter2former import DecodeResult, Inter2Former
 from i2f_deploy.model.moe import HybridMoE
 from i2f_deploy.preprocess import preprocess
-from i2f_deploy.compare import Comparison, Tolerance, compare, logits_iou
 from i2f_deploy.validate.decisions import DEFAULT_EPSILON, Decision, dlu_box_decision, exact_decision, expert_choice_decision
 from i2f_deploy.validate.states import edge_case_states
+
 
 @dataclass(frozen=True)
 class ReferenceDecode:
@@ -77,7 +92,8 @@ class Tolerances:
 
     def overridden(self, name: str, value: float) -> Tolerances:
         current = getattr(self, name)
-        return replace(self, **{name: replace(current, atol=value) if isinstance(current, Tolerance) else value})
+        new: Any = replace(current, atol=value) if isinstance(current, Tolerance) else value
+        return replace(self, **{name: new})
 
 
 @dataclass
@@ -185,9 +201,12 @@ class Validation:
         report.failures += check_shapes(out, self.io["decoder"])
         report.decisions.append(exact_decision(NUM_ROUTED, np.array([reference.routed_tokens.numel()]), out[NUM_ROUTED]))
         report.decisions.append(exact_decision(DPE_BOX, reference.routing.box_values.numpy(), out[DPE_BOX]))
-        dlu = dlu_box_decision(reference.dlu_box.as_tensor().numpy(), out[DLU_BOX], reference.coarse_logits.numpy(), self.threshold, self.epsilon)
+        dlu = dlu_box_decision(reference.dlu_box.as_tensor().numpy(), out[DLU_BOX], reference.coarse_logits.numpy(),
+                               self.threshold, self.epsilon)
         report.decisions.append(dlu)
-        report.failures += [f"{d.name}: reference {d.reference} vs {d.candidate}" + (f" (margin {d.margin:.2e})" if d.margin is not None else "") for d in report.decisions if d.verdict == "fail"]
+        report.failures += [f"{d.name}: reference {d.reference} vs {d.candidate}"
+                            + (f" (margin {d.margin:.2e})" if d.margin is not None else "")
+                            for d in report.decisions if d.verdict == "fail"]
         logits = compare(out[LOGITS], reference.logits.numpy(), self.tolerances.logits, logits=True)
         report.outputs[LOGITS] = logits
         expert = expert_choice_decision(decoded.expert_margin, logits.passed)

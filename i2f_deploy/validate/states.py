@@ -35,5 +35,6 @@ def edge_case_states(size: int) -> dict[str, np.ndarray]:
         "object-touching-border": _object_map(
             size, ((yy - size // 2) / (size // 5)) ** 2 + (xx / (size // 6)) ** 2 <= 1, Click(x=2, y=size // 2, positive=True)
         ),
-        "click-on-border-pixel": add_clicks(initial_prompt_map(size), [Click(x=size - 1, y=0, positive=True), Click(x=0, y=size - 1, positive=False)]),
+        "click-on-border-pixel": add_clicks(initial_prompt_map(size), [Click(x=size - 1, y=0, positive=True),
+                                                                      Click(x=0, y=size - 1, positive=False)]),
     }

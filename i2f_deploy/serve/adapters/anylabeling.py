@@ -77,7 +77,7 @@ def predict(engine: ServingEngine, request: PredictRequest) -> dict[str, Any]:
         raise I2FError(f"params.epsilon_factor must be a number in [0, 1), got {epsilon!r}")
     result = engine.segment(image_id, clicks)
     assert result.mask is not None
-    shapes = []
+    shapes: list[dict[str, Any]] = []
     for polygon in polygons(result.mask, float(epsilon)):
         points = [[float(x), float(y)] for x, y in polygon.tolist()]
         shapes.append({"label": "AUTOLABEL_OBJECT", "shape_type": "polygon", "points": points + points[:1],

@@ -29,8 +29,8 @@ from i2f_deploy.errors import InputError
 from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 from i2f_deploy.serve.adapters.common import check_count, refuse_prompts, to_click
-from i2f_deploy.serve.core import ImageInfo, ServingEngine
 from i2f_deploy.serve.config import MB
+from i2f_deploy.serve.core import ImageInfo, ServingEngine
 from i2f_deploy.serve.fetch import Fetcher
 from i2f_deploy.serve.images import decode_base64, decode_image
 from i2f_deploy.serve.pools import WorkPool
@@ -38,7 +38,7 @@ from i2f_deploy.serve.pools import WorkPool
 OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
 
 
-def _tags(label_config: Any) -> tuple[dict[str, str], str | None]:
+def _tags(label_config: Any) -> tuple[dict[str, tuple[str, str]], str | None]:
     """({"BrushLabels": from_name, "PolygonLabels": ...}, the Image tag's data key)."""
     if not isinstance(label_config, str) or not label_config.strip():
         raise InputError("label_config is missing: Label Studio sends the project's labeling config with /predict")
@@ -46,11 +46,12 @@ def _tags(label_config: Any) -> tuple[dict[str, str], str | None]:
         root = ElementTree.fromstring(label_config)
     except ElementTree.ParseError as exc:
         raise InputError(f"label_config is not valid XML: {exc}") from None
-    outputs = {}
+    outputs: dict[str, tuple[str, str]] = {}
     for tag in OUTPUT_TAGS:
         found = next(iter(root.iter(tag)), None)
-        if found is not None and found.get("name") and found.get("toName"):
-            outputs[tag] = found.get("name"), found.get("toName")
+        name, to_name = (found.get("name"), found.get("toName")) if found is not None else (None, None)
+        if name and to_name:
+            outputs[tag] = name, to_name
     if not outputs:
         raise InputError("the labeling config has no BrushLabels or PolygonLabels tag to put the mask in")
     image = next(iter(root.iter("Image")), None)
@@ -140,7 +141,9 @@ def router(engine: ServingEngine) -> APIRouter:
                     engine.config.fetch_timeout_s)
 
     @routes.post("/predict")
-    async def predict_route(body: dict[str, Any] = Body(description="Label Studio's /predict request: tasks, label_config, params.context.")) -> dict[str, Any]:
+    async def predict_route(body: dict[str, Any] = Body(
+        description="Label Studio's /predict request: tasks, label_config, params.context."),
+    ) -> dict[str, Any]:
         """Label Studio ML backend prediction for the interactive (smart keypoint) context, on
         threads of its own (``pools.WorkPool``: slow task image servers hold only those)."""
         return await pool.run(predict, engine, fetcher, body)

@@ -29,6 +29,7 @@ def init_context(context: Any) -> None:
 def handler(context: Any, event: Any) -> Any:
     """One interactor call: ``{image, pos_points, neg_points}`` -> ``{points, mask}`` (4xx with a reason)."""
     body = event.body
+    answer: bytes | str
     try:
         if isinstance(body, (bytes, str)):
             body = json.loads(body)

@@ -191,3 +191,32 @@ def test_label_studio_interactive_click_to_saved_annotation(label_studio_venv: P
     routes = [(line["route"], line["status"]) for line in lines]
     assert ("/webhook", 200) in routes  # the event of the saved annotation
     assert ("/predict", 422) in routes and all(status < 500 for _, status in routes), routes
+
+
+# Label Studio's own decoder on many masks at once: each RLE -> its alpha channel, as 0/1 bytes
+DECODE_MANY = """
+import json, sys
+import numpy as np
+from label_studio_sdk.converter.brush import decode_rle
+for case in json.load(open(sys.argv[1])):
+    rgba = decode_rle(case["rle"]).reshape(case["height"], case["width"], 4)
+    sys.stdout.write("".join("1" if v else "0" for v in (rgba[:, :, 3] > 0).reshape(-1)) + "\\n")
+"""
+
+
+def test_label_studio_sdk_decodes_our_brush_rle_to_the_mask(label_studio_venv: Path, tmp_path: Path) -> None:
+    """Our encoder against Label Studio's decoder (an independent implementation of the format):
+    random masks of many shapes, empty and full ones, and runs longer than the widest field."""
+    from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random((int(rng.integers(1, 60)), int(rng.integers(1, 60)))) < rng.random() for _ in range(40)]
+    masks += [np.zeros((7, 5), bool), np.ones((5, 7), bool), np.zeros((300, 400), bool)]
+    masks[-1][-1, -1] = True  # 480 000 equal values before it: several 2**16 chunks
+    cases = [{"rle": mask_to_rle(m), "height": m.shape[0], "width": m.shape[1]} for m in masks]
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    decoded = subprocess.run([str(label_studio_venv / "bin" / "python"), "-c", DECODE_MANY, str(tmp_path / "cases.json")],
+                             capture_output=True, text=True, check=True, timeout=300).stdout.splitlines()
+    assert len(decoded) == len(masks)
+    for mask, bits in zip(masks, decoded):
+        assert bits == "".join("1" if v else "0" for v in mask.reshape(-1))

@@ -37,7 +37,9 @@ _contexts = threading.local()  # zstd contexts are not thread-safe: one pair per
 def _compress(data: bytes | np.ndarray) -> bytes:
     if not hasattr(_contexts, "compressor"):
         _contexts.compressor = zstandard.ZstdCompressor(level=LEVEL)
-    return _contexts.compressor.compress(data)
+    # a copy: zstandard's result keeps its whole output buffer (the input's size) allocated,
+    # so a kept state would hold about its raw size, not its packed size
+    return bytes(memoryview(_contexts.compressor.compress(data)))
 
 
 def _decompress(packed: bytes, limit: int, what: str) -> np.ndarray:

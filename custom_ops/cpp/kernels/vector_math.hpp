@@ -14,6 +14,22 @@
 
 namespace i2f {
 
+// (inlined everywhere: no vector crosses a call, so the ABI note on 32-byte vectors is moot)
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+// exp(r) for r in [-ln2/2, ln2/2], degree 6 by Horner's rule, on a float or eight at once;
+// ``first`` is the leading coefficient 1/720 in r's type
+template <typename T>
+__attribute__((always_inline)) inline T exp_polynomial(T r, T first) {
+    T p = first;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    return p * r + 1.0f;
+}
+
 // exp(x) for x <= 0 (softmax after subtracting the maximum), relative error below 2e-7: 2^n by
 // the exponent bits times a degree-6 polynomial of exp on [-ln2/2, ln2/2]; 0 below -87.
 __attribute__((always_inline)) inline float exp_nonpositive(float x) {
@@ -21,13 +37,7 @@ __attribute__((always_inline)) inline float exp_nonpositive(float x) {
     const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
     const float n = (clamped * 1.44269504f + shifter) - shifter;
     const float r = clamped - n * 0.693145752f - n * 1.42860677e-6f;  // ln2 in two parts
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const float p = exp_polynomial(r, 1.0f / 720);
     const std::int32_t bits = (static_cast<std::int32_t>(n) + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
@@ -39,9 +49,6 @@ __attribute__((always_inline)) inline float sigmoid(float x) {
     const float e = exp_nonpositive(x < 0 ? x : -x);  // exp(-|x|)
     return x < 0 ? e / (1.0f + e) : 1.0f / (1.0f + e);
 }
-
-// (inlined everywhere: no vector crosses a call, so the ABI note on 32-byte vectors is moot)
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 // Eight floats, as GCC lowers them on the target it compiles for (two SSE registers, or one AVX).
 typedef float Floats8 __attribute__((vector_size(32)));
@@ -73,13 +80,7 @@ __attribute__((always_inline)) inline Floats8 exp_nonpositive8(Floats8 x) {
     const Floats8 shifter = splat8(12582912.0f);
     const Floats8 n = (clamped * 1.44269504f + shifter) - shifter;
     const Floats8 r = clamped - n * 0.693145752f - n * 1.42860677e-6f;
-    Floats8 p = splat8(1.0f / 720);
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const Floats8 p = exp_polynomial(r, splat8(1.0f / 720));
     const Ints8 bits = (__builtin_convertvector(n, Ints8) + 127) << 23;
     Floats8 scale;
     std::memcpy(&scale, &bits, sizeof scale);

@@ -65,6 +65,7 @@ DatasetOption = Annotated[
     typer.Option("--dataset", metavar="KIND:PATH", show_default=False,
                  help=f"Images with object masks to check on, prompt states and click loops: {DATASET_KINDS}."),
 ]
+LimitOption = Annotated[int | None, typer.Option(help="Only the first N images of the dataset.", show_default=False)]
 
 
 class _State:
@@ -235,6 +236,7 @@ def validate(
         str | None, typer.Option("--sample", metavar="NAME,...", help=f"Comma-separated built-in samples to run on, from: {', '.join(sample_names())} (default: all).", show_default=False)
     ] = None,
     dataset: DatasetOption = None,
+    limit: LimitOption = None,
 ) -> None:
     """Check the exported graphs against the PyTorch model on every backend; exit 1 on failure."""
     from i2f_deploy.validate.cli_support import ValidateRequest, run_validation
@@ -242,7 +244,7 @@ def validate(
     request = ValidateRequest(artifact_dir, checkpoint, backends,
                               [Path(item) for item in comma_list(images, "--images")] if images is not None else [],
                               comma_list(tolerance, "--tolerance") if tolerance is not None else [], report, clicks, seed,
-                              comma_list(samples, "--sample") if samples is not None else None, dataset)
+                              comma_list(samples, "--sample") if samples is not None else None, dataset, limit)
     passed = run_validation(request, report_console())
     if not passed:
         raise typer.Exit(1)
@@ -264,7 +266,7 @@ def evaluate(
     precision: Annotated[str, typer.Option(metavar="PRECISION,...", help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is an openvino contender (non-f32 ones named openvino-<precision>). A bf16 or int8 export runs as exported.")] = "f32",
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also run the PyTorch model the export was made from (needs torch) and report, per image, the first click where a graph contender's mask differs from it.")] = True,
     clicks: Annotated[int, typer.Option(help="Clicks per image (official protocol: 20).")] = 20,
-    limit: Annotated[int | None, typer.Option(help="Only the first N images of the dataset.", show_default=False)] = None,
+    limit: LimitOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: images already recorded there are not run again.")] = False,
     jobs: Annotated[int, typer.Option(help="Images evaluated in parallel, each job a process with its own runners.")] = 1,
     threads: Annotated[int | None, typer.Option(help="Inference threads in all, split evenly between the jobs (default: the CPUs available).", show_default=False)] = None,

@@ -316,6 +316,33 @@ def test_validate_runs_its_click_loops_on_a_dataset(tiny_artifacts, tiny_checkpo
     assert result.exit_code == (0 if data["passed"] else 1), result.output
 
 
+def test_validate_limit_takes_the_first_images_of_a_dataset(tiny_artifacts, tiny_checkpoint, tmp_path):
+    dataset = make_davis(tmp_path / "davis")
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["validate", str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--dataset",
+                                      f"davis:{dataset}", "--limit", "1", "--clicks", "1", "--backends", "onnxruntime",
+                                      "--report", str(report)])
+    data = json.loads(report.read_text())
+    assert {loop["sample"] for loop in data["loops"]} == {"pic0#001"}
+    assert data["dataset_problems"] == []
+    assert result.exit_code == (0 if data["passed"] else 1), result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "davis:{davis}", "--limit", "0"], "--limit must be at least 1, got 0"),
+        (["--sample", "rocket", "--limit", "2"], "--limit counts the images of --dataset"),
+    ],
+)
+def test_validate_refuses_a_bad_limit(tiny_artifacts, tiny_checkpoint, tmp_path, args, message):
+    values = {"davis": str(make_davis(tmp_path / "davis"))}
+    result = CliRunner().invoke(app, ["validate", str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint),
+                                      *[arg.format(**values) for arg in args]])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,11 +66,13 @@ class ValidateRequest:
     seed: int | None = None
     samples: list[str] | None = None
     dataset: str | None = None
+    limit: int | None = None
 
 
-def _dataset_samples(text: str, console: Console, problems: list[dict]) -> Iterator[Sample]:
-    """The readable images of ``--dataset`` one at a time; the others reported and recorded."""
-    for entry in entries(DatasetSpec.parse(text)):
+def _dataset_samples(text: str, limit: int | None, console: Console, problems: list[dict]) -> Iterator[Sample]:
+    """The readable images of ``--dataset`` (the first ``limit`` entries) one at a time; the
+    others reported and recorded."""
+    for entry in islice(entries(DatasetSpec.parse(text)), limit):
         try:
             yield load(entry)
         except InputError as exc:
@@ -93,6 +96,10 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
                                            ("--dataset", request.dataset is not None)) if given]
     if len(chosen) > 1:
         raise I2FError(f"{' and '.join(chosen)} {'both' if len(chosen) == 2 else 'all'} choose the images: give one of them")
+    if request.limit is not None and request.dataset is None:
+        raise I2FError("--limit counts the images of --dataset: give --dataset, or choose images with --sample or --images")
+    if request.limit is not None and request.limit < 1:
+        raise I2FError(f"--limit must be at least 1, got {request.limit}")
     if request.dataset is not None:
         DatasetSpec.parse(request.dataset)  # a bad path refused before the model loads
     manifest = runtime.read_manifest(artifact_dir)
@@ -104,7 +111,7 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     if request.images:
         images = [(path.name, read_image_rgb(path), None) for path in request.images]
     elif request.dataset is not None:
-        images = ((sample.name, sample.image, sample.mask) for sample in _dataset_samples(request.dataset, console, problems))
+        images = ((sample.name, sample.image, sample.mask) for sample in _dataset_samples(request.dataset, request.limit, console, problems))
     else:
         images = ((sample.name, sample.image, sample.mask) for sample in builtin_samples(request.samples))
     bf16_decoder = runtime.load(artifact_dir, "decoder", "openvino", precision="bf16", verify=False) if "openvino" in backends else None

@@ -4,6 +4,7 @@ order (no graphs, no server). The interactive core's parts are tests/test_intera
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 
@@ -14,14 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from support.images import coco_rle_to_mask, decode_brush_rle
+from support.servers import LoopbackServer, QuietHandler
 
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.features import content_id
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 from i2f_deploy.serve.adapters.cvat import ClickOrder
 from i2f_deploy.serve.budget import MemoryBudget
+from i2f_deploy.serve.fetch import Fetcher
 from i2f_deploy.serve.gate import GraphGate
-from i2f_deploy.serve.images import ImageError, decode_base64, decode_image
+from i2f_deploy.serve.images import FetchFailed, ImageError, decode_base64, decode_image
 from i2f_deploy.serve.masks import to_coco_rle, to_png
 
 pytestmark = pytest.mark.unit
@@ -115,3 +118,30 @@ def test_cvat_click_order_keeps_the_previous_order_and_appends_new_points() -> N
     assert order.order("img", [a, c, b]) == [a, c, b]  # new points: positives first
     assert order.order("img", [c, a, b, b]) == [a, c, b, b]
     assert order.order("img", [a, b]) == [a, b]  # c removed: the prefix before it, then the rest
+
+
+def test_the_personal_access_token_exchange_ends_at_the_fetch_deadline() -> None:
+    """Label Studio's token endpoint answering a header byte every 0.2 s (each read well within
+    httpx's timeouts) cannot hold a fetch past its deadline."""
+    stop = threading.Event()
+
+    class Handler(QuietHandler):
+        def do_POST(self) -> None:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"p" * 200:
+                if stop.wait(0.2):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+
+    studio = LoopbackServer(Handler)
+    personal_token = ".".join(base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
+                              for part in ({"alg": "HS256"}, {"token_type": "refresh"})) + ".c2ln"
+    fetcher = Fetcher(studio.url, personal_token, (), timeout_s=1.0, max_bytes=1 << 20)
+    start = time.monotonic()
+    try:
+        with pytest.raises(FetchFailed, match=r"fetching .*/data/upload/1/x\.png failed: timed out after 1 s"):
+            fetcher.get("/data/upload/1/x.png")
+        assert time.monotonic() - start < 2.0
+    finally:
+        stop.set()
+        studio.shutdown()

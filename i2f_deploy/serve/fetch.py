@@ -13,8 +13,9 @@ make the server request internal addresses (SSRF). The rules:
 * anything else (another host, another scheme, ``file:``, user info, ``..`` segments) is refused
   with 403 before any connection, and so is every redirect that leaves those prefixes (redirects
   are followed one at a time, each checked);
-* every fetch has a deadline for the whole transfer, headers and redirects included
-  (``watchdog.Deadline``), and a size limit; a response with a ``Content-Encoding`` is refused
+* every fetch has a deadline for the whole transfer, headers, redirects and the exchange of a
+  personal access token included (``watchdog.Deadline``; name resolution is the system
+  resolver's and not bounded by it), and a size limit; a response with a ``Content-Encoding`` is refused
   before its body is read (the size limit would count compressed bytes; gzip of 1 GB of zeros is
   1 MB), and URLs with control characters or that do not parse are refused with 422.
 """
@@ -117,10 +118,10 @@ class Fetcher:
             raise FetchRefused(f"refused to fetch {url!r}: image URLs must lie under Label Studio's address or an "
                                f"--allow-url-prefix (allowed: {allowed})")
 
-    def _headers(self, url: str) -> dict[str, str]:
+    def _headers(self, url: str, deadline: Deadline) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}  # the size limit counts the image's own bytes
         if self.auth and self.label_studio and self.label_studio.admits(url):
-            headers["Authorization"] = self.auth.header()
+            headers["Authorization"] = self.auth.header(deadline.trace)
         return headers
 
     def get(self, ref: str) -> bytes:
@@ -131,7 +132,7 @@ class Fetcher:
               httpx.Client(timeout=self.timeout_s, follow_redirects=False, trust_env=False) as client):
             for _ in range(MAX_REDIRECTS + 1):
                 try:
-                    with client.stream("GET", url, headers=self._headers(url),
+                    with client.stream("GET", url, headers=self._headers(url, deadline),
                                        extensions={"trace": deadline.trace}) as response:
                         if response.is_redirect:
                             target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
@@ -141,6 +142,10 @@ class Fetcher:
                         if response.status_code != 200:
                             raise FetchFailed(f"fetching {url} failed: HTTP {response.status_code}")
                         return self._read(url, response)
+                except FetchFailed:
+                    if deadline.expired:  # the token exchange was cut off
+                        raise FetchFailed(f"fetching {url} failed: timed out after {self.timeout_s:g} s") from None
+                    raise
                 except httpx.InvalidURL as exc:
                     raise ImageError(f"the image URL {url!r} is not a valid URL: {exc}") from None
                 except httpx.HTTPError as exc:

@@ -7,7 +7,8 @@ in ``label_studio_sdk/tokens/client_ext.py`` of HumanSignal/label-studio-sdk):
   It is exchanged at ``POST {LABEL_STUDIO_URL}/api/token/refresh/`` (JSON ``{"refresh": PAT}``,
   answer ``{"access": JWT}``) for an access token, sent as ``Authorization: Bearer ACCESS``. Access
   tokens live minutes (``exp`` in their payload); a new one is fetched once less than
-  ``REFRESH_MARGIN_S`` of its life is left, so a fetch never carries an expired one.
+  ``REFRESH_MARGIN_S`` of its life is left, so a fetch never carries an expired one. The exchange
+  is part of the fetch that needs it: it runs under that fetch's deadline (``watchdog.Deadline``).
 
 A refused exchange is a 424 naming Label Studio's answer: the annotator then sees that the
 backend's dependency failed, and the server's caller the reason.
@@ -20,6 +21,7 @@ import binascii
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -53,21 +55,23 @@ class LabelStudioAuth:
         self._access: tuple[str, float] | None = None  # (token, expiry in time.time() seconds)
         self._lock = threading.Lock()
 
-    def header(self) -> str:
-        """The ``Authorization`` value to send to Label Studio now."""
+    def header(self, trace: Callable[[str, dict[str, Any]], None] | None = None) -> str:
+        """The ``Authorization`` value to send to Label Studio now; ``trace`` is the fetch's
+        ``Deadline.trace``, which also bounds an exchange."""
         if not self.personal:
             return f"Token {self.api_key}"
         with self._lock:
             if self._access is None or time.time() > self._access[1] - REFRESH_MARGIN_S:
-                self._access = self._exchange()
+                self._access = self._exchange(trace)
             return f"Bearer {self._access[0]}"
 
-    def _exchange(self) -> tuple[str, float]:
+    def _exchange(self, trace: Callable[[str, dict[str, Any]], None] | None) -> tuple[str, float]:
         """A fresh access token for the personal access token, and its expiry."""
         failed = f"Label Studio did not exchange the personal access token (LABEL_STUDIO_API_KEY) at {self.refresh_url}"
         try:
             with httpx.Client(timeout=self.timeout_s, follow_redirects=False, trust_env=False) as client:
-                response = client.post(self.refresh_url, json={"refresh": self.api_key})
+                response = client.post(self.refresh_url, json={"refresh": self.api_key},
+                                       extensions={"trace": trace} if trace else {})
         except httpx.HTTPError as exc:
             raise FetchFailed(f"{failed}: {exc}") from None
         if response.status_code != 200:

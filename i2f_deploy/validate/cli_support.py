@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,8 @@ def run_validation(request: ValidateRequest, console: Console) -> bool:
     if request.images:
         images = [(path.name, read_image_rgb(path), None) for path in request.images]
     elif request.dataset is not None:
-        images = ((sample.name, sample.image, sample.mask) for sample in _dataset_samples(request.dataset, request.limit, console, problems))
+        samples = _dataset_samples(request.dataset, request.limit, console, problems)
+        images = ((sample.name, sample.image, sample.mask) for sample in samples)
     else:
         images = ((sample.name, sample.image, sample.mask) for sample in builtin_samples(request.samples))
     bf16_decoder = runtime.load(artifact_dir, "decoder", "openvino", precision="bf16", verify=False) if "openvino" in backends else None

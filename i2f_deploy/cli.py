@@ -49,8 +49,8 @@ SERVE_SETTINGS = {name: name for name in (
     "backend", "threads", "cache_mb", "max_upload_mb", "max_pixels", "graph_runs", "encoder_queue", "max_sessions",
     "max_clicks", "max_json_kb", "fetch_max_mb", "fetch_workers", "image_memory_mb", "label_studio_url",
     "label_studio_api_key", "token", "basic_auth_user", "basic_auth_pass")} | {
-    "fetch_timeout": "fetch_timeout_s", "header_timeout": "header_timeout_s", "allow_url_prefix": "allow_url_prefixes",
-    "cors_origin": "cors_origins", "allowed_host": "allowed_hosts"}
+    "fetch_timeout": "fetch_timeout_s", "header_timeout": "header_timeout_s", "body_timeout": "body_timeout_s",
+    "allow_url_prefix": "allow_url_prefixes", "cors_origin": "cors_origins", "allowed_host": "allowed_hosts"}
 SERVE_LIST_OPTIONS = ("allow_url_prefix", "cors_origin", "allowed_host")  # comma lists, like every list option
 UnsafePickleOption = Annotated[
     bool,
@@ -382,6 +382,7 @@ def serve(
     fetch_workers: Annotated[int, typer.Option(help="Label Studio /predict calls at once (each fetches its task image), on threads of their own; one that waits --fetch-timeout for a slot gets 503.")] = serve_default("fetch_workers"),
     image_memory_mb: Annotated[int, typer.Option(help="Memory in MiB for decoding images and computing masks at once (estimated from each image's size before the work); beyond it 503.")] = serve_default("image_memory_mb"),
     header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send a request's headers; slower connections are closed.")] = serve_default("header_timeout_s"),
+    body_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send a request's body after its headers; slower ones are answered 408 and closed.")] = serve_default("body_timeout_s"),
     label_studio_url: Annotated[str | None, typer.Option(help="Label Studio's address (or LABEL_STUDIO_URL, LABEL_STUDIO_HOST): relative task image URLs are resolved against it, and absolute ones under it are fetched.", show_default=False)] = None,
     label_studio_api_key: Annotated[str | None, typer.Option(help="Label Studio API token (or LABEL_STUDIO_API_KEY, LABEL_STUDIO_ACCESS_TOKEN) sent with fetches from its address only.", show_default=False)] = None,
     allow_url_prefix: Annotated[str | None, typer.Option("--allow-url-prefix", metavar="URL,...", help="Also fetch task images under these http(s) URL prefixes (comma list); any other URL gets 403.", show_default=False)] = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import json
 import signal
 import socket
 import threading
@@ -139,7 +140,7 @@ def served(tiny_artifacts: Path, images: ImageServer, tmp_path_factory: pytest.T
     log = tmp_path_factory.mktemp("hostile") / "server.log"
     with running_server(tiny_artifacts, log, "--threads", "1", "--label-studio-url", images.url,
                         "--fetch-timeout", str(FETCH_TIMEOUT), "--fetch-workers", "40", "--max-clicks", "50",
-                        "--header-timeout", "2") as (url, process):
+                        "--header-timeout", "2", "--body-timeout", "2") as (url, process):
         yield url, process.pid
 
 
@@ -405,6 +406,7 @@ def test_start_up_refusals_are_one_line(tiny_artifacts: Path, monkeypatch: pytes
             assert_refused(runner.invoke(app, [*serve, "--fetch-timeout", value]),
                            f"--fetch-timeout / I2F_FETCH_TIMEOUT_S must be finite, got {value}")
         assert_refused(runner.invoke(app, [*serve, "--header-timeout", "inf"]), "--header-timeout / I2F_HEADER_TIMEOUT_S must be finite")
+        assert_refused(runner.invoke(app, [*serve, "--body-timeout", "0"]), "--body-timeout / I2F_BODY_TIMEOUT_S")
         assert_refused(runner.invoke(app, [*serve, "--image-memory-mb", "64"]), "--image-memory-mb 64 cannot hold one image")
 
         def no_engine(config: object) -> None:
@@ -464,3 +466,31 @@ def test_slow_request_headers_are_cut_off(http: httpx.Client, served: tuple[str,
     assert closed and elapsed < 4, f"connection {'closed' if closed else 'still open'} after {elapsed:.1f} s"
     for _ in range(2):  # a keep-alive connection's next request is still answered
         assert http.get("/health").status_code == 200
+
+
+def test_a_slow_request_body_is_answered_408_and_cut_off(http: httpx.Client, served: tuple[str, int]) -> None:
+    """A client sending a body byte every 0.3 s is answered 408 after --body-timeout (2 s) and
+    disconnected; a body sent at once on the next connection is answered as usual."""
+    host, port = httpx.URL(served[0]).host, httpx.URL(served[0]).port
+    body = json.dumps({"image_id": "0" * 64, "padding": "p" * 40}).encode()
+    head = (f"POST /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, port), timeout=10) as slow:
+        slow.sendall(head)
+        start = time.monotonic()
+        answer = b""
+        for byte in body:
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.3)
+            if time.monotonic() - start > 2.5:
+                break
+        while chunk := slow.recv(4096):
+            answer += chunk
+        elapsed = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"did not arrive within 2 s (--body-timeout)" in answer and elapsed < 4, (answer, elapsed)
+    whole = http.post("/api/sessions", json={"image_id": "0" * 64})
+    assert whole.status_code == 404, whole.text  # answered: no such image

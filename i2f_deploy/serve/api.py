@@ -36,7 +36,7 @@ from i2f_deploy.serve.auth import DOCS_ASSETS, RequireAuth
 from i2f_deploy.serve.config import MB
 from i2f_deploy.serve.core import ImageInfo, Segmentation, ServingEngine
 from i2f_deploy.serve.images import decode_base64, decode_image
-from i2f_deploy.serve.limits import ExplainTooLarge
+from i2f_deploy.serve.limits import BodyDeadline, ExplainTooLarge
 from i2f_deploy.serve.sessions import Session, Sessions
 
 STATIC = Path(__file__).parent / "static"
@@ -128,6 +128,7 @@ def create_app(engine: ServingEngine) -> FastAPI:
     errors.install(app)
     # outermost last: the log sees every answer, CORS answers preflights before the token check
     app.add_middleware(ExplainTooLarge)
+    app.add_middleware(BodyDeadline, seconds=config.body_timeout_s)
     app.add_middleware(RequireAuth, token=config.token, basic_auth=config.basic_auth)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],

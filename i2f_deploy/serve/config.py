@@ -43,6 +43,7 @@ class ServeConfig(BaseSettings):
     fetch_workers: Count = 8  # Label Studio /predict calls (each fetches its image) at once, in a pool of their own
     image_memory_mb: Count = 512  # decodes and masks of images in flight; beyond it 503 (budget.MemoryBudget)
     header_timeout_s: Seconds = 10.0  # a connection must send a request's headers within this (listen.py)
+    body_timeout_s: Seconds = 120.0  # ... and its body within this after them (listen.py): 32 MiB at 2.2 Mbit/s
     # Label Studio's settings are also read from the variables its ML backends are configured with
     label_studio_url: str | None = Field(  # base of relative task URLs (/data/upload/...)
         None, validation_alias=AliasChoices("I2F_LABEL_STUDIO_URL", "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"))
@@ -88,6 +89,7 @@ class ServeConfig(BaseSettings):
 
 # command-line options whose names differ from their setting's
 OPTIONS = {"fetch_timeout_s": "--fetch-timeout", "header_timeout_s": "--header-timeout",
+           "body_timeout_s": "--body-timeout",
            "allow_url_prefixes": "--allow-url-prefix", "cors_origins": "--cors-origin", "allowed_hosts": "--allowed-host",
            "artifact_dir": "ARTIFACT_DIR"}
 

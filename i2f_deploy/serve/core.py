@@ -240,11 +240,16 @@ def _lock_unless_concurrent(runner: runtime.GraphRunner) -> contextlib.AbstractC
     return contextlib.nullcontext() if runner.concurrent else threading.Lock()
 
 
+def features_bytes(manifest: Manifest) -> int:
+    """Bytes of one image's encoder outputs, from the artifact's contract."""
+    outputs = manifest.io["encoder"].outputs.values()
+    return sum(int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize for spec in outputs)
+
+
 def check_cache_holds_an_image(manifest: Manifest, cache_mb: int) -> None:
     """Refuse a feature cache too small for one image's encoder outputs: every image would be
     dropped as soon as it is encoded, and no session could open."""
-    outputs = manifest.io["encoder"].outputs.values()
-    need = sum(int(np.prod(o.shape)) * np.dtype(o.dtype).itemsize for o in outputs)
+    need = features_bytes(manifest)
     if need > cache_mb * MB:
         raise InputError(f"--cache-mb {cache_mb} cannot hold one image: this export's encoder outputs take "
                          f"{need / MB:.1f} MiB per image")

@@ -47,7 +47,7 @@ from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.features import content_id
 from i2f_deploy.serve.budget import MemoryBudget
 from i2f_deploy.serve.config import MB, ServeConfig
-from i2f_deploy.serve.core import Busy, Engine, ImageInfo, NotFound, Segmentation, ServingEngine
+from i2f_deploy.serve.core import Busy, Engine, ImageInfo, NotFound, Segmentation, ServingEngine, features_bytes
 
 log = logging.getLogger("i2f_deploy.serve")
 
@@ -56,12 +56,6 @@ REPLICA_REQUESTS = 128  # requests at once per replica: never so few that an ima
 INGRESS_REQUESTS = 1024  # HTTP requests at once through the ingress
 ATTEMPTS = 3  # a request whose replica died is sent again (to another one)
 PLACEMENTS = 1 << 16  # images whose replica the router remembers
-
-
-def features_bytes(manifest: Manifest) -> int:
-    """Bytes of one image's encoder outputs, from the artifact's contract."""
-    outputs = manifest.io["encoder"].outputs.values()
-    return sum(int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize for spec in outputs)
 
 
 def images_per_replica(config: ServeConfig, manifest: Manifest) -> int:

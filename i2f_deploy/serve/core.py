@@ -210,7 +210,7 @@ class Engine:
             return out
 
         with self.memory.hold_mask(geometry.width, geometry.height, self.target_size):
-            state, runs = segment(decode, key, geometry, clicks, self.states)
+            state, runs = segment(decode, key, geometry, clicks, self.states, later=True)
             assert state is not None
             mask = logits_to_mask(state.logits, geometry)
         with self._counts_lock:
@@ -232,6 +232,7 @@ class Engine:
             log.info("encoding the %d images still queued before stopping", waiting)
         self._queue.put(None)
         self._worker.join(timeout=ENCODE_WAIT_S)
+        self.states.close()
         log.info("encoder stopped after %d encoder runs", self.encoder_runs)
 
 

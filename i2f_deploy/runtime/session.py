@@ -67,6 +67,7 @@ from i2f_deploy.runtime import GraphRunner
 from i2f_deploy.runtime.features import Entry, FeatureCache, content_id, encoded_entry
 from i2f_deploy.runtime.history import ClickHistory, Clicks
 from i2f_deploy.runtime.interactive import segment, start_map
+from i2f_deploy.runtime.options import interactive_options
 from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.runtime.states import ClickStates, State
 
@@ -152,15 +153,18 @@ class InteractiveSession:
         history: int = DEFAULT_HISTORY,
         verify: bool = True,
     ) -> InteractiveSession:
-        """A session on the encoder and decoder of an export, loaded on ``backend``; ``prefetch``
-        loads a single-threaded copy of the encoder on first use."""
+        """A session on the encoder and decoder of an export, loaded on ``backend`` with the
+        interactive options (``runtime.options.interactive_options``: ONNX Runtime's threads do
+        not spin-wait); ``prefetch`` loads a single-threaded copy of the encoder on first use."""
         _check_sizes(cache_size, history)
         target_size = runtime.read_manifest(artifact_dir).target_size
-        encoder = runtime.load(artifact_dir, "encoder", backend, threads, verify=verify)
-        decoder = runtime.load(artifact_dir, "decoder", backend, threads, verify=verify)
+        options = interactive_options(backend)
+        encoder = runtime.load(artifact_dir, "encoder", backend, threads, options=options, verify=verify)
+        decoder = runtime.load(artifact_dir, "decoder", backend, threads, options=options, verify=verify)
         return cls(encoder=encoder, decoder=decoder, target_size=target_size, cache_size=cache_size,
                    history=history,
-                   background_encoder=lambda: runtime.load(artifact_dir, "encoder", backend, 1, verify=False))
+                   background_encoder=lambda: runtime.load(artifact_dir, "encoder", backend, 1, options=options,
+                                                           verify=False))
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

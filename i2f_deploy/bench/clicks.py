@@ -1,6 +1,8 @@
 """The click as the user feels it: ``InteractiveSession.add_click`` in process ("session click")
 and the server's click endpoint over loopback ("HTTP click"), each with the graph's own time for
-that click beside it (``Row.graph_ms``), so the time spent outside the graph is a column.
+that click beside it (``Row.graph_ms``), so the time spent outside the graph is a column
+(``Row.outside_ms``: the median of each click's own difference, steadier than the difference of
+the medians on a busy machine).
 
 The image is a photo of ``PHOTO_WIDTH`` x ``PHOTO_HEIGHT`` (the bench photo, enlarged): the masks,
 outlines and PNGs a click makes grow with the image, not with the target size. A scenario's clicks
@@ -250,6 +252,7 @@ def click_rows(targets: list[Target], backends: list[str], scenarios: list[str],
                         median, p10, p90 = quantiles(wall)
                         rows.append(Row(target.size, contender.backend, target.routing, contender.part, scenario,
                                         count, median, p10, p90, peak, graph_ms=float(np.median(graph)),
+                                        outside_ms=float(np.median(np.subtract(wall, graph))),
                                         settings={"threads": count, "repeat": settings.repeat,
                                                   "warmup": settings.warmup, "settle_ms": settings.settle_ms,
                                                   "kernels": contender.kernels,

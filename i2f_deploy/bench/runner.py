@@ -81,6 +81,7 @@ class Row:
     gflop_parts: dict | None = None  # dpe, neck, dlu
     gflop_per_s: float | None = None
     graph_ms: float | None = None  # a click as the user makes it (bench.clicks): the graph's median time in it
+    outside_ms: float | None = None  # and the median of each click's time outside the graph
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -43,3 +43,24 @@ def test_bad_options_are_refused_by_name() -> None:
         OpenVinoOptions(streams=0)
     with pytest.raises(ValidationError, match="spinnning"):
         OrtOptions(spinnning=False)
+
+
+def test_interactive_use_loads_onnxruntime_without_spin_waiting(tiny_artifacts: Path) -> None:
+    """The session and the server run ``interactive_options``: no spin-wait on ONNX Runtime."""
+    from i2f_deploy.runtime.session import InteractiveSession
+    from i2f_deploy.serve.config import ServeConfig
+    from i2f_deploy.serve.core import Engine
+
+    def spinning(runner) -> str:
+        graph = getattr(runner, "graph", runner)  # the decoder's graph runner
+        return graph.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    session = InteractiveSession.from_artifact(tiny_artifacts, "onnxruntime", 1, verify=False)
+    assert spinning(session._encoder) == spinning(session._decoder) == "0"
+    engine = Engine(ServeConfig(artifact_dir=tiny_artifacts, threads=1))
+    try:
+        assert spinning(engine._encoder) == spinning(engine._decoder) == "0"
+    finally:
+        engine.close()
+    assert runtime.load(tiny_artifacts, "encoder", "onnxruntime", 1, verify=False).session.get_session_options() \
+        .get_session_config_entry("session.intra_op.allow_spinning") == "1"  # elsewhere the default stays

@@ -18,7 +18,9 @@ from i2f_deploy.prompt_map import DEFINITELY_FOREGROUND, UNKNOWN
 pytestmark = pytest.mark.graph
 
 ROW_FIELDS = {"size", "backend", "routing", "part", "scenario", "threads", "median_ms", "p10_ms", "p90_ms",
-              "peak_rss_mb", "num_routed", "dpe_box_area", "dlu_box_area", "gflop", "gflop_parts", "gflop_per_s", "settings"}
+              "peak_rss_mb", "num_routed", "dpe_box_area", "dlu_box_area", "gflop", "gflop_parts", "gflop_per_s", "graph_ms",
+              "outside_ms", "settings"}
+CLICK_PARTS = ("session click", "HTTP click")
 
 
 def bench(*args: str):
@@ -36,6 +38,14 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     report = json.loads(paths["json"].read_text())
     rows = report["rows"]
     assert all(set(row) == ROW_FIELDS for row in rows)
+    clicks = [r for r in rows if r["part"] in CLICK_PARTS]  # the click as the user feels it
+    assert {(r["backend"], r["part"], r["scenario"]) for r in clicks} == {
+        (b, part, s) for b in ("onnxruntime", "openvino") for part in CLICK_PARTS for s in SCENARIOS}
+    for row in clicks:  # the graph's time is part of the click's
+        assert 0 < row["graph_ms"] <= row["median_ms"] and row["outside_ms"] >= 0 and row["settings"]["image"] == "1536x1024"
+        assert row["settings"]["kernels"] == ("native" if row["backend"] == "openvino" else "function-body")
+    assert all("outside_graph" in s for s in report["speedups"] if s["part"] in CLICK_PARTS)
+    rows = [r for r in rows if r["part"] not in CLICK_PARTS]
     decoder_rows = {(r["backend"], r["routing"], r["scenario"]) for r in rows if r["part"] == "decoder"}
     encoder_backends = ("onnxruntime", "openvino", "openvino-bf16")
     graph_backends = (*encoder_backends, "openvino-native", "openvino-bf16-native")
@@ -62,7 +72,7 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
     for row in encoders:  # the graphs also compute the DLU's edge terms per image
         assert row["gflop"] > 0 and (row["gflop_parts"]["edge_terms"] > 0) == (row["backend"] != "torch")
     with paths["csv"].open() as handle:
-        assert len(list(csv.DictReader(handle))) == len(rows)
+        assert len(list(csv.DictReader(handle))) == len(rows) + len(clicks)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     profiles = json.loads(profile.read_text())
     assert {(p["backend"], p["part"]) for p in profiles} == {

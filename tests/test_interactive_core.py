@@ -89,6 +89,40 @@ def test_click_states_keep_logits_of_the_states_put_last() -> None:
     assert without.take("a", CLICKS[:1]) is None and without.with_logits == 0
 
 
+def test_click_states_put_later_keep_the_same_states_as_put_in_place() -> None:
+    rng = np.random.default_rng(0)
+    states = [State(rng.integers(0, 5, (1, 1, 8, 8), dtype=np.uint8), rng.standard_normal((1, 1, 8, 8)).astype(np.float32),
+                    k) for k in range(4)]
+    in_place, later = ClickStates(8, capacity=3, logits_capacity=2), ClickStates(8, capacity=3, logits_capacity=2)
+    for k, state in enumerate(states):
+        in_place.put("a", CLICKS[:k + 1], state, logits=True)
+        later.put("a", CLICKS[:k + 1], state, logits=True, later=True)
+    assert later.nbytes == in_place.nbytes and later.with_logits == 2  # reads wait for the puts under way
+    assert len(later) == len(in_place) == 3  # the capacity applied in the same order
+    for k in (3, 2):
+        taken, expected = later.take("a", CLICKS[:k + 1]), in_place.take("a", CLICKS[:k + 1])
+        assert taken is not None and expected is not None and taken.num_routed == expected.num_routed == k
+        assert taken.packed == expected.packed
+        assert taken.logits.tobytes() == states[k].logits.tobytes()
+        np.testing.assert_array_equal(taken.ref_label, states[k].ref_label)
+    assert later.longest_prefix("a", CLICKS[:4], 4)[0] == in_place.longest_prefix("a", CLICKS[:4], 4)[0] == 4
+    later.close()
+    later.put("a", CLICKS[:5], states[0], later=True)  # a put after close starts the thread again
+    assert later.longest_prefix("a", CLICKS[:5], 5)[0] == 5
+    later.close()
+
+
+def test_click_states_put_later_that_fails_leaves_the_state_missing(caplog: pytest.LogCaptureFixture) -> None:
+    states = ClickStates(4, capacity=None)
+    bad = State(np.full((1, 1, 4, 4), 9, np.uint8), np.zeros((1, 1, 4, 4), np.float32), 0)  # 9: no prompt value
+    states.put("a", CLICKS[:1], bad, later=True)
+    states.put("a", CLICKS[:2], _state(2), later=True)
+    assert states.longest_prefix("a", CLICKS[:2], 2)[0] == 2  # the next put is kept
+    assert states.longest_prefix("a", CLICKS[:1], 1) == (0, None)  # the refused one is unknown
+    assert "could not keep the state after 1 click(s)" in caplog.text
+    states.close()
+
+
 # --------------------------------------------------------------------------- undo and redo
 def test_click_history_rule() -> None:
     history, applied = ClickHistory(), []

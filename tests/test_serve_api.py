@@ -104,6 +104,31 @@ def test_native_flow_matches_the_interactive_session(client: TestClient, engine:
     assert client.get(path).status_code == 404
 
 
+def test_a_click_encodes_only_what_the_client_asked_for(client: TestClient, image: np.ndarray,
+                                                       reference: list[np.ndarray], monkeypatch) -> None:
+    """Polygons only: no PNG is made (nor RLE); a PNG only: no polygons are traced."""
+    from i2f_deploy.serve import api, masks
+
+    def refused(*args, **kwargs):
+        raise AssertionError("encoded although the client did not ask for it")
+
+    session = client.post("/api/sessions?mask=none&polygons=false", json={"image_id": post_image(client, image)["image_id"]})
+    path = f"/api/sessions/{session.json()['session_id']}"
+    x, y, positive = CLICKS[0]
+    with monkeypatch.context() as patch:
+        patch.setattr(masks, "to_png", refused)
+        patch.setattr(masks, "to_coco_rle", refused)
+        answer = client.post(f"{path}/clicks?mask=none&polygons=true", json={"x": x, "y": y, "positive": positive})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["mask"] is None and answer.json()["polygons"]
+    with monkeypatch.context() as patch:
+        patch.setattr(api, "outlines", refused)
+        answer = client.post(f"{path}/undo?mask=png&polygons=false")
+        answer = client.post(f"{path}/redo?mask=png&polygons=false")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["polygons"] is None and (png_mask(answer.json()) == reference[0]).all()
+
+
 def test_the_same_image_again_skips_the_encoder(client: TestClient, engine: Engine, image: np.ndarray) -> None:
     first = post_image(client, image[::-1].copy())
     client.post("/api/sessions", json={"image_id": first["image_id"]})  # waits for the encoding

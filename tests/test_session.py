@@ -262,6 +262,35 @@ def test_undo_redo_and_reset(tiny_artifacts, golden_rgb):
     assert_same(snapshot(session), states[0])
 
 
+def test_undo_right_after_a_click_takes_the_state_packed_in_the_background(tiny_artifacts, golden_rgb, monkeypatch):
+    """The state a click leaves is packed after the click has answered; an undo that comes while
+    it is still being packed waits for it and gets the same state, with no decoder run."""
+    from i2f_deploy.runtime import states as states_module
+
+    release, packing = threading.Event(), threading.Event()
+    real_pack = states_module.pack_logits
+
+    def held_pack(logits: np.ndarray) -> bytes:
+        packing.set()
+        assert release.wait(30)
+        return real_pack(logits)
+
+    monkeypatch.setattr(states_module, "pack_logits", held_pack)
+    decoder = CountingRunner(runtime.load(tiny_artifacts, "decoder"))
+    session = InteractiveSession(encoder=runtime.load(tiny_artifacts, "encoder"), decoder=decoder, target_size=512)
+    session.set_image(golden_rgb)
+    add(session, CLICKS[0])
+    first = snapshot(session)
+    add(session, CLICKS[1])  # answers while the first state's logits are still being packed
+    assert packing.wait(30) and not release.is_set()
+    threading.Timer(0.2, release.set).start()
+    calls = decoder.calls
+    session.undo()  # waits for the pack, then takes the state
+    assert decoder.calls == calls
+    assert_same(snapshot(session), first)
+    session.close()
+
+
 def random_clicks(count: int, seed: int = 0) -> list[Click]:
     """Clicks anywhere on the 400x600 golden image, alternately positive and negative."""
     rng = np.random.default_rng(seed)

@@ -14,8 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from i2f_deploy import runtime
+from i2f_deploy.bench.clicks import click_rows
 from i2f_deploy.bench.gemm import gemm_gflop_per_s
-from i2f_deploy.bench.report import print_table, write_csv, write_json, write_plot
+from i2f_deploy.bench.report import print_click_table, print_table, write_csv, write_json, write_plot
 from i2f_deploy.bench.runner import BACKENDS, Settings, Target, run_bench
 from i2f_deploy.bench.scenarios import SCENARIOS
 from i2f_deploy.contract import REF_LABEL
@@ -131,9 +132,13 @@ def run(request: BenchRequest, console: Console) -> None:
     settings = replace(request.settings, openvino_precisions=precisions,
                        openvino_kernels=openvino_kernel_paths(request.openvino_kernels, chosen_backends, progress))
     rows = run_bench(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
+    clicks = click_rows(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
     gemm_rates = {threads: gemm_gflop_per_s(threads) for threads in thread_counts}
     progress("f32 GEMM: " + ", ".join(f"{rate:.0f} GFLOP/s on {threads} thread(s)" for threads, rate in gemm_rates.items()))
     print_table(rows, console, gemm_rates)
+    if clicks:
+        print_click_table(clicks, console)
+    rows += clicks
     meta = {
         "artifacts": [str(t.artifact_dir) for t in targets],
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),

@@ -14,7 +14,7 @@ from rich.table import Table
 from i2f_deploy.bench.runner import Row
 
 CSV_FIELDS = ("size", "backend", "routing", "part", "scenario", "threads", "median_ms", "p10_ms", "p90_ms",
-              "peak_rss_mb", "num_routed", "dpe_box_area", "dlu_box_area", "gflop", "gflop_per_s")
+              "peak_rss_mb", "num_routed", "dpe_box_area", "dlu_box_area", "gflop", "gflop_per_s", "graph_ms", "outside_ms")
 
 
 def _key(row: Row) -> tuple:
@@ -37,10 +37,32 @@ def speedups(rows: list[Row], gemm_rates: dict[int, float] | None = None) -> lis
             entry["vs_eager_torch"] = eager[_key(row)] / row.median_ms
         if row.routing == "dynamic" and (row.backend, *_key(row)) in dense:
             entry["vs_dense_same_backend"] = dense[(row.backend, *_key(row))] / row.median_ms
+        if row.graph_ms is not None:
+            entry["outside_graph"] = outside_graph(row)
         if gemm_rates and row.gflop_per_s is not None and row.threads in gemm_rates:
             entry["vs_gemm_rate"] = row.gflop_per_s / gemm_rates[row.threads]
         result.append(entry)
     return result
+
+
+def outside_graph(row: Row) -> float:
+    """A click row's time outside the graph as a share of the graph's time (0.15: 15 % on top)."""
+    assert row.graph_ms is not None and row.outside_ms is not None, "only the rows of a click as the user makes it"
+    return row.outside_ms / row.graph_ms
+
+
+def print_click_table(rows: list[Row], console: Console) -> None:
+    """The click as the user feels it (``bench.clicks``): wall time beside the graph's time."""
+    table = Table(title="the click as the user feels it (ms; a 1536x1024 photo)")
+    for column in ("size", "backend", "kernels", "part", "scenario", "thr", "median", "p10", "p90", "graph",
+                   "outside", "outside graph %"):
+        table.add_column(column, justify="left" if column in ("backend", "kernels", "part", "scenario") else "right")
+    for r in rows:
+        assert r.graph_ms is not None
+        table.add_row(str(r.size), r.backend, str(r.settings.get("kernels", "")), r.part, r.scenario, str(r.threads),
+                      f"{r.median_ms:.1f}", f"{r.p10_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.graph_ms:.1f}",
+                      f"{r.outside_ms:.1f}", f"{outside_graph(r):.0%}")
+    console.print(table)
 
 
 def print_table(rows: list[Row], console: Console, gemm_rates: dict[int, float] | None = None) -> None:

@@ -80,6 +80,8 @@ class Row:
     gflop: float | None = None
     gflop_parts: dict | None = None  # dpe, neck, dlu
     gflop_per_s: float | None = None
+    graph_ms: float | None = None  # a click as the user makes it (bench.clicks): the graph's median time in it
+    outside_ms: float | None = None  # and the median of each click's time outside the graph
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -110,7 +112,7 @@ def _round_robin(calls: Sequence[Callable[[], T]], settings: Settings) -> tuple[
     return timings, peak.mb, results
 
 
-def _quantiles(timings: list[float]) -> tuple[float, float, float]:
+def quantiles(timings: list[float]) -> tuple[float, float, float]:
     ordered = np.asarray(timings)
     return float(np.median(ordered)), float(np.percentile(ordered, 10)), float(np.percentile(ordered, 90))
 
@@ -152,7 +154,7 @@ def bench_image(size: int) -> np.ndarray:
 
 def _row(target: Target, contender: Contender, part: str, scenario: str, settings: Settings,
          timings: list[float], peak: float) -> Row:
-    median, p10, p90 = _quantiles(timings)
+    median, p10, p90 = quantiles(timings)
     recorded = settings.record()
     recorded.pop("openvino_precisions")
     recorded.pop("openvino_kernels")

@@ -16,15 +16,28 @@ SCENARIOS = ("first-click", "small", "medium", "large")
 OBJECT_RADIUS_AT_1024 = {"small": 50, "medium": 200, "large": 400}
 
 
+def scenario_clicks(name: str, size: int) -> list[Click]:
+    """The clicks of scenario ``name`` at target ``size``, in order: the centre, then (object
+    scenarios) the rim of the object's disc."""
+    centre = size // 2
+    clicks = [Click(x=centre, y=centre, positive=True)]
+    if name != "first-click":
+        rim = min(size - 1, int(centre + 0.9 * object_radius(name, size)))
+        clicks.append(Click(x=rim, y=centre, positive=True))
+    return clicks
+
+
+def object_radius(name: str, size: int) -> float:
+    """The radius of object scenario ``name``'s disc at target ``size``."""
+    return OBJECT_RADIUS_AT_1024[name] * size / 1024
+
+
 def scenario_prompt_map(name: str, size: int) -> np.ndarray:
     """uint8 [1,1,size,size] prompt map of scenario ``name`` at target ``size``."""
-    centre = size // 2
-    ref_label = add_clicks(initial_prompt_map(size), [Click(x=centre, y=centre, positive=True)])
-    if name == "first-click":
+    first, *rest = scenario_clicks(name, size)
+    ref_label = add_clicks(initial_prompt_map(size), [first])
+    if not rest:
         return ref_label
-    radius = OBJECT_RADIUS_AT_1024[name] * size / 1024
     rows, cols = np.ogrid[:size, :size]
-    disc = (rows - centre) ** 2 + (cols - centre) ** 2 <= radius**2
-    ref_label = apply_prediction(ref_label, disc)
-    rim = min(size - 1, int(centre + 0.9 * radius))
-    return add_clicks(ref_label, [Click(x=rim, y=centre, positive=True)])
+    disc = (rows - first.y) ** 2 + (cols - first.x) ** 2 <= object_radius(name, size) ** 2
+    return add_clicks(apply_prediction(ref_label, disc), rest)

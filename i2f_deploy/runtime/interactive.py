@@ -34,7 +34,8 @@ def start_map(size: int) -> np.ndarray:
 
 
 def segment(decode: Decode, image_id: str, geometry: Geometry, clicks: Sequence[Click], states: ClickStates,
-            keep_last: bool = True, held: tuple[tuple[Click, ...], State | None] = ((), None)) -> tuple[State | None, int]:
+            keep_last: bool = True, held: tuple[tuple[Click, ...], State | None] = ((), None),
+            later: bool = False) -> tuple[State | None, int]:
     """The state after ``clicks`` (image pixels, in order) on image ``image_id`` and the decoder
     runs it took. ``decode`` runs the decoder on the image's features and a prompt map.
 
@@ -42,7 +43,9 @@ def segment(decode: Decode, image_id: str, geometry: Geometry, clicks: Sequence[
     known prefix of ``clicks`` (one decoder run per remaining click), and every state it passes
     is put in ``states`` (prompt map only), the last one unless ``keep_last`` is False (a caller
     that holds it and puts it once it moves on). ``held`` is such a caller's state and its
-    clicks: a known prefix too. ``clicks`` are checked against the image first."""
+    clicks: a known prefix too. ``later``: those states are packed on ``states``' thread
+    (``ClickStates.put(later=True)``), off the caller's path. ``clicks`` are checked against the
+    image first."""
     clicks = tuple(clicks)
     targets = [to_target_click(click, geometry) for click in clicks]
     if not clicks:
@@ -62,6 +65,6 @@ def segment(decode: Decode, image_id: str, geometry: Geometry, clicks: Sequence[
         step = advance(decode, ref_label, targets[index])
         state = State(step.ref_label, step.logits, step.num_routed)
         if keep_last or index < len(clicks) - 1:
-            states.put(image_id, clicks[:index + 1], state)
+            states.put(image_id, clicks[:index + 1], state, later=later)
         ref_label = step.ref_label
     return state, len(clicks) - known

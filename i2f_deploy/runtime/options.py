@@ -29,3 +29,11 @@ class OpenVinoOptions(BaseModel):
 
 
 BackendOptions = OrtOptions | OpenVinoOptions
+
+
+def interactive_options(backend: str) -> BackendOptions:
+    """The options the interactive façades (``InteractiveSession.from_artifact``, the server's
+    ``Engine``) load graphs with. ONNX Runtime's threads do not spin-wait there: a click's graph
+    run is followed by the prompt map, the mask, its PNG and outlines on the same cores, which
+    spinning threads would slow down (docs/performance.md, "The click as the user feels it")."""
+    return OrtOptions(spinning=False) if backend == "onnxruntime" else OpenVinoOptions()

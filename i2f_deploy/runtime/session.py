@@ -25,9 +25,11 @@ History (``runtime.states.ClickStates``): every state the session has left keeps
 (runs, zstd'ed: kB), and the ``history`` states left most recently (default ``DEFAULT_HISTORY`` =
 32) also keep their ``num_routed`` and target-size logits, compressed losslessly (~0.7x raw).
 Going back or forth to one of those runs no decoder; to an older one costs one decoder run (from
-the kept prompt map before it), never a replay. Memory per session: the encoder outputs of at most
-``cache_size`` images (plus the current one), the current state and the history
-(``history_bytes``; docs/runtime.md has figures).
+the kept prompt map before it), never a replay. The state a click leaves is packed after that
+click's prediction is made, on the history's own thread (``ClickStates.put(later=True)``), so the
+click does not wait for it; an undo right after waits for it if it is still running. Memory per
+session: the encoder outputs of at most ``cache_size`` images (plus the current one), the
+current state and the history (``history_bytes``; docs/runtime.md has figures).
 
 Prefetch: ``prefetch(rgb)`` encodes the next image in a background thread while clicks go on on
 the current one (the annotation tools' pattern); ``set_image`` of that image then waits for it
@@ -65,6 +67,7 @@ from i2f_deploy.runtime import GraphRunner
 from i2f_deploy.runtime.features import Entry, FeatureCache, content_id, encoded_entry
 from i2f_deploy.runtime.history import ClickHistory, Clicks
 from i2f_deploy.runtime.interactive import segment, start_map
+from i2f_deploy.runtime.options import interactive_options
 from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.runtime.states import ClickStates, State
 
@@ -150,25 +153,30 @@ class InteractiveSession:
         history: int = DEFAULT_HISTORY,
         verify: bool = True,
     ) -> InteractiveSession:
-        """A session on the encoder and decoder of an export, loaded on ``backend``; ``prefetch``
-        loads a single-threaded copy of the encoder on first use."""
+        """A session on the encoder and decoder of an export, loaded on ``backend`` with the
+        interactive options (``runtime.options.interactive_options``: ONNX Runtime's threads do
+        not spin-wait); ``prefetch`` loads a single-threaded copy of the encoder on first use."""
         _check_sizes(cache_size, history)
         target_size = runtime.read_manifest(artifact_dir).target_size
-        encoder = runtime.load(artifact_dir, "encoder", backend, threads, verify=verify)
-        decoder = runtime.load(artifact_dir, "decoder", backend, threads, verify=verify)
+        options = interactive_options(backend)
+        encoder = runtime.load(artifact_dir, "encoder", backend, threads, options=options, verify=verify)
+        decoder = runtime.load(artifact_dir, "decoder", backend, threads, options=options, verify=verify)
         return cls(encoder=encoder, decoder=decoder, target_size=target_size, cache_size=cache_size,
                    history=history,
-                   background_encoder=lambda: runtime.load(artifact_dir, "encoder", backend, 1, verify=False))
+                   background_encoder=lambda: runtime.load(artifact_dir, "encoder", backend, 1, options=options,
+                                                           verify=False))
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Stop the prefetch thread (a running encoding finishes first) and release its encoder.
-        The session still clicks afterwards; a later ``prefetch`` starts them again."""
+        """Stop the prefetch thread (a running encoding finishes first) and release its encoder,
+        and the thread that packs the states left (``ClickStates.close``). The session still
+        clicks afterwards; a later ``prefetch`` or click starts them again."""
         with self._exclusive():
             worker, self._worker, self._prefetched = self._worker, None, None
             if worker is not None:
                 worker.shutdown(wait=True, cancel_futures=True)
             self._background = None
+            self._states.close()
 
     def __enter__(self) -> InteractiveSession:
         return self
@@ -270,8 +278,7 @@ class InteractiveSession:
         image = self._require_image()
         state, _ = segment(self._decode, image.image_id, image.geometry, clicks, self._states, keep_last=False,
                            held=(self._history.clicks, self._state))
-        if self._state is not None:  # nothing changed until here
-            self._states.put(image.image_id, self._history.clicks, self._state, logits=True)
+        left, left_clicks = self._state, self._history.clicks  # nothing changed until here
         self._state = state
         self._prediction = None
         if state is not None:
@@ -280,6 +287,8 @@ class InteractiveSession:
             logits.flags.writeable = False
             mask.flags.writeable = False
             self._prediction = Prediction(mask, logits, state.num_routed)
+        if left is not None:  # packed off the click path, once the answer is made
+            self._states.put(image.image_id, left_clicks, left, logits=True, later=True)
         return self._prediction
 
     def add_click(self, x: int, y: int, positive: bool = True) -> Prediction:

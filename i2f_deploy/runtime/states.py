@@ -11,13 +11,21 @@ target-size logits and ``num_routed`` (byte planes, zstd'ed: ~0.7x raw), which i
 a state free to return to. Without logits a state costs one decoder run from the prompt map
 before it. A state taken out carries its packed form, so putting it back (a run of undos) packs
 nothing again. Thread-safe.
+
+Packing a state costs a few milliseconds at 1024 (its logits most). A caller that has its answer
+already (the session, once the click's prediction is made) puts with ``later=True``: the state is
+packed and stored on the cache's own thread, off the click path, and every read first waits for
+the puts still under way, so the cache answers exactly as if they had been made in place.
+``close()`` stops that thread.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +34,8 @@ from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.state_codec import pack_logits, pack_prompt_map, unpack_logits, unpack_prompt_map
 
 Key = tuple[str, tuple[Click, ...]]
+
+log = logging.getLogger("i2f_deploy.runtime")
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,11 +63,49 @@ class ClickStates:
         self._maps: OrderedDict[Key, bytes] = OrderedDict()
         self._logits: OrderedDict[Key, tuple[bytes, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self._packer: ThreadPoolExecutor | None = None  # the thread of puts made later, started on the first
+        self._last_put: Future[None] | None = None  # the newest of them: the thread runs them in order
+        self._packer_lock = threading.Lock()
 
-    def put(self, image_id: str, clicks: Sequence[Click], state: State, logits: bool = False) -> None:
+    def put(self, image_id: str, clicks: Sequence[Click], state: State, logits: bool = False,
+            later: bool = False) -> None:
         """Keep ``state`` as the state after ``clicks``; with its logits if ``logits`` (and the
-        bound allows any)."""
-        key = (image_id, tuple(clicks))
+        bound allows any). ``later``: pack and store it on the cache's thread (the caller returns
+        at once; reads wait for it)."""
+        if not later:
+            self._settled()  # in order with the puts made later
+            self._put(image_id, tuple(clicks), state, logits)
+            return
+        with self._packer_lock:
+            if self._packer is None:
+                self._packer = ThreadPoolExecutor(1, thread_name_prefix="i2f-states")
+            self._last_put = self._packer.submit(self._put_logged, image_id, tuple(clicks), state, logits)
+
+    def _put_logged(self, image_id: str, clicks: tuple[Click, ...], state: State, logits: bool) -> None:
+        """``_put`` on the cache's thread: a state it cannot keep is only missing (the loop computes
+        it again when needed), so the error is logged, not raised in an unrelated later call."""
+        try:
+            self._put(image_id, clicks, state, logits)
+        except Exception:
+            log.exception("could not keep the state after %d click(s) on image %s", len(clicks), image_id)
+
+    def _settled(self) -> None:
+        """Wait for the puts made ``later`` so far (the thread runs them in order: the newest last)."""
+        with self._packer_lock:
+            last = self._last_put
+        if last is not None:
+            last.result()
+
+    def close(self) -> None:
+        """Finish the puts under way and stop the cache's thread (a later put starts it again)."""
+        self._settled()
+        with self._packer_lock:
+            packer, self._packer = self._packer, None
+        if packer is not None:
+            packer.shutdown(wait=True)
+
+    def _put(self, image_id: str, clicks: tuple[Click, ...], state: State, logits: bool) -> None:
+        key = (image_id, clicks)
         packed = state.packed[0] if state.packed else pack_prompt_map(state.ref_label)
         kept = None
         if logits and self.logits_capacity:
@@ -78,6 +126,7 @@ class ClickStates:
         """The whole state after ``clicks`` if its logits are kept, else None. Its logits leave
         the cache (the caller holds the state now; it puts it back when it moves on), its prompt
         map stays."""
+        self._settled()
         key = (image_id, tuple(clicks))
         with self._lock:
             kept = self._logits.pop(key, None)
@@ -90,6 +139,7 @@ class ClickStates:
 
     def longest_prefix(self, image_id: str, clicks: Sequence[Click], limit: int) -> tuple[int, np.ndarray | None]:
         """(k, prompt map after ``clicks[:k]``) for the largest known k <= ``limit``; (0, None) if none."""
+        self._settled()
         with self._lock:
             for k in range(min(limit, len(clicks)), 0, -1):
                 key = (image_id, tuple(clicks[:k]))
@@ -102,6 +152,7 @@ class ClickStates:
         return k, _read_only(unpack_prompt_map(packed, self.size))
 
     def clear(self) -> None:
+        self._settled()
         with self._lock:
             self._maps.clear()
             self._logits.clear()
@@ -109,6 +160,7 @@ class ClickStates:
     @property
     def nbytes(self) -> int:
         """Bytes of the packed prompt maps and logits."""
+        self._settled()
         with self._lock:
             return (sum(map(len, self._maps.values()))
                     + sum(len(logits) for logits, _ in self._logits.values()))
@@ -116,7 +168,10 @@ class ClickStates:
     @property
     def with_logits(self) -> int:
         """How many states keep their logits (return to them runs no decoder)."""
+        self._settled()
         return len(self._logits)
 
     def __len__(self) -> int:
+        """States kept, not counting puts still under way: it never waits (the server's
+        ``/health`` reads it on its event loop)."""
         return len(self._maps)

@@ -102,19 +102,26 @@ def image_out(info: ImageInfo) -> ImageOut:
     return ImageOut(image_id=info.image_id, width=info.width, height=info.height, encoded=info.encoded, queued=info.queued)
 
 
-def result_out(session: Session, result: Segmentation, mask_format: str, with_polygons: bool) -> Result:
+def result_out(session: Session, result: Segmentation, mask_format: str, with_polygons: bool) -> Response:
+    """The answer to a session operation as JSON, with only the mask encoding and the polygons
+    asked for. Built from values of known types and serialised once, without validation: a
+    fragmented mask's outlines are tens of thousands of points, which validating (here, then
+    again as FastAPI checks a returned model) took longer than tracing them."""
     mask = None
     if result.mask is not None and mask_format == "png":
-        mask = MaskOut(format="png", data="data:image/png;base64," + base64.b64encode(masks.to_png(result.mask)).decode())
+        png = base64.b64encode(masks.to_png(result.mask)).decode()
+        mask = MaskOut.model_construct(format="png", data="data:image/png;base64," + png)
     elif result.mask is not None and mask_format == "rle":
-        mask = MaskOut(format="rle", data=masks.to_coco_rle(result.mask))
+        mask = MaskOut.model_construct(format="rle", data=masks.to_coco_rle(result.mask))
     shapes = None
     if with_polygons:
         shapes = [p.tolist() for p in outlines(result.mask)] if result.mask is not None else []
-    return Result(session_id=session.session_id, image_id=session.image_id, width=result.width,
-                  height=result.height, clicks=[ClickOut(x=c.x, y=c.y, positive=c.positive) for c in result.clicks],
-                  can_undo=bool(result.clicks), can_redo=session.history.can_redo, mask=mask, polygons=shapes,
-                  num_routed=result.num_routed, timings=result.timings)
+    clicks = [ClickOut.model_construct(x=c.x, y=c.y, positive=c.positive) for c in result.clicks]
+    body = Result.model_construct(session_id=session.session_id, image_id=session.image_id, width=result.width,
+                                  height=result.height, clicks=clicks, can_undo=bool(result.clicks),
+                                  can_redo=session.history.can_redo, mask=mask, polygons=shapes,
+                                  num_routed=result.num_routed, timings=result.timings)
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def create_app(engine: ServingEngine) -> FastAPI:
@@ -175,13 +182,13 @@ def create_app(engine: ServingEngine) -> FastAPI:
         """Whether an image is known and encoded."""
         return image_out(engine.info(image_id))
 
-    @app.post("/api/sessions", tags=["native"], max_body_size=small)
-    def create_session(body: SessionIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
+    @app.post("/api/sessions", tags=["native"], max_body_size=small, response_model=Result)
+    def create_session(body: SessionIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Response:
         """Start clicking on a posted image."""
         return result_out(*sessions.create(body.image_id), mask, polygons)
 
-    @app.get("/api/sessions/{session_id}", tags=["native"])
-    def get_session(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
+    @app.get("/api/sessions/{session_id}", tags=["native"], response_model=Result)
+    def get_session(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Response:
         """The session's clicks and current mask."""
         return result_out(*sessions.current(session_id), mask, polygons)
 
@@ -190,18 +197,18 @@ def create_app(engine: ServingEngine) -> FastAPI:
         sessions.delete(session_id)
         return Response(status_code=204)
 
-    @app.post("/api/sessions/{session_id}/clicks", tags=["native"], max_body_size=small)
-    def click(session_id: str, body: ClickIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
+    @app.post("/api/sessions/{session_id}/clicks", tags=["native"], max_body_size=small, response_model=Result)
+    def click(session_id: str, body: ClickIn, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Response:
         """Add a click (422 outside the image); clears the redo stack."""
         return result_out(*sessions.click(session_id, Click(x=body.x, y=body.y, positive=body.positive)), mask, polygons)
 
     def history_route(operation: Callable[[str], tuple[Session, Segmentation]]):  # undo, redo, reset: the same shape
-        def route(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Result:
+        def route(session_id: str, mask: MaskFormat = "png", polygons: WithPolygons = True) -> Response:
             return result_out(*operation(session_id), mask, polygons)
 
         route.__doc__ = operation.__doc__
         app.post(f"/api/sessions/{{session_id}}/{operation.__name__}", tags=["native"], name=operation.__name__,
-                 max_body_size=small)(route)
+                 max_body_size=small, response_model=Result)(route)
 
     for operation in (sessions.undo, sessions.redo, sessions.reset):
         history_route(operation)

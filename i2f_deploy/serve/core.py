@@ -36,6 +36,7 @@ from i2f_deploy.preprocess import geometry_for, logits_to_mask, preprocess, to_t
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.features import Entry, FeatureCache, content_id
 from i2f_deploy.runtime.interactive import segment
+from i2f_deploy.runtime.options import interactive_options
 from i2f_deploy.runtime.states import ClickStates
 from i2f_deploy.serve.budget import Busy, MemoryBudget
 from i2f_deploy.serve.config import MB, ServeConfig
@@ -107,8 +108,11 @@ class Engine:
         self.target_size = manifest.target_size
         self.model_name = str(manifest.config["name"])
         check_cache_holds_an_image(manifest, config.cache_mb)
-        self._encoder = runtime.load(config.artifact_dir, "encoder", backend=config.backend, threads=config.threads)
-        self._decoder = runtime.load(config.artifact_dir, "decoder", backend=config.backend, threads=config.threads)
+        options = interactive_options(config.backend)
+        self._encoder = runtime.load(config.artifact_dir, "encoder", backend=config.backend, threads=config.threads,
+                                     options=options)
+        self._decoder = runtime.load(config.artifact_dir, "decoder", backend=config.backend, threads=config.threads,
+                                     options=options)
         self._encoder_lock = _lock_unless_concurrent(self._encoder)
         self._decoder_lock = _lock_unless_concurrent(self._decoder)
         self.gate = GraphGate(config.graph_runs)
@@ -210,7 +214,7 @@ class Engine:
             return out
 
         with self.memory.hold_mask(geometry.width, geometry.height, self.target_size):
-            state, runs = segment(decode, key, geometry, clicks, self.states)
+            state, runs = segment(decode, key, geometry, clicks, self.states, later=True)
             assert state is not None
             mask = logits_to_mask(state.logits, geometry)
         with self._counts_lock:
@@ -232,6 +236,7 @@ class Engine:
             log.info("encoding the %d images still queued before stopping", waiting)
         self._queue.put(None)
         self._worker.join(timeout=ENCODE_WAIT_S)
+        self.states.close()
         log.info("encoder stopped after %d encoder runs", self.encoder_runs)
 
 

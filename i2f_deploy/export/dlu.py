@@ -50,7 +50,6 @@ from i2f_deploy.export.stable_norm import standardise
 from i2f_deploy.model.head import OUTSIDE_LOGIT, DynamicLocalUpsampling, Upsample2x
 from i2f_deploy.model.routing import Box, box_from_tensor, crop, paste
 
-
 # A stage mixes its input by a convolution from this many input channels on, by a matrix product
 # below. Measured on OpenVINO, base 1024, medium click, the mixing with its reorders: stage one
 # (256 channels) convolution 12.1 ms against product and bias 14.8 ms; stages two to four (64, 16,

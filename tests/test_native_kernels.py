@@ -4,6 +4,10 @@ their ONNX function bodies (ONNX Runtime) and the PyTorch modules they replace, 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -389,19 +393,42 @@ def test_moe_kernel_matches_the_function_body_and_the_module(size, routed_share)
     assert_close(got, _function_body(hybrid_moe, attributes, feeds, [TensorProto.FLOAT])[0], atol=1e-4, what="function body")
 
 
-def test_moe_kernel_with_odd_sizes():
-    """Widths that are no multiple of the vector lanes, and a token count no multiple of a tile."""
+@pytest.mark.parametrize(("dim", "hidden"), [(20, 36), (40, 78)])
+def test_moe_kernel_with_odd_sizes(dim, hidden):
+    """Widths that are no multiple of the vector lanes (below one block of columns, and one block
+    and a remainder), and a token count no multiple of a tile or of a block of rows."""
     from i2f_deploy.model.moe import HybridMoE
     from i2f_deploy.model.random_weights import randomize_weights
 
-    moe = HybridMoE(20, 36, 3)
+    moe = HybridMoE(dim, hidden, 3)
     randomize_weights(moe, seed=6)
-    x = torch.randn(37, 20, generator=torch.Generator().manual_seed(6))
+    x = torch.randn(37, dim, generator=torch.Generator().manual_seed(6))
     routed = torch.tensor([36, 0, 5, 17, 18, 19, 20, 21, 22])  # not ascending
     feeds = dict(zip(hybrid_moe.INPUTS, (t.detach().numpy().copy() for t in (x, routed, *hybrid_moe.weight_inputs(moe)))))
     with torch.no_grad():
         eager = moe(x, routed).numpy()
     assert_close(call_moe(feeds, {"num_experts": 3, "epsilon": 1e-5}), eager, atol=1e-5)
+
+
+_MOE_IN_ANOTHER_PROCESS = """
+import sys
+import numpy as np
+from i2f_deploy.custom_ops import hybrid_moe, native
+feeds = dict(np.load(sys.argv[1]))
+y = native.hybrid_moe(feeds["x"], feeds["routed"], [feeds[name] for name in hybrid_moe.WEIGHTS], 8, float(sys.argv[3]))
+np.save(sys.argv[2], y)
+"""
+
+
+def test_moe_kernel_portable_version_gives_the_values_of_the_default(tmp_path):
+    """Where the CPU has AVX-512 the expert products run a third version of their loop;
+    I2F_NATIVE_PORTABLE (read once per process) makes a process run the portable one instead."""
+    feeds, attributes, _ = moe_case(1000, 0.3, seed=3)
+    np.savez(tmp_path / "case.npz", **feeds)
+    environment = {**os.environ, "I2F_NATIVE_PORTABLE": "1"}
+    subprocess.run([sys.executable, "-c", _MOE_IN_ANOTHER_PROCESS, str(tmp_path / "case.npz"), str(tmp_path / "y.npy"),
+                    repr(attributes["epsilon"])], env=environment, check=True)
+    assert_close(np.load(tmp_path / "y.npy"), call_moe(feeds, attributes), atol=1e-5, what="portable version")
 
 
 MOE_MALFORMED = {

@@ -32,48 +32,57 @@ std::string text(const TensorDims& dims) {
     return out + "]";
 }
 
-// One SwiGLU expert with its weights packed input-major (w1, w2 as [C][H], w3 as [H][C]) so that
-// every inner loop runs along a contiguous row; the row norm is the expert's hidden LayerNorm.
+// One SwiGLU expert with its weights packed input-major so that every inner loop runs along a
+// contiguous row: w1 and w2 side by side as [C][2H] (a token's gate and up in one product), w3
+// as [H][C]; the row norm is the expert's hidden LayerNorm.
 struct PackedExpert {
-    std::vector<float> w1, w2, w3;
-    const float *b1 = nullptr, *b2 = nullptr, *b3 = nullptr, *ln_w = nullptr, *ln_b = nullptr;
+    std::vector<float> w12, b12, w3;
+    const float *b3 = nullptr, *ln_w = nullptr, *ln_b = nullptr;
 };
 
-void pack(PackedExpert& e, const float* w1, const float* w2, const float* w3, std::int64_t c, std::int64_t h) {
-    e.w1.resize(static_cast<std::size_t>(c * h)), e.w2.resize(static_cast<std::size_t>(c * h)), e.w3.resize(static_cast<std::size_t>(c * h));
+void pack(PackedExpert& e, const float* w1, const float* b1, const float* w2, const float* b2, const float* w3, std::int64_t c,
+          std::int64_t h) {
+    e.w12.resize(static_cast<std::size_t>(2 * c * h)), e.w3.resize(static_cast<std::size_t>(c * h));
     for (std::int64_t i = 0; i < h; ++i) {
         for (std::int64_t j = 0; j < c; ++j) {
-            e.w1[j * h + i] = w1[i * c + j];
-            e.w2[j * h + i] = w2[i * c + j];
+            e.w12[j * 2 * h + i] = w1[i * c + j];
+            e.w12[j * 2 * h + h + i] = w2[i * c + j];
             e.w3[i * c + j] = w3[j * h + i];
         }
     }
+    e.b12.assign(b1, b1 + h);
+    e.b12.insert(e.b12.end(), b2, b2 + h);
 }
 
 // out[t][j] = bias[j] + sum_i a[t][i] b[i][j] for the tile's rows a[t] (t < count <= kTileTokens):
-// four rows by sixteen columns at a time, the accumulators in registers; b is [depth][width].
-I2F_HOT_LOOP void multiply_tile(const float* const* a, std::int64_t count, const float* b, std::int64_t depth, std::int64_t width,
-                                const float* bias, float* out) {
-    const std::int64_t wide = width / (2 * kLanes) * (2 * kLanes);
-    for (std::int64_t t0 = 0; t0 < count; t0 += 4) {
-        const float* rows[4];
-        for (std::int64_t r = 0; r < 4; ++r) rows[r] = a[std::min(t0 + r, count - 1)];  // a short block repeats its last row
-        for (std::int64_t j0 = 0; j0 < wide; j0 += 2 * kLanes) {
-            Floats8 acc[4][2];
-            for (std::int64_t r = 0; r < 4; ++r) acc[r][0] = load8(bias + j0), acc[r][1] = load8(bias + j0 + kLanes);
+// Rows rows by two vectors V of columns at a time, the accumulators in registers; b is
+// [depth][width]. The same sums in the same order whatever V and Rows.
+template <typename V, int Rows>
+__attribute__((always_inline)) inline void multiply_rows(const float* const* a, std::int64_t count, const float* b,
+                                                         std::int64_t depth, std::int64_t width, const float* bias, float* out) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
+    const std::int64_t wide = width / (2 * lanes) * (2 * lanes);
+    for (std::int64_t t0 = 0; t0 < count; t0 += Rows) {
+        const float* rows[Rows];
+        for (int r = 0; r < Rows; ++r) rows[r] = a[std::min<std::int64_t>(t0 + r, count - 1)];  // a short block repeats its last row
+        for (std::int64_t j0 = 0; j0 < wide; j0 += 2 * lanes) {
+            V acc[Rows][2];
+#pragma GCC unroll 16
+            for (int r = 0; r < Rows; ++r) acc[r][0] = load_vector<V>(bias + j0), acc[r][1] = load_vector<V>(bias + j0 + lanes);
             for (std::int64_t i = 0; i < depth; ++i) {
-                const Floats8 b0 = load8(b + i * width + j0), b1 = load8(b + i * width + j0 + kLanes);
-                for (std::int64_t r = 0; r < 4; ++r) {
+                const V b0 = load_vector<V>(b + i * width + j0), b1 = load_vector<V>(b + i * width + j0 + lanes);
+#pragma GCC unroll 16
+                for (int r = 0; r < Rows; ++r) {
                     acc[r][0] += b0 * rows[r][i];  // a vector times a scalar: one broadcast from memory
                     acc[r][1] += b1 * rows[r][i];
                 }
             }
-            for (std::int64_t r = 0; r < 4 && t0 + r < count; ++r) {
-                store8(out + (t0 + r) * width + j0, acc[r][0]);
-                store8(out + (t0 + r) * width + j0 + kLanes, acc[r][1]);
+            for (int r = 0; r < Rows && t0 + r < count; ++r) {
+                store_vector(out + (t0 + r) * width + j0, acc[r][0]);
+                store_vector(out + (t0 + r) * width + j0 + lanes, acc[r][1]);
             }
         }
-        for (std::int64_t r = 0; r < 4 && t0 + r < count; ++r) {
+        for (int r = 0; r < Rows && t0 + r < count; ++r) {
             for (std::int64_t j = wide; j < width; ++j) {
                 float total = bias[j];
                 for (std::int64_t i = 0; i < depth; ++i) total += rows[r][i] * b[i * width + j];
@@ -81,6 +90,29 @@ I2F_HOT_LOOP void multiply_tile(const float* const* a, std::int64_t count, const
             }
         }
     }
+}
+
+// Four rows by sixteen columns: sixteen AVX registers (or SSE pairs) hold the block.
+I2F_HOT_LOOP void multiply_tile_portable(const float* const* a, std::int64_t count, const float* b, std::int64_t depth,
+                                         std::int64_t width, const float* bias, float* out) {
+    multiply_rows<Floats8, 4>(a, count, b, depth, width, bias, out);
+}
+
+#if I2F_HAS_AVX512_LOOP
+// Eight rows by thirty-two columns: sixteen of the 32 AVX-512 registers hold the block, each
+// weight vector loaded once for eight tokens (docs/performance.md has the measured gain).
+I2F_AVX512_LOOP void multiply_tile_avx512(const float* const* a, std::int64_t count, const float* b, std::int64_t depth,
+                                          std::int64_t width, const float* bias, float* out) {
+    multiply_rows<Floats16, 8>(a, count, b, depth, width, bias, out);
+}
+#endif
+
+void multiply_tile(const float* const* a, std::int64_t count, const float* b, std::int64_t depth, std::int64_t width,
+                   const float* bias, float* out) {
+#if I2F_HAS_AVX512_LOOP
+    if (cpu_has_avx512()) return multiply_tile_avx512(a, count, b, depth, width, bias, out);
+#endif
+    multiply_tile_portable(a, count, b, depth, width, bias, out);
 }
 
 // out[t] = expert(x[rows[t]]) for the tile's tokens; with `mix`, y[rows[t]] = mix_shared[t] *
@@ -95,16 +127,14 @@ struct Tile {
 I2F_HOT_LOOP void run_tile(const PackedExpert& e, std::int64_t c, std::int64_t h, float epsilon, const float* x, const Tile& tile, float* y) {
     const std::int64_t count = tile.count;
     std::vector<float> buffers(static_cast<std::size_t>(count * (2 * h + c)));
-    float* gate = buffers.data();
-    float* up = gate + count * h;
-    float* out = up + count * h;
+    float* gate_up = buffers.data();  // per token its gate (H values) then its up (H)
+    float* out = gate_up + count * 2 * h;
     const float* rows[kTileTokens] = {};
     for (std::int64_t t = 0; t < count; ++t) rows[t] = x + tile.rows[t] * c;
-    multiply_tile(rows, count, e.w1.data(), c, h, e.b1, gate);
-    multiply_tile(rows, count, e.w2.data(), c, h, e.b2, up);
+    multiply_tile(rows, count, e.w12.data(), c, 2 * h, e.b12.data(), gate_up);
     for (std::int64_t t = 0; t < count; ++t) {
-        float* g = gate + t * h;
-        const float* u = up + t * h;
+        float* g = gate_up + t * 2 * h;
+        const float* u = g + h;
         const std::int64_t vectors = h / kLanes * kLanes;
         for (std::int64_t i = 0; i < vectors; i += kLanes) store8(g + i, swiglu8(load8(g + i), load8(u + i)));
         for (std::int64_t i = vectors; i < h; ++i) g[i] = g[i] * sigmoid(g[i]) * u[i];
@@ -214,14 +244,15 @@ void hybrid_moe(const HybridMoeShapes& s, const float* x, const std::int64_t* ro
     parallel_for(e + 1, [&](std::int64_t k) {
         PackedExpert& packed = experts[k];
         if (k == e) {
-            pack(packed, w[kSharedW1], w[kSharedW2], w[kSharedW3], c, h);
-            packed.b1 = w[kSharedB1], packed.b2 = w[kSharedB2], packed.b3 = w[kSharedB3];
+            pack(packed, w[kSharedW1], w[kSharedB1], w[kSharedW2], w[kSharedB2], w[kSharedW3], c, h);
+            packed.b3 = w[kSharedB3];
             packed.ln_w = w[kSharedLnW], packed.ln_b = w[kSharedLnB];
             return;
         }
         if (first[k + 1] == first[k]) return;
-        pack(packed, w[kExpertsW1] + k * h * c, w[kExpertsW2] + k * h * c, w[kExpertsW3] + k * c * h, c, h);
-        packed.b1 = w[kExpertsB1] + k * h, packed.b2 = w[kExpertsB2] + k * h, packed.b3 = w[kExpertsB3] + k * c;
+        pack(packed, w[kExpertsW1] + k * h * c, w[kExpertsB1] + k * h, w[kExpertsW2] + k * h * c, w[kExpertsB2] + k * h,
+             w[kExpertsW3] + k * c * h, c, h);
+        packed.b3 = w[kExpertsB3] + k * c;
         packed.ln_w = w[kSelectLnW], packed.ln_b = w[kSelectLnB];
     });
 

@@ -1,15 +1,20 @@
 // Small arithmetic the attention and expert kernels share, written so that GCC vectorises the
-// loops that call it; and the attribute that compiles a hot loop twice (FMA, and the portable
-// baseline), the CPU choosing at load time.
+// loops that call it; the attribute that compiles a hot loop twice (FMA, and the portable
+// baseline), the CPU choosing at load time; and, for a compute-bound loop that is worth a third
+// version, the AVX-512 attribute with its run-time test (the caller picks).
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define I2F_HOT_LOOP __attribute__((target_clones("fma", "default")))
+#define I2F_AVX512_LOOP __attribute__((target("avx512f,fma")))
+#define I2F_HAS_AVX512_LOOP 1
 #else
 #define I2F_HOT_LOOP
+#define I2F_HAS_AVX512_LOOP 0
 #endif
 
 namespace i2f {
@@ -54,6 +59,34 @@ __attribute__((always_inline)) inline float sigmoid(float x) {
 typedef float Floats8 __attribute__((vector_size(32)));
 typedef std::int32_t Ints8 __attribute__((vector_size(32)));
 constexpr std::int64_t kLanes = 8;
+
+// Sixteen floats: one AVX-512 register (in an I2F_AVX512_LOOP function), else two or four.
+typedef float Floats16 __attribute__((vector_size(64)));
+
+// Whether I2F_AVX512_LOOP functions run: the CPU has AVX-512, and I2F_NATIVE_PORTABLE is not
+// set in the environment (the tests set it to run the portable clones on an AVX-512 machine).
+inline bool cpu_has_avx512() {
+#if I2F_HAS_AVX512_LOOP
+    static const bool has =
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") && std::getenv("I2F_NATIVE_PORTABLE") == nullptr;
+    return has;
+#else
+    return false;
+#endif
+}
+
+// Loads and stores of a vector type V (Floats8 or Floats16) from unaligned floats.
+template <typename V>
+__attribute__((always_inline)) inline V load_vector(const float* from) {
+    V value;
+    std::memcpy(&value, from, sizeof value);
+    return value;
+}
+
+template <typename V>
+__attribute__((always_inline)) inline void store_vector(float* to, V value) {
+    std::memcpy(to, &value, sizeof value);
+}
 
 __attribute__((always_inline)) inline Floats8 load8(const float* from) {
     Floats8 value;

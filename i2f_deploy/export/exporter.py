@@ -26,6 +26,7 @@ from i2f_deploy.custom_ops.function_body import BODY_OPSET
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import export_decoder
+from i2f_deploy.export.segments import write_segments
 from i2f_deploy.export.encoder import export_edge_terms, export_encoder
 from i2f_deploy.export.manifest import write_manifest
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
@@ -173,12 +174,14 @@ def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions,
         notes.append(f"decoder: {note}")
     save_model(decoder, scratch / "decoder.onnx")
     save_model(onnx.inliner.inline_local_functions(decoder), scratch / "decoder_inlined.onnx")
+    segments = write_segments(decoder, scratch)
     edge_maps = list(example[1 : 1 + NUM_EDGE_MAPS])
     save_model(export_edge_terms(model, edge_maps, options.opset), scratch / "edge_conv.onnx")
 
     files = {
         "encoder": {"onnx": "encoder.onnx"},
-        "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx", "edge_conv": "edge_conv.onnx"},
+        "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx", "edge_conv": "edge_conv.onnx",
+                    "segments": segments},
     }
     if len(encoder_files) > 1:
         files["encoder"]["external_data"] = encoder_files[1]

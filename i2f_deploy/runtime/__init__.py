@@ -60,7 +60,8 @@ def check_threads(threads: int | None, option: str = "threads") -> None:
 
 @cache
 def _say_function_bodies(backend: str, reason: str) -> None:
-    logging.getLogger(__name__).warning("%s runs the custom ops' function bodies: %s", backend, reason)
+    name = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}[backend]
+    logging.getLogger(__name__).warning("%s runs the custom ops' function bodies: %s", name, reason)
 
 
 def _no_native_reason(backend: str, segmented: bool) -> str | None:

@@ -98,6 +98,8 @@ class OrtSegmentedRunner:
             session_options.intra_op_num_threads = threads
             session_options.inter_op_num_threads = 1
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+        # spin within a segment, but not past its end, where the kernels take the cores
+        session_options.add_session_config_entry("session.force_spinning_stop", "1")
         self.threads = threads or available_cpus()  # the kernels' threads: the runner's count
         self.steps: list[tuple[SegmentStep, object, Callable[..., list[np.ndarray]] | None]] = []
         self._input_types: dict[str, dict[str, type]] = {}

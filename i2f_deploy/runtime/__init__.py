@@ -64,7 +64,7 @@ def _say_function_bodies(backend: str, reason: str) -> None:
     logging.getLogger(__name__).warning("%s runs the custom ops' function bodies: %s", name, reason)
 
 
-def _no_native_reason(backend: str, segmented: bool) -> str | None:
+def native_unavailable(backend: str, segmented: bool = True) -> str | None:
     """Why ``backend`` cannot run the native kernels here (None: it can)."""
     from i2f_deploy.custom_ops.native import KERNELS_LIBRARY, OPENVINO_LIBRARY, library_dir
 
@@ -87,7 +87,7 @@ def kernel_path(backend: str, kernels: str, segmented: bool = True) -> str:
         raise I2FError(f"unknown kernels {kernels!r}; choose from {', '.join(KERNELS)}")
     if kernels == "function-body":
         return kernels
-    reason = _no_native_reason(backend, segmented)
+    reason = native_unavailable(backend, segmented)
     if reason is None:
         return "native"
     if kernels == "native":

@@ -417,9 +417,11 @@ def test_onnxruntime_native_path_matches_the_function_bodies_and_pytorch_at_the_
     assert_close(got["logits"], reference.logits.numpy(), atol=1e-3, what=name)
 
 
-def test_the_segments_are_listed_and_cut_at_every_custom_op(tiny_artifacts):
-    """decoder.onnx stays whole; the segments hold no custom-op node, the plan calls each op once."""
+def test_the_segments_are_listed_and_cut_at_the_chosen_custom_ops(tiny_artifacts):
+    """decoder.onnx stays whole; the plan calls each cut op's node once, the segments hold the
+    others with their functions."""
     from i2f_deploy.contract import SegmentPlan
+    from i2f_deploy.export.segments import CUT_OPS
 
     manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
     files = manifest["files"]["decoder"]["segments"]
@@ -427,9 +429,13 @@ def test_the_segments_are_listed_and_cut_at_every_custom_op(tiny_artifacts):
     plan = SegmentPlan.read(tiny_artifacts / files[0])
     ops = [step.op for step in plan.steps if step.op]
     whole = [node.op_type for node in onnx.load(str(tiny_artifacts / "decoder.onnx")).graph.node if node.domain == DOMAIN]
-    assert ops == whole
+    assert ops == [op for op in whole if op in CUT_OPS] and "HybridMoE" not in CUT_OPS
+    kept = []
     for step in plan.steps:
         if step.graph:
             segment = onnx.load(str(tiny_artifacts / "decoder_segments" / step.graph))
-            assert not segment.functions and all(node.domain != DOMAIN for node in segment.graph.node)
+            inside = [node.op_type for node in segment.graph.node if node.domain == DOMAIN]
+            assert not set(inside) & set(CUT_OPS) and {f.name for f in segment.functions} == set(inside)
+            kept += inside
+    assert kept == [op for op in whole if op not in CUT_OPS]
     assert plan.outputs == ["logits", "num_routed", "dpe_box", "dlu_box"]

@@ -168,7 +168,7 @@ def kernel_paths(requested: str | None, backends: list[str], targets: list[Targe
     if requested is not None:
         paths = tuple(comma_list(requested, "--kernels", KERNEL_PATHS))
         return dict.fromkeys(graph_backends, paths)
-    chosen = {}
+    chosen: dict[str, tuple[str, ...]] = {}
     for backend in graph_backends:
         segmented = all(t.manifest.files.decoder.segments is not None for t in targets)
         reason = runtime.native_unavailable(backend, segmented)

@@ -26,13 +26,13 @@ from i2f_deploy.custom_ops.function_body import BODY_OPSET
 from i2f_deploy.errors import I2FError
 from i2f_deploy.export.decoder import example_inputs as decoder_example_inputs
 from i2f_deploy.export.decoder import export_decoder
-from i2f_deploy.export.segments import write_segments
 from i2f_deploy.export.encoder import export_edge_terms, export_encoder
 from i2f_deploy.export.manifest import write_manifest
 from i2f_deploy.export.onnx_files import save_model, simplify_checked
 from i2f_deploy.export.precision import calibration_inputs, precision_record, quantize_for_onnxruntime, quantize_for_openvino
 from i2f_deploy.export.quiet import loggers_at
 from i2f_deploy.export.rewrites import gelu_in_fusable_order
+from i2f_deploy.export.segments import write_segments
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 from i2f_deploy.outputs import check_artifact_dir
 
@@ -178,7 +178,7 @@ def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions,
     edge_maps = list(example[1 : 1 + NUM_EDGE_MAPS])
     save_model(export_edge_terms(model, edge_maps, options.opset), scratch / "edge_conv.onnx")
 
-    files = {
+    files: dict[str, dict[str, object]] = {
         "encoder": {"onnx": "encoder.onnx"},
         "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx", "edge_conv": "edge_conv.onnx",
                     "segments": segments},

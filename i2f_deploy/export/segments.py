@@ -58,7 +58,8 @@ def _stages(model: onnx.ModelProto, cut: tuple[str, ...]) -> tuple[list[int], li
     return stages, cut_nodes
 
 
-def split_decoder(model: onnx.ModelProto, cut: tuple[str, ...] = CUT_OPS) -> tuple[SegmentPlan, list[onnx.ModelProto], dict[str, np.ndarray]]:
+def split_decoder(model: onnx.ModelProto,
+                  cut: tuple[str, ...] = CUT_OPS) -> tuple[SegmentPlan, list[onnx.ModelProto], dict[str, np.ndarray]]:
     """(plan, segment models in the plan's order, the ops' constant inputs) for ``model``; the
     plan's ``graph`` entries are ``segment_<i>.onnx``."""
     graph = model.graph
@@ -127,7 +128,7 @@ def write_segments(model: onnx.ModelProto, out_dir: Path, cut: tuple[str, ...] =
     for step, segment in zip([s for s in plan.steps if s.graph], segments):
         save_model(segment, folder / str(step.graph))
         names.append(f"{FOLDER}/{step.graph}")
-    np.savez(folder / CONSTANTS, **constants)
+    np.savez(folder / CONSTANTS, **constants)  # type: ignore[arg-type]  # numpy's stub types savez's keywords as its options
     names.append(f"{FOLDER}/{CONSTANTS}")
     (folder / PLAN).write_text(plan.model_dump_json(indent=1, exclude_none=True) + "\n")
     return names

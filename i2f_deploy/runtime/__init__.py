@@ -70,7 +70,8 @@ def native_unavailable(backend: str, segmented: bool = True) -> str | None:
 
     if backend == "onnxruntime":
         if not (library_dir() / KERNELS_LIBRARY).is_file():
-            return f"{library_dir() / KERNELS_LIBRARY} was not built (no C++ compiler at install): reinstall i2f-deploy with g++ and CMake present"
+            return (f"{library_dir() / KERNELS_LIBRARY} was not built (no C++ compiler at install): "
+                    "reinstall i2f-deploy with g++ and CMake present")
         if not segmented:
             return "the artifact has no decoder segments (exported before they existed): re-export it"
         return None

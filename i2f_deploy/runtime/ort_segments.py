@@ -90,7 +90,8 @@ class OrtSegmentedRunner:
         try:
             kernels()
         except (FileNotFoundError, OSError) as error:
-            raise I2FError(f"the native kernels do not load ({error}); reinstall i2f-deploy, or load with kernels='function-body'") from None
+            raise I2FError(f"the native kernels do not load ({error}); reinstall i2f-deploy, "
+                           "or load with kernels='function-body'") from None
         plan = SegmentPlan.read(plan_path)
         folder = plan_path.parent
         session_options = ort.SessionOptions()
@@ -127,7 +128,8 @@ class OrtSegmentedRunner:
         for name in self.input_names:
             array = inputs[name]
             if not isinstance(array, np.ndarray) or array.dtype != self._input_dtypes[name]:
-                raise I2FError(f"input {name} must be a numpy array of {self._input_dtypes[name]}, got {getattr(array, 'dtype', type(array).__name__)}")
+                got = getattr(array, "dtype", type(array).__name__)
+                raise I2FError(f"input {name} must be a numpy array of {self._input_dtypes[name]}, got {got}")
             expected = self.input_shapes[name]
             if array.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, array.shape)):
                 raise I2FError(f"input {name} has shape {list(array.shape)}, expected {list(expected)}")

@@ -109,6 +109,9 @@ def split_decoder(model: onnx.ModelProto,
                     constants[name] = numpy_helper.to_array(initializers[name])
             attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             steps.append(SegmentStep(op=node.op_type, attributes=attributes, inputs=list(node.input), outputs=list(node.output)))
+    for name in graph_outputs:  # an output no node computes (the dense export's constant routing)
+        if name in initializers:
+            constants[name] = numpy_helper.to_array(initializers[name])
     plan_inputs = {}
     for value in graph.input:
         tensor = value.type.tensor_type

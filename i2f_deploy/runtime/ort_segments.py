@@ -112,7 +112,7 @@ class OrtSegmentedRunner:
             else:
                 self.steps.append((step, None, _kernel(str(step.op))))
         with np.load(folder / plan.constants, allow_pickle=False) as constants:
-            self.constants = {name: np.ascontiguousarray(constants[name]) for name in constants.files}
+            self.constants = {name: np.array(constants[name], order="C") for name in constants.files}  # 0-d ones stay 0-d
         self._buffers = [_Buffers() for _ in plan.steps]
         self.kernels = "native"
         self.concurrent = False  # the kernels' output buffers are reused from run to run
@@ -150,8 +150,9 @@ class OrtSegmentedRunner:
             timings.append((time.perf_counter() - start) * 1000)
         if self.step_ms is not None:
             self.step_ms = timings
-        kept = {id(b) for buffers in self._buffers for b in buffers.kept.values()}  # the next run overwrites these
-        return {name: _as_array(values[name]).copy() if id(values[name]) in kept else _as_array(values[name])
+        # the next run overwrites the kept buffers; the constants are the runner's own
+        shared = {id(b) for buffers in self._buffers for b in buffers.kept.values()} | {id(c) for c in self.constants.values()}
+        return {name: _as_array(values[name]).copy() if id(values[name]) in shared else _as_array(values[name])
                 for name in self.output_names}
 
     def _run_segment(self, step: SegmentStep, session: object, values: dict[str, object]) -> list[object]:

@@ -2,7 +2,8 @@
 
 Two libraries sit in ``lib/`` next to this module (or in ``$I2F_NATIVE_LIB_DIR``):
 ``libi2f_openvino.so``, OpenVINO's extension (``core.add_extension``), and ``libi2f_kernels.so``,
-one C entry point per kernel. Either is absent when the install had no C++ compiler (or, for the
+one C entry point per kernel (tests, and ONNX Runtime's segmented decoder,
+``runtime/ort_segments.py``). Either is absent when the install had no C++ compiler (or, for the
 first, no OpenVINO); the function bodies then serve every op, and the runtime says so.
 Imports numpy and ctypes only.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -45,14 +47,16 @@ def openvino_extension() -> Path | None:
 def _kernels(path: Path) -> ctypes.CDLL:
     library = ctypes.CDLL(str(path))
     pointer, int64 = ctypes.c_void_p, ctypes.c_int64
-    library.i2f_dlu_upsample.argtypes = [pointer] * 9 + [int64, int64, pointer, int64, ctypes.c_char_p, int64]
+    # every entry ends with (threads, error, error_size)
+    library.i2f_dlu_upsample.argtypes = [pointer] * 9 + [int64, int64, pointer, int64, int64, ctypes.c_char_p, int64]
     library.i2f_dlu_upsample.restype = ctypes.c_int
-    library.i2f_token_routing.argtypes = [pointer, pointer, int64, int64, pointer, int64, pointer, pointer, ctypes.c_char_p, int64]
+    library.i2f_token_routing.argtypes = [pointer, pointer, int64, int64, pointer, int64, pointer, pointer, int64, ctypes.c_char_p,
+                                             int64]
     library.i2f_token_routing.restype = ctypes.c_int
     library.i2f_bsq_attention.argtypes = [pointer] * 8 + [int64, pointer, pointer, pointer, ctypes.c_float, int64, pointer, int64,
-                                                          ctypes.c_char_p, int64]
+                                                          int64, ctypes.c_char_p, int64]
     library.i2f_bsq_attention.restype = ctypes.c_int
-    library.i2f_hybrid_moe.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, ctypes.c_char_p, int64]
+    library.i2f_hybrid_moe.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, int64, ctypes.c_char_p, int64]
     library.i2f_hybrid_moe.restype = ctypes.c_int
     return library
 
@@ -77,9 +81,22 @@ def _shape(array: np.ndarray) -> np.ndarray:
     return np.asarray(array.shape, np.int64)
 
 
+Allocate = Callable[[tuple[int, ...], type], np.ndarray]  # (shape, dtype) -> an output buffer, like np.empty
+
+
+def _output(allocate: Allocate, shape: tuple[int, ...] | int, dtype: type) -> np.ndarray:
+    """An output buffer from ``allocate`` (a caller may hand out buffers it reuses), checked."""
+    wanted = (shape,) if isinstance(shape, int) else tuple(shape)
+    out = allocate(wanted, dtype)
+    if out.shape != wanted or out.dtype != dtype or not out.flags.c_contiguous or not out.flags.writeable:
+        raise NativeKernelError(f"an output buffer must be a writable contiguous {np.dtype(dtype)} array of shape {list(wanted)}, "
+                                f"got {out.dtype} {list(out.shape)}")
+    return out
+
+
 def dlu_upsample(mixed: np.ndarray, edge_map: np.ndarray, edge_term: np.ndarray, edge_weight: np.ndarray,
-                 box: np.ndarray, channels: int) -> np.ndarray:
-    """``DLUUpsample`` on one thread through the C entry point (tests call the arithmetic so)."""
+                 box: np.ndarray, channels: int, *, threads: int = 1, allocate: Allocate = np.empty) -> np.ndarray:
+    """``DLUUpsample`` through the C entry point on ``threads`` threads; outputs from ``allocate``."""
     floats = [_array(x, np.float32) for x in (mixed, edge_map, edge_term, edge_weight)]
     box = _array(box, np.int64)
     if box.ndim != 1:
@@ -87,20 +104,21 @@ def dlu_upsample(mixed: np.ndarray, edge_map: np.ndarray, edge_term: np.ndarray,
     shapes = [_shape(x) for x in floats]
     # sized from mixed only when it agrees with channels (else the kernel refuses before writing)
     fits = mixed.shape[1] == 9 * channels and min(mixed.shape[-2:]) > 4
-    y = np.empty((1, channels, 2 * (mixed.shape[-2] - 4), 2 * (mixed.shape[-1] - 4)) if fits else 0, np.float32)
+    y = _output(allocate, (1, channels, 2 * (mixed.shape[-2] - 4), 2 * (mixed.shape[-1] - 4)) if fits else 0, np.float32)
     error = ctypes.create_string_buffer(ERROR_SIZE)
     arguments = []
     for shape, data in zip(shapes, floats):
         arguments += [shape.ctypes.data, data.ctypes.data]
-    status = kernels().i2f_dlu_upsample(*arguments, box.ctypes.data, box.size, channels, y.ctypes.data, y.size, error, ERROR_SIZE)
+    status = kernels().i2f_dlu_upsample(*arguments, box.ctypes.data, box.size, channels, y.ctypes.data, y.size, threads, error,
+                                             ERROR_SIZE)
     if status != 0:
         raise NativeKernelError(error.value.decode())
     return y
 
 
-def _call(entry: str, *arguments: object) -> None:
+def _call(entry: str, *arguments: object, threads: int) -> None:
     error = ctypes.create_string_buffer(ERROR_SIZE)
-    if getattr(kernels(), entry)(*arguments, error, ERROR_SIZE) != 0:
+    if getattr(kernels(), entry)(*arguments, threads, error, ERROR_SIZE) != 0:
         raise NativeKernelError(error.value.decode())
 
 
@@ -111,37 +129,41 @@ def _ranked(op: str, name: str, value: np.ndarray, dtype: type, rank: int) -> np
     return array
 
 
-def token_routing(ref_label: np.ndarray, stride: int, kernel_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``TokenRouting`` on one thread: (token_order, num_routed, dpe_box) as the graph gives them."""
+def token_routing(ref_label: np.ndarray, stride: int, kernel_size: int, *, threads: int = 1,
+                  allocate: Allocate = np.empty) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``TokenRouting`` on ``threads`` threads: (token_order, num_routed, dpe_box) as the graph gives
+    them; outputs from ``allocate``."""
     label = _ranked("TokenRouting", "ref_label", ref_label, np.uint8, 4)
     shape = np.asarray(label.shape, np.int64)
     tokens = (label.shape[2] // stride) * (label.shape[3] // stride) if stride > 0 else 0
-    order, count, box = np.empty(tokens, np.int64), np.zeros((), np.int64), np.empty(4, np.int64)
+    order, count, box = (_output(allocate, wanted, np.int64) for wanted in (tokens, (), 4))
     _call("i2f_token_routing", shape.ctypes.data, label.ctypes.data, stride, kernel_size, order.ctypes.data, order.size,
-          count.ctypes.data, box.ctypes.data)
+          count.ctypes.data, box.ctypes.data, threads=threads)
     return order, count, box
 
 
 def bsq_attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, code_weight: np.ndarray, code_bias: np.ndarray,
-                  code_keys: np.ndarray, scale: float, code_size: int) -> np.ndarray:
-    """``BSQAttention`` on one thread through the C entry point."""
+                  code_keys: np.ndarray, scale: float, code_size: int, *, threads: int = 1, allocate: Allocate = np.empty) -> np.ndarray:
+    """``BSQAttention`` through the C entry point on ``threads`` threads; outputs from ``allocate``."""
     op = "BSQAttention"
     matrices = [_ranked(op, name, x, np.float32, 2) for name, x in
                 (("query", query), ("key", key), ("value", value), ("code_weight", code_weight), ("code_keys", code_keys))]
     bias = _ranked(op, "code_bias", code_bias, np.float32, 1)
     query, key, value, code_weight, code_keys = matrices
     shapes = [np.asarray(x.shape, np.int64) for x in matrices]
-    output = np.empty(query.shape, np.float32)
+    output = _output(allocate, query.shape, np.float32)
     arguments = []
     for shape, data in zip(shapes[:4], matrices[:4]):
         arguments += [shape.ctypes.data, data.ctypes.data]
     _call("i2f_bsq_attention", *arguments, bias.size, bias.ctypes.data, shapes[4].ctypes.data, code_keys.ctypes.data, scale,
-          code_size, output.ctypes.data, output.size)
+          code_size, output.ctypes.data, output.size, threads=threads)
     return output
 
 
-def hybrid_moe(x: np.ndarray, routed: np.ndarray, weights: list[np.ndarray], num_experts: int, epsilon: float) -> np.ndarray:
-    """``HybridMoE`` on one thread through the C entry point (``weights`` in ``hybrid_moe.WEIGHTS`` order)."""
+def hybrid_moe(x: np.ndarray, routed: np.ndarray, weights: list[np.ndarray], num_experts: int, epsilon: float, *,
+               threads: int = 1, allocate: Allocate = np.empty) -> np.ndarray:
+    """``HybridMoE`` through the C entry point on ``threads`` threads (``weights`` in
+    ``hybrid_moe.WEIGHTS`` order); outputs from ``allocate``."""
     op = "HybridMoE"
     tensors = [_array(x, np.float32), _array(routed, np.int64), *(_array(w, np.float32) for w in weights)]
     if len(tensors) != 23:
@@ -154,7 +176,7 @@ def hybrid_moe(x: np.ndarray, routed: np.ndarray, weights: list[np.ndarray], num
         row[: tensor.ndim] = tensor.shape
     data = (ctypes.c_void_p * len(tensors))(*(t.ctypes.data for t in tensors))
     fits = tensors[0].ndim == 2
-    y = np.empty(tensors[0].shape if fits else 0, np.float32)
+    y = _output(allocate, tensors[0].shape if fits else 0, np.float32)
     _call("i2f_hybrid_moe", ranks.ctypes.data, dims.ctypes.data, ctypes.cast(data, ctypes.c_void_p), num_experts, epsilon,
-          y.ctypes.data, y.size)
+          y.ctypes.data, y.size, threads=threads)
     return y

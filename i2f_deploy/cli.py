@@ -307,9 +307,9 @@ def bench(
     openvino_hint: Annotated[Literal["latency", "throughput"], typer.Option(help="OpenVINO performance hint.")] = OpenVinoOptions.model_fields["performance_hint"].default,
     openvino_streams: Annotated[int | None, typer.Option(min=1, help="OpenVINO streams (default: from the hint).")] = OpenVinoOptions.model_fields["streams"].default,
     precision: Annotated[str, typer.Option(help="Comma-separated OpenVINO inference precisions, from: f32,bf16,default; each is a contender (non-f32 ones are named openvino-<precision>).")] = "f32",
-    openvino_kernels: Annotated[
+    kernels: Annotated[
         str | None,
-        typer.Option(help="Comma-separated, from: function-body,native: how OpenVINO runs the custom ops; each is a contender (native ones are named <openvino row>-native). Default: both where the native kernels were built.", show_default=False),
+        typer.Option(help="Comma-separated, from: function-body,native: how the custom ops run on onnxruntime and openvino; each is a contender (native ones are named <row>-native). Default: both where the native kernels can run.", show_default=False),
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write every row and the speed-ups as JSON.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the rows as CSV.")] = None,
@@ -327,7 +327,7 @@ def bench(
     settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort=OrtOptions(spinning=ort_spinning),
                         openvino=OpenVinoOptions(performance_hint=openvino_hint, streams=openvino_streams))
     request = BenchRequest(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings,
-                           openvino_kernels, json_path, csv_path, plot_path, profile_path)
+                           kernels, json_path, csv_path, plot_path, profile_path)
     run_bench(request, report_console())
 
 

@@ -84,13 +84,43 @@ class PartFiles(_Strict):
     onnx_inlined: str | None = None  # the decoder with its custom ops' functions inlined
     edge_conv: str | None = None  # edge maps -> edge_conv_* for callers holding the five official features
     openvino: str | None = None  # OpenVINO IR; the runtime loads it only for an int8 part (NNCF's)
+    segments: list[str] | None = None  # the decoder cut at its custom ops (SegmentPlan first): ONNX Runtime's native path
 
     def loaded(self, openvino_ir: bool = False) -> list[str]:
         """The files a runtime loads this part from (with ``openvino_ir``, the IR and its weights too)."""
-        names = [name for name in (self.onnx, self.external_data, self.edge_conv) if name is not None]
+        names = [name for name in (self.onnx, self.external_data, self.edge_conv, *(self.segments or ())) if name is not None]
         if openvino_ir and self.openvino is not None:
             names += [self.openvino, str(Path(self.openvino).with_suffix(".bin"))]
         return names
+
+
+class SegmentStep(_Strict):
+    """One step of the segmented decoder: a graph segment (``graph``, an ONNX file beside the plan)
+    or a custom op run by its native kernel (``op``, with the node's ``attributes``)."""
+
+    graph: str | None = None
+    op: str | None = None
+    attributes: dict[str, int | float] = {}
+    inputs: list[str]
+    outputs: list[str]
+
+
+class SegmentPlan(_Strict):
+    """The decoder cut at its custom-op nodes (``PartFiles.segments``, this file first): a runtime
+    without custom-op support runs the segments and calls the ops' native kernels between them.
+    ``decoder.onnx`` stays whole for every other runtime; both compute the same outputs."""
+
+    inputs: dict[str, TensorSpec]  # the decoder's
+    outputs: list[str]
+    constants: str  # an .npz beside the plan: the initializers the ops read (their weights)
+    steps: list[SegmentStep]
+
+    @classmethod
+    def read(cls, path: Path) -> SegmentPlan:
+        try:
+            return cls.model_validate_json(path.read_text())
+        except (OSError, ValidationError) as exc:
+            raise I2FError(f"{path} is not a readable segment plan ({str(exc).splitlines()[0]}); re-export the artifact") from None
 
 
 class Files(_Strict):

@@ -22,7 +22,7 @@ from i2f_deploy.compare import assert_close, logits_iou
 pytestmark = pytest.mark.graph
 
 BACKENDS = ("onnxruntime", "openvino")
-KERNEL_PATHS = [("onnxruntime", "function-body"), ("openvino", "function-body"), ("openvino", "native")]
+KERNEL_PATHS = [("onnxruntime", "function-body"), ("onnxruntime", "native"), ("openvino", "function-body"), ("openvino", "native")]
 FEATURES = ("image_embeddings", "edge_map_0", "edge_map_1", "edge_map_2", "edge_map_3")
 
 
@@ -321,11 +321,56 @@ def test_function_bodies_serve_openvino_when_the_native_library_is_absent(tiny_a
         out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
         assert_close(out["logits"], golden[f"{case}/logits"], atol=1e-3, what=case)
         np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
-    with pytest.raises(I2FError, match=r"native kernels requested, but .* was not built") as refusal:
+    with pytest.raises(I2FError, match=r"native kernels requested on openvino, but .* was not built") as refusal:
         runtime.load(tiny_artifacts, "decoder", "openvino", kernels="native")
     assert "\n" not in str(refusal.value)
-    with pytest.raises(I2FError, match="onnxruntime has no native kernels"):
+
+
+def test_function_bodies_serve_onnxruntime_when_the_native_library_is_absent(tiny_artifacts, golden, tiny_model, golden_encoded,
+                                                                            tmp_path, monkeypatch, caplog):
+    """An install without a compiler: "auto" runs the whole decoder.onnx, says so, and keeps
+    parity; "native" is refused in one line."""
+    from i2f_deploy.errors import I2FError
+
+    monkeypatch.setenv("I2F_NATIVE_LIB_DIR", str(tmp_path))  # holds no library
+    with caplog.at_level("WARNING"):
+        decoder = runtime.load(tiny_artifacts, "decoder", "onnxruntime")
+    assert decoder.kernels == "function-body"
+    assert "ONNX Runtime runs the custom ops' function bodies" in caplog.text and "was not built" in caplog.text
+    feeds = {name: golden[name] for name in FEATURES}
+    for case in DECODER_CASES:
+        out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
+        reference = tiny_model.decode_detailed(*golden_encoded, torch.from_numpy(golden[f"{case}/ref_label"]))
+        assert_close(out["logits"], golden[f"{case}/logits"], atol=1e-3, what=case)
+        assert int(out["num_routed"]) == len(golden[f"{case}/full_attention_tokens"]), case
+        np.testing.assert_array_equal(out["dpe_box"], reference.routing.box_values.numpy())
+        np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
+    with pytest.raises(I2FError, match=r"native kernels requested on onnxruntime, but .*libi2f_kernels.so was not built") as refusal:
         runtime.load(tiny_artifacts, "decoder", "onnxruntime", kernels="native")
+    assert "\n" not in str(refusal.value)
+
+
+def test_an_artifact_without_segments_runs_onnxruntime_on_the_function_bodies(tiny_artifacts, golden, tmp_path, caplog):
+    """Exported before the segments existed (same contract): "auto" says so and runs the whole
+    graph; "native" is refused with the fix."""
+    import shutil
+
+    from i2f_deploy.errors import I2FError
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_artifacts, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["files"]["decoder"]["segments"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(old / "decoder_segments")
+    with caplog.at_level("WARNING"):
+        decoder = runtime.load(old, "decoder", "onnxruntime")
+    assert decoder.kernels == "function-body" and "no decoder segments" in caplog.text
+    out = decoder.run({**{name: golden[name] for name in FEATURES}, "ref_label": golden["state_small/ref_label"]})
+    assert_close(out["logits"], golden["state_small/logits"], atol=1e-3)
+    with pytest.raises(I2FError, match=r"requested on onnxruntime, but the artifact has no decoder segments .*re-export") as refusal:
+        runtime.load(old, "decoder", "onnxruntime", kernels="native")
+    assert "\n" not in str(refusal.value)
 
 
 def test_a_native_library_that_does_not_load_is_refused_in_one_line(tiny_artifacts, tmp_path, monkeypatch):
@@ -337,3 +382,60 @@ def test_a_native_library_that_does_not_load_is_refused_in_one_line(tiny_artifac
     with pytest.raises(I2FError, match=r"libi2f_openvino.so does not load into OpenVINO .*: .*reinstall i2f-deploy") as refusal:
         runtime.load(tiny_artifacts, "decoder", "openvino")
     assert "\n" not in str(refusal.value)
+
+
+def _prompt_at(box: tuple[int, int, int, int] | None, value: int) -> np.ndarray:
+    label = np.full((1, 1, 512, 512), 1, np.uint8)  # definite background
+    if box is not None:
+        left, top, right, bottom = box
+        label[..., top:bottom, left:right] = value
+    return label
+
+
+BORDER_PROMPTS = {"left border": ((0, 200, 3, 260), 3), "top border": ((150, 0, 190, 2), 4), "right border": ((509, 100, 512, 180), 3),
+                  "bottom border": ((256, 509, 257, 512), 4), "top-left corner": ((0, 0, 1, 1), 4),
+                  "bottom-right corner": ((509, 509, 512, 512), 3), "one token": ((264, 264, 265, 265), 4)}
+
+
+@pytest.mark.parametrize("name", list(BORDER_PROMPTS))
+def test_onnxruntime_native_path_matches_the_function_bodies_and_pytorch_at_the_borders(tiny_artifacts, golden, tiny_model,
+                                                                                        golden_encoded, name):
+    """The segmented decoder with the kernels between its segments: boxes and routing exact,
+    logits as the whole graph's and the model's."""
+    native_decoder = runtime.load(tiny_artifacts, "decoder", "onnxruntime", 2, kernels="native")
+    whole = runtime.load(tiny_artifacts, "decoder", "onnxruntime", 2, kernels="function-body")
+    assert (native_decoder.kernels, whole.kernels) == ("native", "function-body")
+    ref_label = _prompt_at(*BORDER_PROMPTS[name])
+    feeds = {**{name: golden[name] for name in FEATURES}, "ref_label": ref_label}
+    got, expected = native_decoder.run(feeds), whole.run(feeds)
+    reference = tiny_model.decode_detailed(*golden_encoded, torch.from_numpy(ref_label))
+    for output in ("num_routed", "dpe_box", "dlu_box"):
+        np.testing.assert_array_equal(got[output], expected[output], err_msg=output)
+    assert int(got["num_routed"]) == reference.routed_tokens.numel()
+    np.testing.assert_array_equal(got["dpe_box"], reference.routing.box_values.numpy())
+    assert_close(got["logits"], expected["logits"], atol=1e-4, what=name)
+    assert_close(got["logits"], reference.logits.numpy(), atol=1e-3, what=name)
+
+
+def test_the_segments_are_listed_and_cut_at_the_chosen_custom_ops(tiny_artifacts):
+    """decoder.onnx stays whole; the plan calls each cut op's node once, the segments hold the
+    others with their functions."""
+    from i2f_deploy.contract import SegmentPlan
+    from i2f_deploy.export.segments import CUT_OPS
+
+    manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
+    files = manifest["files"]["decoder"]["segments"]
+    assert files[0] == "decoder_segments/plan.json" and all(name in manifest["checksums"] for name in files)
+    plan = SegmentPlan.read(tiny_artifacts / files[0])
+    ops = [step.op for step in plan.steps if step.op]
+    whole = [node.op_type for node in onnx.load(str(tiny_artifacts / "decoder.onnx")).graph.node if node.domain == DOMAIN]
+    assert ops == [op for op in whole if op in CUT_OPS] and "HybridMoE" not in CUT_OPS
+    kept = []
+    for step in plan.steps:
+        if step.graph:
+            segment = onnx.load(str(tiny_artifacts / "decoder_segments" / step.graph))
+            inside = [node.op_type for node in segment.graph.node if node.domain == DOMAIN]
+            assert not set(inside) & set(CUT_OPS) and {f.name for f in segment.functions} == set(inside)
+            kept += inside
+    assert kept == [op for op in whole if op not in CUT_OPS]
+    assert plan.outputs == ["logits", "num_routed", "dpe_box", "dlu_box"]

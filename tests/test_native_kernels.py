@@ -510,3 +510,41 @@ def test_openvino_refuses_a_malformed_routed_list_with_nan(tmp_path):
     refused = next(iter(runner.run({**feeds, "routed": np.array([3, 5, 3], np.int64)}).values()))
     assert refused.shape == (256, 256) and np.isnan(refused).all()
     assert_close(next(iter(runner.run(feeds).values())), expected, atol=1e-6)
+
+
+def _calls_on(threads: int) -> dict[str, list[np.ndarray]]:
+    """Each kernel's C entry on ``threads`` threads, on inputs large enough to split."""
+    x, edge_map = random_inputs(64, 24, 20, seed=7)
+    stage = random_stage(64, seed=7)
+    dlu = stage_feeds(stage, x, edge_map, (0, 0, 20, 24))
+    bsq_feeds, bsq_attributes, _, _ = bsq_case(4096, 1500, seed=3)
+    moe_feeds, moe_attributes, _ = moe_case(1024, 0.3, seed=3)
+    label = routing_maps(1024)["unknown patch"]
+    return {
+        "DLUUpsample": [native.dlu_upsample(*(dlu[name] for name in dlu_upsample.INPUTS), 16, threads=threads)],
+        "TokenRouting": list(native.token_routing(label, **ROUTING, threads=threads)),
+        "BSQAttention": [native.bsq_attention(*(bsq_feeds[name] for name in bsq_attention.INPUTS), **bsq_attributes, threads=threads)],
+        "HybridMoE": [native.hybrid_moe(moe_feeds["x"], moe_feeds["routed"], [moe_feeds[name] for name in hybrid_moe.WEIGHTS],
+                                        **moe_attributes, threads=threads)],
+    }
+
+
+def test_c_entries_give_the_same_results_on_one_and_two_threads():
+    """The pool splits each kernel's work by the same blocks as one thread does: equal bits."""
+    one, two, three = _calls_on(1), _calls_on(2), _calls_on(3)
+    for op in one:
+        for a, b, c in zip(one[op], two[op], three[op]):
+            np.testing.assert_array_equal(a, b, err_msg=op)
+            np.testing.assert_array_equal(a, c, err_msg=op)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1 << 20])
+def test_c_entries_refuse_a_bad_thread_count_in_one_line(threads):
+    label = routing_maps(512)["unknown patch"]
+    with pytest.raises(NativeKernelError, match=rf"TokenRouting: threads must be from 1 to 1024, got {threads}$") as refusal:
+        native.token_routing(label, **ROUTING, threads=threads)
+    assert "\n" not in str(refusal.value)
+    x, edge_map = random_inputs(4, 6, 5, seed=1)
+    feeds = stage_feeds(random_stage(4, seed=1), x, edge_map, (0, 0, 5, 6))
+    with pytest.raises(NativeKernelError, match="DLUUpsample: threads must be from 1 to 1024"):
+        native.dlu_upsample(*(feeds[name] for name in dlu_upsample.INPUTS), 1, threads=threads)

@@ -93,7 +93,7 @@ def test_bench_adds_the_int8_encoder_rows_next_to_the_f32_export(tiny_artifacts,
     report = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", str(tiny_artifacts), str(badly_calibrated), "--checkpoint", str(tiny_checkpoint),
                                       "--backends", "torch,onnxruntime,openvino", "--scenarios", "medium",
-                                      "--openvino-kernels", "function-body",  # native rows: tests/test_bench.py
+                                      "--kernels", "function-body",  # native rows: tests/test_bench.py
                                       "--repeat", "1", "--warmup", "0", "--json", str(report)])
     assert result.exit_code == 0, result.output
     rows = json.loads(report.read_text())["rows"]

@@ -26,14 +26,14 @@ def validate(*args: str):
 
 
 def test_faithful_export_passes_on_both_backends(tiny_artifacts, tiny_checkpoint, golden_image_path, tmp_path):
-    require_native()  # OpenVINO's decoder validated on the native kernels
+    require_native()  # both decoders validated on the native kernels
     report = tmp_path / "report.json"
     result = validate(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path),
                       "--report", str(report))
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert data["passed"] and data["backends"] == ["onnxruntime", "openvino"]
-    assert data["kernels"] == {"onnxruntime": "function-body", "openvino": "native"}
+    assert data["kernels"] == {"onnxruntime": "native", "openvino": "native"}
     assert {case["backend"] for case in data["cases"]} == {"onnxruntime", "openvino"}
     assert {case["case"].split("/")[-1] for case in data["cases"] if case["part"] == "decoder"} >= {
         "zero-routed", "all-routed", "tiny-object-at-corner", "object-touching-border", "click-on-border-pixel"

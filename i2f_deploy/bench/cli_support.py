@@ -25,7 +25,7 @@ from i2f_deploy.options import comma_list, positive_ints
 from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
 
-OPENVINO_KERNELS = ("function-body", "native")
+KERNEL_PATHS = ("function-body", "native")
 
 
 def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoint: Path | None) -> list[Target]:
@@ -44,13 +44,13 @@ def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoin
 
 
 def write_profiles(targets: list[Target], backends: list[str], scenario: str, threads: int, path: Path,
-                   console: Console, openvino_kernels: tuple[str, ...] = ("function-body",)) -> None:
+                   console: Console, kernels: dict[str, tuple[str, ...]] | None = None) -> None:
     """Per-operator time of one encoding and of one ``scenario`` click on each graph backend (f32
-    exports; the click on OpenVINO once per custom-op path), as JSON and a table."""
+    exports; the click once per custom-op path in ``kernels``), as JSON and a table."""
     import numpy as np
     import torch
 
-    from i2f_deploy.bench.profile import profile_onnxruntime, profile_openvino
+    from i2f_deploy.bench.profile import profile_onnxruntime, profile_onnxruntime_segments, profile_openvino
     from i2f_deploy.bench.runner import bench_image
     from i2f_deploy.bench.scenarios import scenario_prompt_map
     from i2f_deploy.contract import IMAGE, IMAGE_FEATURES
@@ -76,11 +76,16 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
         feeds[REF_LABEL] = scenario_prompt_map(scenario, target.size)
         onnx_path = target.artifact_dir / target.manifest.files.decoder.onnx
         feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
-        decoders = [("onnxruntime", partial(profile_onnxruntime, onnx_path, feeds, threads))] if "onnxruntime" in backends else []
+        paths = kernels or {}
+        decoders = []
+        if "onnxruntime" in backends:
+            decoders += [("onnxruntime", partial(profile_onnxruntime, onnx_path, feeds, threads)) if path == "function-body" else
+                         ("onnxruntime-native", partial(profile_onnxruntime_segments, target.artifact_dir, feeds, threads))
+                         for path in paths.get("onnxruntime", ("function-body",))]
         if "openvino" in backends:
-            decoders += [("openvino" if kernels == "function-body" else "openvino-native",
-                          partial(profile_openvino, onnx_path, feeds, threads, native=kernels == "native"))
-                         for kernels in openvino_kernels]
+            decoders += [("openvino" if path == "function-body" else "openvino-native",
+                          partial(profile_openvino, onnx_path, feeds, threads, native=path == "native"))
+                         for path in paths.get("openvino", ("function-body",))]
         for backend, profile in decoders:
             summary = profile()
             ops, custom_ops = summary["ops"], summary["custom_ops"]
@@ -105,7 +110,7 @@ class BenchRequest:
     sizes: str | None
     precisions: str
     settings: Settings
-    openvino_kernels: str | None = None  # None: both paths where the native kernels were built
+    kernels: str | None = None  # None: both paths where the native kernels can run
     json_path: Path | None = None
     csv_path: Path | None = None
     plot_path: Path | None = None
@@ -130,7 +135,7 @@ def run(request: BenchRequest, console: Console) -> None:
         console.print(f"[dim][{time.perf_counter() - start:7.1f}s][/dim] {message}", highlight=False)
 
     settings = replace(request.settings, openvino_precisions=precisions,
-                       openvino_kernels=openvino_kernel_paths(request.openvino_kernels, chosen_backends, progress))
+                       kernels=kernel_paths(request.kernels, chosen_backends, targets, progress))
     rows = run_bench(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
     clicks = click_rows(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
     gemm_rates = {threads: gemm_gflop_per_s(threads) for threads in thread_counts}
@@ -157,17 +162,22 @@ def run(request: BenchRequest, console: Console) -> None:
         console.print(f"wrote {plot_path}")
     if profile_path:
         scenario = "medium" if "medium" in chosen_scenarios else chosen_scenarios[0]
-        write_profiles(targets, chosen_backends, scenario, thread_counts[-1], profile_path, console, settings.openvino_kernels)
+        write_profiles(targets, chosen_backends, scenario, thread_counts[-1], profile_path, console, settings.kernels)
 
 
-def openvino_kernel_paths(requested: str | None, backends: list[str], progress: Callable[[str], None]) -> tuple[str, ...]:
-    """The OpenVINO custom-op paths to time: as asked, else both where the native kernels were built."""
-    from i2f_deploy.custom_ops.native import openvino_extension
-
+def kernel_paths(requested: str | None, backends: list[str], targets: list[Target],
+                 progress: Callable[[str], None]) -> dict[str, tuple[str, ...]]:
+    """Per graph backend, the custom-op paths to time: as asked (a native path that cannot run is
+    then refused by ``runtime.load``), else both where the native kernels can run."""
+    graph_backends = [backend for backend in backends if backend in runtime.BACKENDS]
     if requested is not None:
-        return tuple(comma_list(requested, "--openvino-kernels", OPENVINO_KERNELS))
-    if openvino_extension() is None:
-        if "openvino" in backends:
-            progress("native kernels not built: OpenVINO rows run the function bodies only")
-        return ("function-body",)
-    return OPENVINO_KERNELS
+        paths = tuple(comma_list(requested, "--kernels", KERNEL_PATHS))
+        return dict.fromkeys(graph_backends, paths)
+    chosen: dict[str, tuple[str, ...]] = {}
+    for backend in graph_backends:
+        segmented = all(t.manifest.files.decoder.segments is not None for t in targets)
+        reason = runtime.native_unavailable(backend, segmented)
+        if reason:
+            progress(f"{backend} rows run the function bodies only: {reason}")
+        chosen[backend] = ("function-body",) if reason else KERNEL_PATHS
+    return chosen

@@ -3,7 +3,9 @@ performance counters, summed per operator type (the per-node names of the two ba
 match). On OpenVINO also per custom op: its native node, or the nodes of its function body (our
 conversion names them ``<op>:<call>/...``, see ``custom_ops.openvino``; a node the plugin fused
 keeps one of its parts' names, so a body's share is approximate at its edges). ONNX Runtime's
-inlined nodes do not keep their op's name, so its profile has no per-op split."""
+inlined nodes do not keep their op's name, so its profile has no per-op split; its native path
+(the decoder's segments with the kernels between them) is timed per step: each op's kernel, and
+the graph segments together."""
 
 from __future__ import annotations
 
@@ -64,6 +66,24 @@ def profile_onnxruntime(onnx_path: Path, feeds: dict[str, np.ndarray], threads: 
     per_run = len(kernels) // (runs + 1)
     nodes = ((e["name"], e["args"]["op_name"], e["dur"] / 1000) for e in kernels[per_run:])
     return _summary(nodes, runs, limit, set())
+
+
+def profile_onnxruntime_segments(artifact_dir: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3,
+                                 limit: int = 12) -> dict:
+    """ONNX Runtime's native path: ``{"ops": [each op's kernels, "graph segments"], "custom_ops":
+    {op: ms per run}}`` from the runner's own step times (the segments' operators are not split)."""
+    from i2f_deploy import runtime
+
+    decoder = runtime.load(artifact_dir, "decoder", "onnxruntime", threads, kernels="native", verify=False)
+    runner = decoder.graph
+    runner.step_ms = []  # type: ignore[attr-defined]
+    decoder.run(feeds)  # warm-up
+    nodes = []
+    for _ in range(runs):
+        decoder.run(feeds)
+        for (step, _session, _kernel), ms in zip(runner.steps, runner.step_ms):  # type: ignore[attr-defined]
+            nodes.append((step.graph or str(step.op), step.op or "graph segments", ms))
+    return _summary(nodes, runs, limit, _custom_types())
 
 
 def profile_openvino(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3,

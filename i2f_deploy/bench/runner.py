@@ -52,14 +52,15 @@ class Settings:
     ort: OrtOptions = OrtOptions()  # ONNX Runtime's contenders run with these
     openvino: OpenVinoOptions = OpenVinoOptions()  # and OpenVINO's with these
     openvino_precisions: tuple[str, ...] = ("f32",)  # one OpenVINO contender each; f32 is "openvino"
-    openvino_kernels: tuple[str, ...] = ("function-body",)  # and each of these; native ones are "<label>-native"
+    kernels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per graph backend, each path a contender
+    # (none listed: the function bodies); native ones are "<label>-native"
 
     def record(self) -> dict[str, object]:
         """The settings as the JSON report records them (each backend's options flat)."""
         return {"threads": self.threads, "repeat": self.repeat, "warmup": self.warmup, "settle_ms": self.settle_ms,
                 "ort_spinning": self.ort.spinning, "openvino_hint": self.openvino.performance_hint,
                 "openvino_streams": self.openvino.streams, "openvino_precisions": self.openvino_precisions,
-                "openvino_kernels": self.openvino_kernels}
+                "kernels": {backend: list(paths) for backend, paths in self.kernels.items()}}
 
 
 @dataclass
@@ -157,7 +158,6 @@ def _row(target: Target, contender: Contender, part: str, scenario: str, setting
     median, p10, p90 = quantiles(timings)
     recorded = settings.record()
     recorded.pop("openvino_precisions")
-    recorded.pop("openvino_kernels")
     recorded["kernels"] = contender.kernels
     recorded["export_precision"] = target.precision
     if contender.backend != "onnxruntime":
@@ -246,12 +246,11 @@ def graph_contender(target: Target, backend: str, settings: Settings, features: 
     if exported != "f32":
         return Contender(f"{backend}-{exported}", target.routing, load_encoder, decode,
                          exported if backend == "openvino" else None, decoder.kernels)
-    if backend != "openvino":
-        return Contender(backend, target.routing, load_encoder, decode, None, decoder.kernels)
-    label = backend if precision == "f32" else f"{backend}-{precision}"
+    label = backend if backend != "openvino" or precision == "f32" else f"{backend}-{precision}"
+    openvino_precision = precision if backend == "openvino" else None
     if kernels == "native":
-        return Contender(f"{label}-native", target.routing, None, decode, precision, decoder.kernels)
-    return Contender(label, target.routing, load_encoder, decode, precision, decoder.kernels)
+        return Contender(f"{label}-native", target.routing, None, decode, openvino_precision, decoder.kernels)
+    return Contender(label, target.routing, load_encoder, decode, openvino_precision, decoder.kernels)
 
 
 def contenders_for(target: Target, backends: list[str], settings: Settings, features: dict[str, np.ndarray],
@@ -267,12 +266,10 @@ def contenders_for(target: Target, backends: list[str], settings: Settings, feat
             contenders.append(torch_contender(target, target.routing, features, image, True))
             if target.routing == "dynamic":
                 contenders.append(torch_contender(target, "dense", features, image, False))
-        elif backend == "openvino":
-            for precision in settings.openvino_precisions:
-                for kernels in settings.openvino_kernels:
-                    contenders.append(graph_contender(target, backend, settings, features, image, precision, kernels))
         else:
-            contenders.append(graph_contender(target, backend, settings, features, image))
+            for precision in settings.openvino_precisions if backend == "openvino" else ("f32",):
+                for kernels in settings.kernels.get(backend, ("function-body",)):
+                    contenders.append(graph_contender(target, backend, settings, features, image, precision, kernels))
     return contenders
 
 

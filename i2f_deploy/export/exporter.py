@@ -32,6 +32,7 @@ from i2f_deploy.export.onnx_files import save_model, simplify_checked
 from i2f_deploy.export.precision import calibration_inputs, precision_record, quantize_for_onnxruntime, quantize_for_openvino
 from i2f_deploy.export.quiet import loggers_at
 from i2f_deploy.export.rewrites import gelu_in_fusable_order
+from i2f_deploy.export.segments import write_segments
 from i2f_deploy.model.inter2former import Inter2Former, build_model, random_model
 from i2f_deploy.outputs import check_artifact_dir
 
@@ -173,12 +174,14 @@ def _export_into(scratch: Path, model: Inter2Former, options: ExportOptions,
         notes.append(f"decoder: {note}")
     save_model(decoder, scratch / "decoder.onnx")
     save_model(onnx.inliner.inline_local_functions(decoder), scratch / "decoder_inlined.onnx")
+    segments = write_segments(decoder, scratch)
     edge_maps = list(example[1 : 1 + NUM_EDGE_MAPS])
     save_model(export_edge_terms(model, edge_maps, options.opset), scratch / "edge_conv.onnx")
 
-    files = {
+    files: dict[str, dict[str, object]] = {
         "encoder": {"onnx": "encoder.onnx"},
-        "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx", "edge_conv": "edge_conv.onnx"},
+        "decoder": {"onnx": "decoder.onnx", "onnx_inlined": "decoder_inlined.onnx", "edge_conv": "edge_conv.onnx",
+                    "segments": segments},
     }
     if len(encoder_files) > 1:
         files["encoder"]["external_data"] = encoder_files[1]

@@ -33,7 +33,7 @@ def write_manifest(
     routing: str,
     opset: int,
     weights: dict[str, object],
-    files: dict[str, dict[str, str]],
+    files: dict[str, dict[str, object]],
     notes: list[str],
     precision: dict[str, object],
 ) -> Path:
@@ -62,10 +62,11 @@ def write_manifest(
         "checksums": {str(p.relative_to(out_dir)): sha256(p) for p in all_files},
         "sizes": {str(p.relative_to(out_dir)): p.stat().st_size for p in all_files},
         "backends": {
-            "onnxruntime": "stock onnxruntime: the custom ops carry ONNX functions that it inlines",
+            "onnxruntime": ("stock onnxruntime: the custom ops carry ONNX functions that it inlines; or the segments of "
+                            "decoder_segments/plan.json with the ops' native kernels between them (i2f_deploy.runtime.ort_segments)"),
             "openvino": (
                 "read decoder.onnx after registering the custom ops (i2f_deploy.custom_ops.openvino.register; "
-                "native=True runs DLUUpsample on the extension library built at install), "
+                "native=True runs the ops on the extension library built at install), "
                 "or read decoder_inlined.onnx or openvino/*.xml as they are; compile with "
                 "INFERENCE_PRECISION_HINT=f32 for parity"
             ),

@@ -1,8 +1,9 @@
 """Run exported graphs without torch: ``load(artifact_dir, part, backend)`` -> ``.run(inputs)``.
 
-Imports numpy and the chosen backend only. The decoder's custom ops need nothing on ONNX
-Runtime (they carry ONNX functions); on OpenVINO they are registered from those functions, or
-run the native kernels built at install (``kernels``). Every runner's ``kernels`` says which.
+Imports numpy and the chosen backend only. The decoder's custom ops run their ONNX function
+bodies, or the native kernels built at install (``kernels``): on OpenVINO through its extension,
+on ONNX Runtime between the decoder's exported segments (``ort_segments``). Every runner's
+``kernels`` says which.
 """
 
 from __future__ import annotations
@@ -58,30 +59,42 @@ def check_threads(threads: int | None, option: str = "threads") -> None:
 
 
 @cache
-def _say_function_bodies(reason: str) -> None:
-    logging.getLogger(__name__).warning("OpenVINO runs the custom ops' function bodies: %s", reason)
+def _say_function_bodies(backend: str, reason: str) -> None:
+    name = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}[backend]
+    logging.getLogger(__name__).warning("%s runs the custom ops' function bodies: %s", name, reason)
 
 
-def kernel_path(backend: str, kernels: str) -> str:
-    """"native" or "function-body": the path the custom ops take for a ``kernels`` request."""
-    from i2f_deploy.custom_ops.native import OPENVINO_LIBRARY, library_dir, openvino_extension
+def native_unavailable(backend: str, segmented: bool = True) -> str | None:
+    """Why ``backend`` cannot run the native kernels here (None: it can)."""
+    from i2f_deploy.custom_ops.native import KERNELS_LIBRARY, OPENVINO_LIBRARY, library_dir
 
+    if backend == "onnxruntime":
+        if not (library_dir() / KERNELS_LIBRARY).is_file():
+            return (f"{library_dir() / KERNELS_LIBRARY} was not built (no C++ compiler at install): "
+                    "reinstall i2f-deploy with g++ and CMake present")
+        if not segmented:
+            return "the artifact has no decoder segments (exported before they existed): re-export it"
+        return None
+    if not (library_dir() / OPENVINO_LIBRARY).is_file():
+        return (f"{library_dir() / OPENVINO_LIBRARY} was not built (no C++ compiler or OpenVINO at install): "
+                "reinstall i2f-deploy with g++, CMake and openvino present")
+    return None
+
+
+def kernel_path(backend: str, kernels: str, segmented: bool = True) -> str:
+    """"native" or "function-body": the path the custom ops take for a ``kernels`` request.
+    ``segmented``: the artifact carries the decoder's segments (ONNX Runtime's native path)."""
     if kernels not in KERNELS:
         raise I2FError(f"unknown kernels {kernels!r}; choose from {', '.join(KERNELS)}")
     if kernels == "function-body":
         return kernels
-    if backend == "onnxruntime":
-        if kernels == "native":
-            raise I2FError("onnxruntime has no native kernels (its wheel ships no C API headers; docs/performance.md): "
-                           "use kernels='function-body' or backend openvino")
-        return "function-body"
-    if openvino_extension() is None:
-        reason = f"{library_dir() / OPENVINO_LIBRARY} was not built (no C++ compiler or OpenVINO at install)"
-        if kernels == "native":
-            raise I2FError(f"native kernels requested, but {reason}: reinstall i2f-deploy with g++, CMake and openvino present")
-        _say_function_bodies(reason)
-        return "function-body"
-    return "native"
+    reason = native_unavailable(backend, segmented)
+    if reason is None:
+        return "native"
+    if kernels == "native":
+        raise I2FError(f"native kernels requested on {backend}, but {reason}")
+    _say_function_bodies(backend, reason)
+    return "function-body"
 
 
 def read_manifest(artifact_dir: str | Path) -> Manifest:
@@ -144,8 +157,9 @@ def load(
     ``backend``; None: its defaults); ``verify`` checks the part's files against the manifest's
     sizes and SHA-256 first (a second or less; pass False once a product has verified its copy).
     ``kernels`` ("auto", "native" or "function-body") chooses how the custom ops run; "auto" takes
-    the native kernels where they were built (OpenVINO) and logs a warning where not; the
-    runner's ``kernels`` says which ran.
+    the native kernels where they were built (and, on ONNX Runtime, where the artifact carries the
+    decoder's segments) and logs a warning where not; the runner's ``kernels`` says which ran.
+    The encoder has no custom ops: on ONNX Runtime it runs as it is whatever ``kernels`` says.
     """
     if backend not in BACKENDS:
         raise I2FError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -161,11 +175,20 @@ def load(
         options = OrtOptions() if backend == "onnxruntime" else OpenVinoOptions()
     if options.backend != backend:
         raise I2FError(f"options for {options.backend} given to backend {backend}")
-    graph_options = (threads, precision, kernel_path(backend, kernels), options)
+    if backend == "onnxruntime" and part == "encoder":
+        kernels = "function-body"
+    path = kernel_path(backend, kernels, segmented=files.segments is not None)
+    graph_options = (threads, precision, path, options)
     graph_file = files.onnx
     if backend == "openvino" and exported == "int8":
         graph_file = str(files.openvino)
-    graph = _load_graph(Path(artifact_dir) / graph_file, *graph_options)
+    if backend == "onnxruntime" and path == "native":
+        from i2f_deploy.runtime.ort_segments import OrtSegmentedRunner
+
+        graph_file = (files.segments or [])[0]
+        graph: GraphRunner = OrtSegmentedRunner(Path(artifact_dir) / graph_file, threads, options)  # type: ignore[arg-type]
+    else:
+        graph = _load_graph(Path(artifact_dir) / graph_file, *graph_options)
     _check_target_size(graph, manifest, Path(artifact_dir) / graph_file)
     if part == "encoder":
         return graph

@@ -1,4 +1,6 @@
-// A C entry point per kernel, so tests (ctypes) call the arithmetic without a runtime.
+// A C entry point per kernel: tests (ctypes) call the arithmetic without a runtime, and ONNX Runtime's
+// segmented decoder (runtime/ort_segments.py) calls it between its graph segments. Each takes the
+// thread count: the calling thread and up to threads - 1 pooled workers (thread_pool.hpp).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -7,6 +9,7 @@
 #include "bsq_attention.hpp"
 #include "dlu_upsample.hpp"
 #include "hybrid_moe.hpp"
+#include "thread_pool.hpp"
 #include "token_routing.hpp"
 
 namespace {
@@ -20,16 +23,25 @@ int fail(const std::string& message, char* error, std::int64_t error_size) {
     return 1;
 }
 
+constexpr std::int64_t kMaxThreads = 1024;
+
+// "" or why the thread count is refused.
+std::string check_threads(const char* op, std::int64_t threads) {
+    if (threads >= 1 && threads <= kMaxThreads) return "";
+    return std::string(op) + ": threads must be from 1 to " + std::to_string(kMaxThreads) + ", got " + std::to_string(threads);
+}
+
 }  // namespace
 
 extern "C" {
 
-// Returns 0 and fills y, or 1 and a one-line reason in error (y untouched). Single-threaded.
+// Returns 0 and fills y, or 1 and a one-line reason in error (y untouched). On `threads` threads.
 __attribute__((visibility("default"))) int i2f_dlu_upsample(
     const std::int64_t* mixed_shape, const float* mixed, const std::int64_t* edge_map_shape, const float* edge_map,
     const std::int64_t* edge_term_shape, const float* edge_term, const std::int64_t* edge_weight_shape,
     const float* edge_weight, const std::int64_t* box, std::int64_t box_size, std::int64_t channels, float* y,
-    std::int64_t y_size, char* error, std::int64_t error_size) {
+    std::int64_t y_size, std::int64_t threads, char* error, std::int64_t error_size) {
+    if (const std::string problem = check_threads("DLUUpsample", threads); !problem.empty()) return fail(problem, error, error_size);
     if (!mixed_shape || !edge_map_shape || !edge_term_shape || !edge_weight_shape)
         return fail("DLUUpsample: a shape is missing", error, error_size);
     if (!mixed || !edge_map || !edge_term || !edge_weight) return fail("DLUUpsample: a tensor is missing", error, error_size);
@@ -46,16 +58,17 @@ __attribute__((visibility("default"))) int i2f_dlu_upsample(
     const std::int64_t expected = channels * 2 * (mixed_shape[2] - 4) * 2 * (mixed_shape[3] - 4);
     if (y_size != expected)
         return fail("DLUUpsample: y holds " + std::to_string(y_size) + " values, expected " + std::to_string(expected), error, error_size);
-    i2f::dlu_upsample(shapes, mixed, edge_map, edge_term, edge_weight, box, y, i2f::serial_for);
+    i2f::dlu_upsample(shapes, mixed, edge_map, edge_term, edge_weight, box, y, i2f::pooled_for(threads));
     return 0;
 }
 
 // TokenRouting: shape [4] of ref_label; token_order holds token_order_size values, dpe_box 4.
-// Returns 0 with num_routed set, or 1 and a one-line reason (outputs untouched). Single-threaded.
+// Returns 0 with num_routed set, or 1 and a one-line reason (outputs untouched). On `threads` threads.
 __attribute__((visibility("default"))) int i2f_token_routing(
     const std::int64_t* ref_label_shape, const std::uint8_t* ref_label, std::int64_t stride, std::int64_t kernel_size,
-    std::int64_t* token_order, std::int64_t token_order_size, std::int64_t* num_routed, std::int64_t* dpe_box, char* error,
-    std::int64_t error_size) {
+    std::int64_t* token_order, std::int64_t token_order_size, std::int64_t* num_routed, std::int64_t* dpe_box, std::int64_t threads,
+    char* error, std::int64_t error_size) {
+    if (const std::string problem = check_threads("TokenRouting", threads); !problem.empty()) return fail(problem, error, error_size);
     if (!ref_label_shape || !ref_label) return fail("TokenRouting: ref_label is missing", error, error_size);
     i2f::TokenRoutingShapes shapes{};
     std::memcpy(shapes.ref_label, ref_label_shape, sizeof shapes.ref_label);
@@ -68,17 +81,18 @@ __attribute__((visibility("default"))) int i2f_token_routing(
     if (token_order_size != i2f::routing_tokens(shapes))
         return fail("TokenRouting: token_order holds " + std::to_string(token_order_size) + " values, expected " +
                         std::to_string(i2f::routing_tokens(shapes)), error, error_size);
-    *num_routed = i2f::token_routing(shapes, ref_label, token_order, dpe_box, i2f::serial_for);
+    *num_routed = i2f::token_routing(shapes, ref_label, token_order, dpe_box, i2f::pooled_for(threads));
     return 0;
 }
 
 // BSQAttention: shapes as in BsqAttentionShapes (pairs for the matrices, code_bias its length).
-// Returns 0 and fills output [M, D], or 1 and a one-line reason. Single-threaded.
+// Returns 0 and fills output [M, D], or 1 and a one-line reason. On `threads` threads.
 __attribute__((visibility("default"))) int i2f_bsq_attention(
     const std::int64_t* query_shape, const float* query, const std::int64_t* key_shape, const float* key,
     const std::int64_t* value_shape, const float* value, const std::int64_t* code_weight_shape, const float* code_weight,
     std::int64_t code_bias_size, const float* code_bias, const std::int64_t* code_keys_shape, const float* code_keys,
-    float scale, std::int64_t code_size, float* output, std::int64_t output_size, char* error, std::int64_t error_size) {
+    float scale, std::int64_t code_size, float* output, std::int64_t output_size, std::int64_t threads, char* error, std::int64_t error_size) {
+    if (const std::string problem = check_threads("BSQAttention", threads); !problem.empty()) return fail(problem, error, error_size);
     if (!query_shape || !key_shape || !value_shape || !code_weight_shape || !code_keys_shape)
         return fail("BSQAttention: a shape is missing", error, error_size);
     if (!query || !key || !value || !code_weight || !code_bias || !code_keys) return fail("BSQAttention: a tensor is missing", error, error_size);
@@ -96,15 +110,16 @@ __attribute__((visibility("default"))) int i2f_bsq_attention(
     const std::int64_t expected = shapes.query[0] * shapes.query[1];
     if (output_size != expected || (expected > 0 && !output))
         return fail("BSQAttention: output holds " + std::to_string(output_size) + " values, expected " + std::to_string(expected), error, error_size);
-    i2f::bsq_attention(shapes, query, key, value, code_weight, code_bias, code_keys, output, i2f::serial_for);
+    i2f::bsq_attention(shapes, query, key, value, code_weight, code_bias, code_keys, output, i2f::pooled_for(threads));
     return 0;
 }
 
 // HybridMoE: ranks [23] and dims [23 x 3] of x, routed and the 21 weights (in WEIGHTS order),
-// their data in that order. Returns 0 and fills y [N, C], or 1 and a one-line reason. Single-threaded.
+// their data in that order. Returns 0 and fills y [N, C], or 1 and a one-line reason. On `threads` threads.
 __attribute__((visibility("default"))) int i2f_hybrid_moe(
     const std::int64_t* ranks, const std::int64_t* dims, const void* const* data, std::int64_t num_experts, float epsilon,
-    float* y, std::int64_t y_size, char* error, std::int64_t error_size) {
+    float* y, std::int64_t y_size, std::int64_t threads, char* error, std::int64_t error_size) {
+    if (const std::string problem = check_threads("HybridMoE", threads); !problem.empty()) return fail(problem, error, error_size);
     if (!ranks || !dims || !data) return fail("HybridMoE: the inputs are missing", error, error_size);
     constexpr int inputs = 2 + i2f::kHybridMoeWeights;
     i2f::HybridMoeShapes shapes{};
@@ -126,7 +141,7 @@ __attribute__((visibility("default"))) int i2f_hybrid_moe(
         return fail("HybridMoE: y holds " + std::to_string(y_size) + " values, expected " + std::to_string(expected), error, error_size);
     const float* weights[i2f::kHybridMoeWeights];
     for (int index = 0; index < i2f::kHybridMoeWeights; ++index) weights[index] = static_cast<const float*>(data[index + 2]);
-    i2f::hybrid_moe(shapes, static_cast<const float*>(data[0]), routed, weights, y, i2f::serial_for);
+    i2f::hybrid_moe(shapes, static_cast<const float*>(data[0]), routed, weights, y, i2f::pooled_for(threads));
     return 0;
 }
 

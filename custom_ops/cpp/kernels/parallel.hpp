@@ -1,5 +1,5 @@
-// How a kernel is handed its threads: the caller's runtime decides (OpenVINO's parallel_for, or a
-// plain loop for the C entries); no kernel starts threads of its own.
+// How a kernel is handed its threads: the caller's runtime decides (OpenVINO's parallel_for, or the
+// C entries' pool of the caller's thread count, thread_pool.hpp); no kernel starts threads of its own.
 #pragma once
 
 #include <cstdint>

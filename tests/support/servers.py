@@ -4,7 +4,6 @@ HTTP servers a test scripts."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+
+from i2f_deploy.loadtest import free_port, stop_server
 
 # Runs the CLI with torch unimportable; every attempt to import it is printed at once (the
 # process may end by a signal, so nothing is left to print at exit).
@@ -30,23 +31,6 @@ from i2f_deploy.cli import main
 sys.argv = ["i2f-deploy", *sys.argv[1:]]
 main()
 """
-
-
-def free_port() -> int:
-    """A port nothing listens on at the moment (on 127.0.0.1)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """SIGTERM (graph runs already queued finish), then SIGKILL after 30 s."""
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 @contextlib.contextmanager

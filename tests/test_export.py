@@ -306,37 +306,18 @@ def test_onnxruntime_fuses_every_encoder_gelu(tiny_artifacts, tmp_path):
     assert "Erf" in source and "Erf" not in optimized and optimized.count("Gelu") == source.count("Erf")
 
 
-def test_function_bodies_serve_openvino_when_the_native_library_is_absent(tiny_artifacts, golden, tmp_path, monkeypatch, caplog):
-    """An install without a compiler: "auto" runs the function bodies, says so, and keeps parity;
-    "native" is refused in one line."""
+@pytest.mark.parametrize(("backend", "label"), [("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO")])
+def test_function_bodies_serve_when_the_native_library_is_absent(backend, label, tiny_artifacts, golden, tiny_model, golden_encoded,
+                                                               tmp_path, monkeypatch, caplog):
+    """An install without a compiler: "auto" runs the function bodies (on ONNX Runtime the whole
+    decoder.onnx), says so, and keeps parity; "native" is refused in one line."""
     from i2f_deploy.errors import I2FError
 
     monkeypatch.setenv("I2F_NATIVE_LIB_DIR", str(tmp_path))  # holds no library
     with caplog.at_level("WARNING"):
-        decoder = runtime.load(tiny_artifacts, "decoder", "openvino")
+        decoder = runtime.load(tiny_artifacts, "decoder", backend)
     assert decoder.kernels == "function-body"
-    assert "OpenVINO runs the custom ops' function bodies" in caplog.text and "was not built" in caplog.text
-    feeds = {name: golden[name] for name in FEATURES}
-    for case in DECODER_CASES:
-        out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
-        assert_close(out["logits"], golden[f"{case}/logits"], atol=1e-3, what=case)
-        np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
-    with pytest.raises(I2FError, match=r"native kernels requested on openvino, but .* was not built") as refusal:
-        runtime.load(tiny_artifacts, "decoder", "openvino", kernels="native")
-    assert "\n" not in str(refusal.value)
-
-
-def test_function_bodies_serve_onnxruntime_when_the_native_library_is_absent(tiny_artifacts, golden, tiny_model, golden_encoded,
-                                                                            tmp_path, monkeypatch, caplog):
-    """An install without a compiler: "auto" runs the whole decoder.onnx, says so, and keeps
-    parity; "native" is refused in one line."""
-    from i2f_deploy.errors import I2FError
-
-    monkeypatch.setenv("I2F_NATIVE_LIB_DIR", str(tmp_path))  # holds no library
-    with caplog.at_level("WARNING"):
-        decoder = runtime.load(tiny_artifacts, "decoder", "onnxruntime")
-    assert decoder.kernels == "function-body"
-    assert "ONNX Runtime runs the custom ops' function bodies" in caplog.text and "was not built" in caplog.text
+    assert f"{label} runs the custom ops' function bodies" in caplog.text and "was not built" in caplog.text
     feeds = {name: golden[name] for name in FEATURES}
     for case in DECODER_CASES:
         out = decoder.run({**feeds, "ref_label": golden[f"{case}/ref_label"]})
@@ -345,8 +326,8 @@ def test_function_bodies_serve_onnxruntime_when_the_native_library_is_absent(tin
         assert int(out["num_routed"]) == len(golden[f"{case}/full_attention_tokens"]), case
         np.testing.assert_array_equal(out["dpe_box"], reference.routing.box_values.numpy())
         np.testing.assert_array_equal(out["dlu_box"], golden[f"{case}/dlu_bbox"])
-    with pytest.raises(I2FError, match=r"native kernels requested on onnxruntime, but .*libi2f_kernels.so was not built") as refusal:
-        runtime.load(tiny_artifacts, "decoder", "onnxruntime", kernels="native")
+    with pytest.raises(I2FError, match=rf"native kernels requested on {backend}, but .* was not built") as refusal:
+        runtime.load(tiny_artifacts, "decoder", backend, kernels="native")
     assert "\n" not in str(refusal.value)
 
 

@@ -285,7 +285,9 @@ def test_runners_say_whether_their_runs_may_overlap(tiny_artifacts: Path, backen
     from i2f_deploy import runtime
 
     for part in ("encoder", "decoder"):
-        assert runtime.load(tiny_artifacts, part, backend).concurrent is (backend == "onnxruntime")
+        runner = runtime.load(tiny_artifacts, part, backend)
+        # ONNX Runtime's sessions may overlap; its segmented native decoder reuses its kernels' buffers
+        assert runner.concurrent is (backend == "onnxruntime" and runner.kernels == "function-body")
 
 
 def test_too_many_clicks_get_422(tiny_artifacts: Path, image: np.ndarray) -> None:

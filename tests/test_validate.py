@@ -53,16 +53,20 @@ def scaled_copy(artifacts, tmp_path, part: str, initializer_hint: str, factor: f
 
     copy = tmp_path / f"perturbed-{part}"
     shutil.copytree(artifacts, copy)
-    graph = copy / f"{part}.onnx"
-    model = onnx.load(str(graph))
-    target = next(t for t in model.graph.initializer if initializer_hint in t.name)
-    target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(target) * np.float32(factor), target.name))
-    onnx.save(model, str(graph))
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["checksums"][graph.name] = sha256(graph)
-    manifest["sizes"][graph.name] = graph.stat().st_size
+    name = next(t.name for t in onnx.load(str(copy / f"{part}.onnx")).graph.initializer if initializer_hint in t.name)
+    # that weight in the part's graph and, for the decoder, in the segment ONNX Runtime's native path runs
+    for graph in [copy / f"{part}.onnx", *sorted((copy / f"{part}_segments").glob("*.onnx"))]:
+        model = onnx.load(str(graph))
+        target = next((t for t in model.graph.initializer if t.name == name), None)
+        if target is None:
+            continue
+        target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(target) * np.float32(factor), target.name))
+        onnx.save(model, str(graph))
+        manifest["checksums"][graph.relative_to(copy).as_posix()] = sha256(graph)
+        manifest["sizes"][graph.relative_to(copy).as_posix()] = graph.stat().st_size
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    return copy, target.name
+    return copy, name
 
 
 @pytest.mark.parametrize(

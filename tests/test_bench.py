@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from i2f_deploy.custom_ops.registry import OP_TYPES
 from support.native import require_native
@@ -77,11 +78,12 @@ def test_bench_runs_every_backend_and_scenario(tiny_artifacts, tiny_checkpoint, 
         assert len(list(csv.DictReader(handle))) == len(rows) + len(clicks)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     profiles = json.loads(profile.read_text())
-    assert {(p["backend"], p["part"]) for p in profiles} == {
-        (b, part) for b in ("onnxruntime", "openvino") for part in ("encoder", "decoder")} | {
-        ("onnxruntime-native", "decoder"), ("openvino-native", "decoder")}
+    decoders = ("onnxruntime", "openvino", "onnxruntime-native", "openvino-native")
+    assert sorted((p["backend"], p["part"], p["scenario"]) for p in profiles) == sorted(
+        [(b, "encoder", "image") for b in ("onnxruntime", "openvino")]
+        + [(b, "decoder", s) for b in decoders for s in ("first-click", "medium")])  # the goals' clicks
     for entry in profiles:
-        assert entry["scenario"] == ("medium" if entry["part"] == "decoder" else "image") and entry["ops"]
+        assert entry["ops"]
         assert all(op["ms_per_run"] >= 0 and 0 <= op["share"] <= 1 for op in entry["ops"])
         if entry["part"] == "decoder" and entry["backend"] != "onnxruntime":  # time per custom op (ONNX Runtime's bodies: none)
             timed = set(CUT_OPS) if entry["backend"] == "onnxruntime-native" else set(OP_TYPES)  # the others run in its segments
@@ -139,3 +141,43 @@ def test_factored_dlu_work_is_counted_as_the_graphs_compute_it():
     assert dlu_flop(config, 64, 64, factored=True) == pytest.approx(locator + mixing + filters)
     assert dlu_flop(config, 64, 64) / 1e9 == pytest.approx(7.1, abs=0.05)
     assert dlu_flop(config, 64, 64, factored=True) / 1e9 == pytest.approx(2.07, abs=0.01)
+
+
+def test_eager_pytorch_runs_in_a_process_of_its_own_and_decides_as_the_model(tiny_artifacts, tiny_checkpoint):
+    """The eager contender's click is the model's (routing and boxes), timed by the child itself;
+    closing it leaves no process behind."""
+    import multiprocessing
+    import os
+
+    import torch
+
+    from i2f_deploy.bench.eager import EagerProcess
+    from i2f_deploy.bench.runner import Target, bench_image
+    from i2f_deploy.contract import IMAGE_FEATURES
+
+    target = Target(tiny_artifacts, tiny_checkpoint)
+    model = target.model(target.routing)
+    image = bench_image(target.size)
+    with torch.no_grad():
+        embeddings, edge_maps = model.encode(torch.from_numpy(image))
+        features = dict(zip(IMAGE_FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
+        ref_label = scenario_prompt_map("medium", target.size)
+        expected = model.decode_detailed(embeddings, edge_maps, torch.from_numpy(ref_label))
+    process = EagerProcess(tiny_artifacts, tiny_checkpoint, target.routing, 1, image, features)
+    try:
+        assert process._process.pid != os.getpid()
+        elapsed_ms, (num_routed, dpe_box, dlu_box) = process.decode(ref_label)
+        assert elapsed_ms > 0 and process.encode() > 0
+    finally:
+        process.close()
+    assert num_routed == expected.routed_tokens.numel()
+    assert dpe_box == expected.routing.box_values.tolist() and dlu_box == expected.dlu_box.as_tensor().tolist()
+    assert not multiprocessing.active_children()
+
+
+def test_eager_pytorch_that_cannot_start_is_one_line(tiny_artifacts, tmp_path):
+    from i2f_deploy.bench.eager import EagerProcess
+
+    with pytest.raises(RuntimeError, match="eager PyTorch could not start: .*checkpoint") as caught:
+        EagerProcess(tiny_artifacts, None, "dynamic", 1, np.zeros((1, 3, 8, 8), np.float32), {})
+    assert "\n" not in str(caught.value)

@@ -17,7 +17,7 @@ from i2f_deploy import runtime
 from i2f_deploy.bench.clicks import click_rows
 from i2f_deploy.bench.gemm import gemm_gflop_per_s
 from i2f_deploy.bench.report import print_click_table, print_table, write_csv, write_json, write_plot
-from i2f_deploy.bench.runner import BACKENDS, Settings, Target, run_bench
+from i2f_deploy.bench.runner import BACKENDS, Row, Settings, Target, run_bench
 from i2f_deploy.bench.scenarios import SCENARIOS
 from i2f_deploy.contract import REF_LABEL
 from i2f_deploy.errors import I2FError
@@ -26,6 +26,7 @@ from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
 
 KERNEL_PATHS = ("function-body", "native")
+PROFILED_SCENARIOS = ("first-click", "medium")  # the goals' clicks
 
 
 def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoint: Path | None) -> list[Target]:
@@ -43,10 +44,10 @@ def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoin
     return targets
 
 
-def write_profiles(targets: list[Target], backends: list[str], scenario: str, threads: int, path: Path,
+def write_profiles(targets: list[Target], backends: list[str], scenarios: list[str], threads: int, path: Path,
                    console: Console, kernels: dict[str, tuple[str, ...]] | None = None) -> None:
-    """Per-operator time of one encoding and of one ``scenario`` click on each graph backend (f32
-    exports; the click once per custom-op path in ``kernels``), as JSON and a table."""
+    """Per-operator time of one encoding and of one click of each of ``scenarios`` on each graph
+    backend (f32 exports; the click once per custom-op path in ``kernels``), as JSON and a table."""
     import numpy as np
     import torch
 
@@ -71,22 +72,25 @@ def write_profiles(targets: list[Target], backends: list[str], scenario: str, th
                               f"operator types): {top}")
         with torch.no_grad():
             embeddings, edge_maps = target.model(target.routing).encode(torch.from_numpy(bench_image(target.size)))
-        feeds = dict(zip(IMAGE_FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
-        feeds = runtime.load(target.artifact_dir, "decoder", "onnxruntime", verify=False).with_derived(feeds)
-        feeds[REF_LABEL] = scenario_prompt_map(scenario, target.size)
+        features = dict(zip(IMAGE_FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
+        features = runtime.load(target.artifact_dir, "decoder", "onnxruntime", verify=False).with_derived(features)
         onnx_path = target.artifact_dir / target.manifest.files.decoder.onnx
-        feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
         paths = kernels or {}
         decoders = []
-        if "onnxruntime" in backends:
-            decoders += [("onnxruntime", partial(profile_onnxruntime, onnx_path, feeds, threads)) if path == "function-body" else
-                         ("onnxruntime-native", partial(profile_onnxruntime_segments, target.artifact_dir, feeds, threads))
-                         for path in paths.get("onnxruntime", ("function-body",))]
-        if "openvino" in backends:
-            decoders += [("openvino" if path == "function-body" else "openvino-native",
-                          partial(profile_openvino, onnx_path, feeds, threads, native=path == "native"))
-                         for path in paths.get("openvino", ("function-body",))]
-        for backend, profile in decoders:
+        for scenario in scenarios:
+            feeds = {k: np.ascontiguousarray(v) for k, v in features.items()}
+            feeds[REF_LABEL] = scenario_prompt_map(scenario, target.size)
+            if "onnxruntime" in backends:
+                decoders += [(scenario, "onnxruntime", partial(profile_onnxruntime, onnx_path, feeds, threads))
+                             if path == "function-body" else
+                             (scenario, "onnxruntime-native",
+                              partial(profile_onnxruntime_segments, target.artifact_dir, feeds, threads))
+                             for path in paths.get("onnxruntime", ("function-body",))]
+            if "openvino" in backends:
+                decoders += [(scenario, "openvino" if path == "function-body" else "openvino-native",
+                              partial(profile_openvino, onnx_path, feeds, threads, native=path == "native"))
+                             for path in paths.get("openvino", ("function-body",))]
+        for scenario, backend, profile in decoders:
             summary = profile()
             ops, custom_ops = summary["ops"], summary["custom_ops"]
             profiles.append({"size": target.size, "routing": target.routing, "backend": backend, "part": "decoder",
@@ -136,14 +140,8 @@ def run(request: BenchRequest, console: Console) -> None:
 
     settings = replace(request.settings, openvino_precisions=precisions,
                        kernels=kernel_paths(request.kernels, chosen_backends, targets, progress))
-    rows = run_bench(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
-    clicks = click_rows(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
-    gemm_rates = {threads: gemm_gflop_per_s(threads) for threads in thread_counts}
+    gemm_rates = {threads: gemm_gflop_per_s(threads) for threads in thread_counts}  # before the graphs load
     progress("f32 GEMM: " + ", ".join(f"{rate:.0f} GFLOP/s on {threads} thread(s)" for threads, rate in gemm_rates.items()))
-    print_table(rows, console, gemm_rates)
-    if clicks:
-        print_click_table(clicks, console)
-    rows += clicks
     meta = {
         "artifacts": [str(t.artifact_dir) for t in targets],
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
@@ -151,18 +149,30 @@ def run(request: BenchRequest, console: Console) -> None:
                     "gemm_gflop_per_s": {str(threads): rate for threads, rate in gemm_rates.items()}},
         "settings": {**settings.record(), "threads": thread_counts},
     }
-    if json_path:
-        write_json(rows, json_path, meta, gemm_rates)
-        console.print(f"wrote {json_path}")
-    if csv_path:
-        write_csv(rows, csv_path)
-        console.print(f"wrote {csv_path}")
-    if plot_path:
-        write_plot(rows, plot_path)
-        console.print(f"wrote {plot_path}")
+
+    def write(rows: list[Row]) -> None:
+        """The report files of ``rows``: written when the decoder rows are done and again at the
+        end, so that a run cut off during its click rows keeps them."""
+        if json_path:
+            write_json(rows, json_path, meta, gemm_rates)
+        if csv_path:
+            write_csv(rows, csv_path)
+        if plot_path:
+            write_plot(rows, plot_path)
+
+    rows = run_bench(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
+    write(rows)
+    clicks = click_rows(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
+    print_table(rows, console, gemm_rates)
+    if clicks:
+        print_click_table(clicks, console)
+    write(rows + clicks)
+    for path in (json_path, csv_path, plot_path):
+        if path:
+            console.print(f"wrote {path}")
     if profile_path:
-        scenario = "medium" if "medium" in chosen_scenarios else chosen_scenarios[0]
-        write_profiles(targets, chosen_backends, scenario, thread_counts[-1], profile_path, console, settings.kernels)
+        profiled = [s for s in PROFILED_SCENARIOS if s in chosen_scenarios] or chosen_scenarios[:1]
+        write_profiles(targets, chosen_backends, profiled, thread_counts[-1], profile_path, console, settings.kernels)
 
 
 def kernel_paths(requested: str | None, backends: list[str], targets: list[Target],

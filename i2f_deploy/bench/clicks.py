@@ -17,12 +17,14 @@ untimed), so every timed click is one decoder run, never a state taken from the 
   PNG mask and the polygons, the defaults) and its JSON answer read; the graph time is the answer's
   ``decode_ms``.
 
-Contenders are timed in turns like every other row (``runner._round_robin``'s rule), each timed
-click followed by an untimed pause.
+A backend's session and HTTP clicks are timed in turns like every other row
+(``runner._round_robin``'s rule), each timed click followed by an untimed pause; the backends one
+after the other.
 """
 
 from __future__ import annotations
 
+import gc
 import http.client
 import importlib.util
 import subprocess
@@ -221,10 +223,40 @@ def photo_features(model: Inter2Former, size: int, image: np.ndarray) -> dict[st
     return dict(zip(IMAGE_FEATURES, [t.numpy() for t in (embeddings, *edge_maps)]))
 
 
+def _backend_click_rows(target: Target, backend: str, threads: int, features: dict[str, np.ndarray],
+                        image: np.ndarray, scenarios: list[str], settings: Settings, serving: bool) -> list[Row]:
+    """``backend``'s session click and HTTP click (``serving``) per scenario, in turns."""
+    rows: list[Row] = []
+    contenders: list[ClickContender] = []
+    try:
+        contenders.append(session_contender(target.artifact_dir, backend, threads, target.size, features, image))
+        if serving:
+            contenders.append(http_contender(target.artifact_dir, backend, threads, image))
+        for scenario in scenarios:
+            *before, last = photo_clicks(scenario, target.size)
+            walls, graphs, peak = _clicks_in_turns(contenders, before, last, settings.warmup, settings.repeat,
+                                                   settings.settle_ms)
+            for contender, wall, graph in zip(contenders, walls, graphs):
+                median, p10, p90 = quantiles(wall)
+                rows.append(Row(target.size, contender.backend, target.routing, contender.part, scenario, threads,
+                                median, p10, p90, peak, graph_ms=float(np.median(graph)),
+                                outside_ms=float(np.median(np.subtract(wall, graph))),
+                                settings={"threads": threads, "repeat": settings.repeat, "warmup": settings.warmup,
+                                          "settle_ms": settings.settle_ms, "kernels": contender.kernels,
+                                          "options": interactive_options(contender.backend).model_dump(),
+                                          "image": f"{PHOTO_WIDTH}x{PHOTO_HEIGHT}"}))
+    finally:
+        for contender in contenders:
+            contender.close()
+    return rows
+
+
 def click_rows(targets: list[Target], backends: list[str], scenarios: list[str], threads: list[int],
                settings: Settings, progress: Callable[[str], None]) -> list[Row]:
     """Per f32 target and thread count, a session-click and an HTTP-click row of each graph
-    backend per scenario (HTTP when the serve extra is installed), all timed in turns."""
+    backend per scenario (HTTP when the serve extra is installed). A backend's two are timed in
+    turns; the backends one after the other, each freed before the next loads (at 2048 two servers
+    and two sessions beside the bench's own graphs exceeded 24 GB)."""
     graph_backends = [b for b in backends if b != "torch"]
     serving = web_stack_installed()
     if graph_backends and not serving:
@@ -234,31 +266,9 @@ def click_rows(targets: list[Target], backends: list[str], scenarios: list[str],
     for target in [t for t in targets if t.precision == "f32"] if graph_backends else []:
         features = photo_features(target.model(target.routing), target.size, image)
         for count in threads:
-            progress(f"{target.size} clicks on a {PHOTO_WIDTH}x{PHOTO_HEIGHT} photo: {', '.join(graph_backends)} "
-                     f"in a session{' and over HTTP' if serving else ''}, {count} thread(s)")
-            contenders: list[ClickContender] = []
-            try:
-                for backend in graph_backends:
-                    contenders.append(session_contender(target.artifact_dir, backend, count, target.size, features,
-                                                        image))
-                if serving:
-                    for backend in graph_backends:
-                        contenders.append(http_contender(target.artifact_dir, backend, count, image))
-                for scenario in scenarios:
-                    *before, last = photo_clicks(scenario, target.size)
-                    walls, graphs, peak = _clicks_in_turns(contenders, before, last, settings.warmup,
-                                                           settings.repeat, settings.settle_ms)
-                    for contender, wall, graph in zip(contenders, walls, graphs):
-                        median, p10, p90 = quantiles(wall)
-                        rows.append(Row(target.size, contender.backend, target.routing, contender.part, scenario,
-                                        count, median, p10, p90, peak, graph_ms=float(np.median(graph)),
-                                        outside_ms=float(np.median(np.subtract(wall, graph))),
-                                        settings={"threads": count, "repeat": settings.repeat,
-                                                  "warmup": settings.warmup, "settle_ms": settings.settle_ms,
-                                                  "kernels": contender.kernels,
-                                                  "options": interactive_options(contender.backend).model_dump(),
-                                                  "image": f"{PHOTO_WIDTH}x{PHOTO_HEIGHT}"}))
-            finally:
-                for contender in contenders:
-                    contender.close()
+            for backend in graph_backends:
+                progress(f"{target.size} clicks on a {PHOTO_WIDTH}x{PHOTO_HEIGHT} photo: {backend} "
+                         f"in a session{' and over HTTP' if serving else ''}, {count} thread(s)")
+                rows += _backend_click_rows(target, backend, count, features, image, scenarios, settings, serving)
+                gc.collect()
     return rows

@@ -7,9 +7,11 @@ named ``<backend>-<precision>``, next to the f32 export's of the same size (its 
 f32 one: not timed twice). Every backend of one size sees the same image, the same prompt maps and the same cached
 encoder features, so rows differ only by who computes them. They are timed in turns, one run of
 each per round, so ratios within a run are fair on a machine whose speed drifts (this 2-core VM
-varied by 30 % over minutes). Their decoders are loaded together, so the peak resident memory of
-a decoder row is the process's during its round, not one backend's. Encoders take seconds per
-run and gigabytes at 2048: they are loaded and timed one after the other.
+varied by 30 % over minutes). Eager PyTorch runs in a process of its own (``bench.eager``): in
+the bench's process its time depended on the runtimes loaded beside it. The graph backends'
+decoders are loaded together, so the peak resident memory of a decoder row is the bench
+process's during its round (eager PyTorch's process is not counted), not one backend's. Encoders
+take seconds per run and gigabytes at 2048: they are loaded and timed one after the other.
 """
 
 from __future__ import annotations
@@ -20,17 +22,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 
 from i2f_deploy import runtime
+from i2f_deploy.bench.eager import EagerProcess
 from i2f_deploy.bench.memory import PeakSampler
 from i2f_deploy.bench.scenarios import scenario_prompt_map
 from i2f_deploy.bench.work import decoder_work, encoder_work
 from i2f_deploy.config import ExportConfig, config_from_dict
-from i2f_deploy.contract import DLU_BOX, DPE_BOX, EDGE_MAPS, IMAGE, IMAGE_EMBEDDINGS, IMAGE_FEATURES, NUM_ROUTED, REF_LABEL
+from i2f_deploy.contract import DLU_BOX, DPE_BOX, IMAGE, IMAGE_FEATURES, NUM_ROUTED, REF_LABEL
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.preprocess import preprocess
 from i2f_deploy.reference import check_weights, in_routing, reference_model
@@ -92,11 +95,22 @@ class Row:
 T = TypeVar("T")
 
 
-def _round_robin(calls: Sequence[Callable[[], T]], settings: Settings) -> tuple[list[list[float]], float, list[T]]:
+@dataclass
+class Timed(Generic[T]):
+    """A call's result with the time it took where it ran: a contender in a process of its own
+    times itself, so the pipe to it is not counted."""
+
+    ms: float
+    value: T
+
+
+def _round_robin(calls: Sequence[Callable[[], T | Timed[T]]], settings: Settings
+                 ) -> tuple[list[list[float]], float, list[T]]:
     """Time ``calls`` in turns (one run of each per round), so that a machine slowing down or
     speeding up mid-run affects every contender alike and their ratios stay fair. Each timed run
     is followed by an untimed pause: thread pools spin-wait after a run (ONNX Runtime's intra-op
-    threads, PyTorch's OpenMP ones), and on two cores the next contender would share them."""
+    threads, PyTorch's OpenMP ones), and on two cores the next contender would share them. A call
+    returning ``Timed`` is taken at its own time."""
     for call in calls:
         for _ in range(settings.warmup):
             call()
@@ -107,8 +121,12 @@ def _round_robin(calls: Sequence[Callable[[], T]], settings: Settings) -> tuple[
         for _ in range(settings.repeat):
             for index, call in enumerate(calls):
                 start = time.perf_counter()
-                results[index] = call()
-                timings[index].append((time.perf_counter() - start) * 1000)
+                result = call()
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                if isinstance(result, Timed):
+                    elapsed_ms, result = result.ms, result.value
+                results[index] = result
+                timings[index].append(elapsed_ms)
                 time.sleep(settings.settle_ms / 1000)
     return timings, peak.mb, results
 
@@ -198,27 +216,25 @@ class Contender:
     backend: str
     routing: str
     load_encoder: Callable[[], Callable[[], object]] | None  # loaded only while it is timed
-    decode: Callable[[np.ndarray], RoutingOutcome]
+    decode: Callable[[np.ndarray], RoutingOutcome | Timed[RoutingOutcome]]
     precision: str | None = None  # OpenVINO's inference precision
     kernels: str | None = None  # how a graph backend runs the custom ops: "native" or "function-body"
+    close: Callable[[], None] = lambda: None
 
 
-def torch_contender(target: Target, routing: str, features: dict[str, np.ndarray], image: np.ndarray,
-                    with_encoder: bool) -> Contender:
-    model = target.model(routing)
-    embeddings = torch.from_numpy(features[IMAGE_EMBEDDINGS])
-    edge_maps = [torch.from_numpy(features[name]) for name in EDGE_MAPS]
+def torch_contender(target: Target, routing: str, settings: Settings, features: dict[str, np.ndarray],
+                    image: np.ndarray, with_encoder: bool) -> Contender:
+    """Eager PyTorch in a process of its own (``bench.eager``), timing itself."""
+    process = EagerProcess(target.artifact_dir, target.checkpoint, routing, settings.threads, image, features)
 
-    def encode() -> object:
-        with torch.no_grad():
-            return model.encode(torch.from_numpy(image))
+    def encode() -> Timed[None]:
+        return Timed(process.encode(), None)
 
-    def decode(ref_label: np.ndarray) -> RoutingOutcome:
-        with torch.no_grad():
-            result = model.decode_detailed(embeddings, edge_maps, torch.from_numpy(ref_label))
-        return RoutingOutcome(result.routed_tokens.numel(), result.routing.box_values.tolist(), result.dlu_box.as_tensor().tolist())
+    def decode(ref_label: np.ndarray) -> Timed[RoutingOutcome]:
+        elapsed_ms, (num_routed, dpe_box, dlu_box) = process.decode(ref_label)
+        return Timed(elapsed_ms, RoutingOutcome(num_routed, dpe_box, dlu_box))
 
-    return Contender("torch", routing, (lambda: encode) if with_encoder else None, decode)
+    return Contender("torch", routing, (lambda: encode) if with_encoder else None, decode, close=process.close)
 
 
 def graph_contender(target: Target, backend: str, settings: Settings, features: dict[str, np.ndarray],
@@ -263,9 +279,9 @@ def contenders_for(target: Target, backends: list[str], settings: Settings, feat
     contenders = []
     for backend in backends:
         if backend == "torch":
-            contenders.append(torch_contender(target, target.routing, features, image, True))
+            contenders.append(torch_contender(target, target.routing, settings, features, image, True))
             if target.routing == "dynamic":
-                contenders.append(torch_contender(target, "dense", features, image, False))
+                contenders.append(torch_contender(target, "dense", settings, features, image, False))
         else:
             for precision in settings.openvino_precisions if backend == "openvino" else ("f32",):
                 for kernels in settings.kernels.get(backend, ("function-body",)):
@@ -318,6 +334,10 @@ def run_bench(targets: list[Target], backends: list[str], scenarios: list[str], 
             settings = Settings(**{**asdict(base), "threads": count})
             progress(f"{target.size}: loading {', '.join(backends)} with {count} thread(s)")
             contenders = contenders_for(target, backends, settings, features, image)
-            rows += bench_round(target, contenders, scenarios, settings, progress)
+            try:
+                rows += bench_round(target, contenders, scenarios, settings, progress)
+            finally:
+                for contender in contenders:
+                    contender.close()
             del contenders
     return rows

@@ -178,6 +178,6 @@ def test_eager_pytorch_runs_in_a_process_of_its_own_and_decides_as_the_model(tin
 def test_eager_pytorch_that_cannot_start_is_one_line(tiny_artifacts, tmp_path):
     from i2f_deploy.bench.eager import EagerProcess
 
-    with pytest.raises(RuntimeError, match="eager PyTorch could not start: .*checkpoint") as caught:
+    with pytest.raises(RuntimeError, match=r"eager PyTorch could not start: .*checkpoint") as caught:
         EagerProcess(tiny_artifacts, None, "dynamic", 1, np.zeros((1, 3, 8, 8), np.float32), {})
     assert "\n" not in str(caught.value)

@@ -26,15 +26,17 @@ def validate(*args: str):
 
 
 def test_faithful_export_passes_on_both_backends(tiny_artifacts, tiny_checkpoint, golden_image_path, tmp_path):
-    require_native()  # both decoders validated on the native kernels
+    require_native()  # both decoders validated on the native kernels, and on their function bodies
     report = tmp_path / "report.json"
     result = validate(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path),
                       "--report", str(report))
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert data["passed"] and data["backends"] == ["onnxruntime", "openvino"]
-    assert data["kernels"] == {"onnxruntime": "native", "openvino": "native"}
-    assert {case["backend"] for case in data["cases"]} == {"onnxruntime", "openvino"}
+    assert data["kernels"] == {"onnxruntime": "native", "openvino": "native",
+                               "onnxruntime-function-body": "function-body", "openvino-function-body": "function-body"}
+    assert {case["backend"] for case in data["cases"] if case["part"] == "encoder"} == {"onnxruntime", "openvino"}
+    assert {case["backend"] for case in data["cases"] if case["part"] == "decoder"} == set(data["kernels"])
     assert {case["case"].split("/")[-1] for case in data["cases"] if case["part"] == "decoder"} >= {
         "zero-routed", "all-routed", "tiny-object-at-corner", "object-touching-border", "click-on-border-pixel"
     }
@@ -46,9 +48,10 @@ def test_faithful_export_passes_on_both_backends(tiny_artifacts, tiny_checkpoint
     assert f"wrote the report to {report}" in result.output.replace("\n", "")
 
 
-def scaled_copy(artifacts, tmp_path, part: str, initializer_hint: str, factor: float):
+def scaled_copy(artifacts, tmp_path, part: str, initializer_hint: str, factor: float, segments: bool = True):
     """An unfaithful export: one weight scaled, the manifest describing the file as written (so the
-    integrity check passes and validate's numerical checks must catch it)."""
+    integrity check passes and validate's numerical checks must catch it). ``segments``: in the
+    decoder's segments too."""
     from i2f_deploy.contract import sha256
 
     copy = tmp_path / f"perturbed-{part}"
@@ -56,7 +59,7 @@ def scaled_copy(artifacts, tmp_path, part: str, initializer_hint: str, factor: f
     manifest = json.loads((copy / "manifest.json").read_text())
     name = next(t.name for t in onnx.load(str(copy / f"{part}.onnx")).graph.initializer if initializer_hint in t.name)
     # that weight in the part's graph and, for the decoder, in the segment ONNX Runtime's native path runs
-    for graph in [copy / f"{part}.onnx", *sorted((copy / f"{part}_segments").glob("*.onnx"))]:
+    for graph in [copy / f"{part}.onnx", *(sorted((copy / f"{part}_segments").glob("*.onnx")) if segments else [])]:
         model = onnx.load(str(graph))
         target = next((t for t in model.graph.initializer if t.name == name), None)
         if target is None:
@@ -82,6 +85,19 @@ def test_perturbed_weight_fails_and_names_the_output(tiny_artifacts, tiny_checkp
     result = validate(str(perturbed), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path), "--backends", "onnxruntime")
     assert result.exit_code == 1, result.output
     assert f"{named}:" in result.output
+
+
+def test_a_defect_in_the_whole_decoder_alone_fails_where_native_kernels_run(tiny_artifacts, tiny_checkpoint,
+                                                                           golden_image_path, tmp_path):
+    """Where ONNX Runtime runs the native kernels on the segments, decoder.onnx (what a stock
+    runtime runs) is still checked: a weight wrong in it alone fails that path and no other."""
+    require_native()
+    perturbed, _ = scaled_copy(tiny_artifacts, tmp_path, "decoder", "o_proj.weight", 1.02, segments=False)
+    result = validate(str(perturbed), "--checkpoint", str(tiny_checkpoint), "--images", str(golden_image_path),
+                      "--backends", "onnxruntime")
+    assert result.exit_code == 1, result.output
+    failing = {line.split()[1] for line in result.output.splitlines() if line.startswith("FAIL ") and "logits:" in line}
+    assert failing == {"onnxruntime-function-body"}, result.output
 
 
 def test_near_threshold_disagreement_is_a_flip_and_a_far_one_fails():

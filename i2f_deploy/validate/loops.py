@@ -47,10 +47,11 @@ class ReferenceLoop(LoopSteps):
         return {LOGITS: result.logits.numpy(), NUM_ROUTED: np.asarray(result.routed_tokens.numel())}
 
 
-def backend_masks(validation, backend: str, image: np.ndarray, geometry: Geometry, prompt_maps: list[np.ndarray]) -> list[np.ndarray]:
-    runners = validation.runners[backend]
-    features = runners["encoder"].run({IMAGE: image})
-    return [logits_to_image(runners["decoder"].run({**features, REF_LABEL: m})[LOGITS], geometry) > 0 for m in prompt_maps]
+def path_masks(validation, path: str, image: np.ndarray, geometry: Geometry, prompt_maps: list[np.ndarray]) -> list[np.ndarray]:
+    """The masks of decoder ``path`` on its backend's own encoder features."""
+    features = validation.encoders[validation.backend_of[path]].run({IMAGE: image})
+    decoder = validation.decoders[path]
+    return [logits_to_image(decoder.run({**features, REF_LABEL: m})[LOGITS], geometry) > 0 for m in prompt_maps]
 
 
 def check_loop(validation, name: str, image_rgb: np.ndarray, ground_truth: np.ndarray, num_clicks: int,
@@ -60,8 +61,8 @@ def check_loop(validation, name: str, image_rgb: np.ndarray, ground_truth: np.nd
         run = click_loop(reference.step, ground_truth, num_clicks, rng)
     reference_noc = {str(k): v for k, v in run.noc().items()}
     reports = []
-    for backend in validation.backends:
-        masks = backend_masks(validation, backend, reference.image, reference.geometry, reference.prompt_maps)
+    for backend in validation.decoders:  # every decoder path
+        masks = path_masks(validation, backend, reference.image, reference.geometry, reference.prompt_maps)
         agreement = [mask_iou(a, b) for a, b in zip(masks, run.predictions)]
         backend_noc = {str(k): v for k, v in noc([mask_iou(m, ground_truth) for m in masks], max_clicks=num_clicks).items()}
         judge = _reduced_failures if validation.reduced(backend) else _f32_failures

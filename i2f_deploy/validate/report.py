@@ -54,7 +54,8 @@ def gate_text(validation: Validation, backend: str) -> str:
 def print_gates(validation: Validation, console: Console) -> None:
     for backend in validation.backends:
         console.print(f"gate: {gate_text(validation, backend)}", highlight=False, soft_wrap=True)
-        console.print(f"custom ops on {backend}: {validation.kernels[backend]}", highlight=False)
+    for path, kernels in validation.kernels.items():
+        console.print(f"custom ops on {path}: {kernels}", highlight=False)
 
 
 def print_table(validation: Validation, console: Console) -> None:

@@ -28,7 +28,6 @@ from i2f_deploy.contract import (
     IMAGE_EMBEDDINGS,
     LOGITS,
     NUM_ROUTED,
-    PARTS,
     REF_LABEL,
     GraphIO,
     Manifest,
@@ -163,21 +162,32 @@ class Validation:
         self.encoder_precision = {backend: manifest.precision.encoder.on(backend) for backend in backends}
         # every graph file checked once against the manifest; the loads below skip it
         manifest.verify(artifact_dir)
-        self.runners = {
-            backend: {part: runtime.load(artifact_dir, part, backend, verify=False) for part in PARTS}
-            for backend in backends
-        }
-        # how each backend's decoder runs the custom ops: "native" or "function-body"
-        self.kernels = {backend: parts["decoder"].kernels for backend, parts in self.runners.items()}
+        self.encoders = {backend: runtime.load(artifact_dir, "encoder", backend, verify=False) for backend in backends}
+        # per decoder path, labelled: each backend as its runtime picks it, and where that is the
+        # native kernels, also the function bodies (``<backend>-function-body``: decoder.onnx as a
+        # stock runtime runs it), on the same cases and loops
+        self.decoders: dict[str, runtime.GraphRunner] = {}
+        self.backend_of: dict[str, str] = {}
+        for backend in backends:
+            decoder = runtime.load(artifact_dir, "decoder", backend, verify=False)
+            paths = [(backend, decoder)]
+            if decoder.kernels == "native":
+                paths.append((f"{backend}-function-body",
+                              runtime.load(artifact_dir, "decoder", backend, kernels="function-body", verify=False)))
+            for label, runner in paths:
+                self.decoders[label] = runner
+                self.backend_of[label] = backend
+        # how each path runs the custom ops: "native" or "function-body"
+        self.kernels = {label: decoder.kernels for label, decoder in self.decoders.items()}
         self.edge_terms = EdgeTerms(model.decode_head)
         self.reports: list[CaseReport] = []
         self.reference_logits: dict[tuple[str, str], np.ndarray] = {}  # (image, state) -> logits
         self.loops: list = []  # LoopReport per backend and sample
         self.contract_problems = [
             problem
-            for backend, parts in self.runners.items()
-            for part, runner in parts.items()
-            for problem in check_contract(runner, self.io[part], backend, part)
+            for label, part, runner in [*((b, "encoder", r) for b, r in self.encoders.items()),
+                                        *((label, "decoder", r) for label, r in self.decoders.items())]
+            for problem in check_contract(runner, self.io[part], label, part)
         ]
 
     def reference_features(self, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -193,11 +203,12 @@ class Validation:
             result = self.model.decode_detailed(torch.from_numpy(features[IMAGE_EMBEDDINGS]), edge_maps, torch.from_numpy(ref_label))
         return ReferenceDecode(result, min(margins, default=float("inf")))
 
-    def check_decoder(self, backend: str, case: str, features: dict[str, np.ndarray], ref_label: np.ndarray,
+    def check_decoder(self, path: str, case: str, features: dict[str, np.ndarray], ref_label: np.ndarray,
                       decoded: ReferenceDecode) -> CaseReport:
+        """The decoder ``path`` (a label of ``decoders``) on one prompt state."""
         reference = decoded.result
-        report = CaseReport(backend, "decoder", case)
-        out = self.runners[backend]["decoder"].run({**features, REF_LABEL: ref_label})
+        report = CaseReport(path, "decoder", case)
+        out = self.decoders[path].run({**features, REF_LABEL: ref_label})
         report.failures += check_shapes(out, self.io["decoder"])
         report.decisions.append(exact_decision(NUM_ROUTED, np.array([reference.routed_tokens.numel()]), out[NUM_ROUTED]))
         report.decisions.append(exact_decision(DPE_BOX, reference.routing.box_values.numpy(), out[DPE_BOX]))
@@ -216,9 +227,9 @@ class Validation:
             report.failures.append(f"logits: {logits.problem} (max abs {logits.max_abs:.2e}, IoU {logits.iou:.4f})")
         return report
 
-    def reduced(self, backend: str) -> bool:
-        """Does ``backend`` run a reduced-precision encoder (judged by its end effect only)?"""
-        return self.encoder_precision[backend] != "f32"
+    def reduced(self, path: str) -> bool:
+        """Does the backend of ``path`` run a reduced-precision encoder (judged by its end effect only)?"""
+        return self.encoder_precision[self.backend_of.get(path, path)] != "f32"
 
     def mask_bar(self, backend: str) -> float:
         return self.tolerances.reduced_mask_iou if self.reduced(backend) else self.tolerances.edge_maps_mask_iou
@@ -227,7 +238,7 @@ class Validation:
         """Embeddings against the reference; edge maps by their end effect on the edge-case masks.
         A reduced-precision encoder's outputs are reported, and only their end effect judged."""
         report = CaseReport(backend, "encoder", name)
-        out = self.runners[backend]["encoder"].run({IMAGE: image})
+        out = self.encoders[backend].run({IMAGE: image})
         report.failures += check_shapes(out, self.io["encoder"])
         judged = not self.reduced(backend)
         embeddings = compare(out[IMAGE_EMBEDDINGS], reference[IMAGE_EMBEDDINGS], self.tolerances.image_embeddings)
@@ -240,7 +251,7 @@ class Validation:
                 report.failures.append(f"{key}: {report.outputs[key].problem} (max abs {report.outputs[key].max_abs:.2e})")
         bar = self.mask_bar(backend)
         for case, ref_label in edge_case_states(self.size).items():
-            candidate = self.runners[backend]["decoder"].run({**out, REF_LABEL: ref_label})[LOGITS]
+            candidate = self.decoders[backend].run({**out, REF_LABEL: ref_label})[LOGITS]
             iou = logits_iou(candidate, self.reference_logits[(name, case)])
             report.end_effect[case] = iou
             if iou < bar:
@@ -255,8 +266,9 @@ class Validation:
         self.reference_logits.update({(name, case): r.result.logits.numpy() for case, r in decoded.items()})
         for backend in self.backends:
             self.reports.append(self.check_encoder(backend, name, image, features))
+        for path in self.decoders:
             for case, ref_label in edge_case_states(self.size).items():
-                self.reports.append(self.check_decoder(backend, f"{name}/{case}", features, ref_label, decoded[case]))
+                self.reports.append(self.check_decoder(path, f"{name}/{case}", features, ref_label, decoded[case]))
         return features
 
     @property

@@ -1,20 +1,71 @@
-"""A mask as clients take it: a PNG, COCO run lengths or JSON rows, at the image's own resolution
-(its polygons are ``runtime.polygons``)."""
+"""A mask as clients take it: a PNG, COCO run lengths or JSON rows, at the image's own resolution,
+and its polygons (``runtime.polygons``) as JSON."""
 
 from __future__ import annotations
 
-import cv2
+import struct
+import zlib
+
 import numpy as np
 
-from i2f_deploy.errors import I2FError
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def to_png(mask: np.ndarray) -> bytes:
-    """1-bit PNG: 0 background, 255 foreground once decoded."""
-    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_BILEVEL, 1])
-    if not ok:
-        raise I2FError("could not encode the mask as PNG")
-    return data.tobytes()
+    """1-bit greyscale PNG: 0 background, 255 foreground once decoded. Written here from the
+    packed bits (no filter, zlib's run-length strategy), which is several times faster than
+    OpenCV's 1-bit PNG of the same mask and smaller: a mask is long runs of equal bytes."""
+    mask = np.asarray(mask, bool)
+    height, width = mask.shape
+    rows = np.zeros((height, (width + 7) // 8 + 1), np.uint8)  # each row: filter type 0 (none), then its bits
+    rows[:, 1:] = np.packbits(mask, axis=1)
+    deflate = zlib.compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    pixels = deflate.compress(rows.tobytes()) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, greyscale, no interlace
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", pixels) + _png_chunk(b"IEND", b"")
+
+
+def polygons_json(shapes: list[np.ndarray]) -> bytes:
+    """``json.dumps([p.tolist() for p in shapes])`` without separators' spaces (``[[[x,y],...],...]``),
+    written into one buffer from the arrays: a fragmented mask's outlines are tens of thousands of
+    points, which as nested Python lists (and their JSON) cost tens of milliseconds. Coordinates
+    must be non-negative integers (image pixels)."""
+    if not shapes:
+        return b"[]"
+    points = np.concatenate([np.asarray(shape).reshape(-1, 2) for shape in shapes]).astype(np.int64)
+    if points.size and points.min() < 0:
+        raise ValueError("polygon coordinates must be non-negative")
+    sizes = np.array([len(shape) for shape in shapes])
+    ends = np.cumsum(sizes)
+    first, last = np.zeros(len(points), bool), np.zeros(len(points), bool)
+    first[ends - sizes] = True  # sizes are >= 1: a shape's first point opens it with "["
+    last[ends - 1] = True  # its last closes it with "]", then "," unless it is the last shape
+    digits = np.ones(points.shape, np.int64)  # [N, 2]: decimal digits of each coordinate
+    for power in range(1, len(str(int(points.max())))):
+        digits += points >= 10 ** power
+    # a point: [first "["] "[" x "," y "]" then "," or "]" (and "," between shapes)
+    lengths = first + 3 + digits[:, 0] + digits[:, 1] + 1 + (last & (np.arange(len(points)) < len(points) - 1))
+    starts = 1 + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    text = np.full(1 + int(lengths.sum()) + 1, ord(","), np.uint8)  # "," wherever nothing else goes
+    text[0], text[-1] = ord("["), ord("]")
+    text[starts[first]] = ord("[")
+    x_at = starts + first + 1
+    y_at = x_at + digits[:, 0] + 1
+    text[x_at - 1] = ord("[")
+    close = y_at + digits[:, 1]
+    text[close] = ord("]")
+    text[close[last] + 1] = ord("]")
+    for column, at in ((0, x_at), (1, y_at)):
+        value, width = points[:, column].copy(), digits[:, column]
+        for place in range(int(width.max())):  # units first, written from the number's end backwards
+            keep = place < width
+            text[(at + width - 1 - place)[keep]] = ord("0") + value[keep] % 10
+            value //= 10
+    return text.tobytes()
 
 
 def to_coco_rle(mask: np.ndarray) -> dict[str, object]:

@@ -31,41 +31,34 @@ def to_png(mask: np.ndarray) -> bytes:
 
 def polygons_json(shapes: list[np.ndarray]) -> bytes:
     """``json.dumps([p.tolist() for p in shapes])`` without separators' spaces (``[[[x,y],...],...]``),
-    written into one buffer from the arrays: a fragmented mask's outlines are tens of thousands of
-    points, which as nested Python lists (and their JSON) cost tens of milliseconds. Coordinates
-    must be non-negative integers (image pixels)."""
+    written from the arrays: a fragmented mask's outlines are tens of thousands of points, which
+    as nested Python lists (and their JSON) cost tens of milliseconds. Each point is first a row
+    of fixed width (brackets, separators, digits right-aligned, zero bytes where a short number
+    or a separator it does not need leaves room), then the zero bytes are dropped in one pass.
+    ``shapes`` are integer [N, 2] arrays of non-negative (x, y), as ``runtime.polygons`` gives."""
     if not shapes:
         return b"[]"
-    points = np.concatenate([np.asarray(shape).reshape(-1, 2) for shape in shapes]).astype(np.int64)
-    if points.size and points.min() < 0:
+    points = np.concatenate(shapes)  # one reshape or conversion per shape would cost more than the rest
+    if points.min() < 0:
         raise ValueError("polygon coordinates must be non-negative")
     sizes = np.array([len(shape) for shape in shapes])
     ends = np.cumsum(sizes)
-    first, last = np.zeros(len(points), bool), np.zeros(len(points), bool)
-    first[ends - sizes] = True  # sizes are >= 1: a shape's first point opens it with "["
-    last[ends - 1] = True  # its last closes it with "]", then "," unless it is the last shape
-    digits = np.ones(points.shape, np.int64)  # [N, 2]: decimal digits of each coordinate
-    for power in range(1, len(str(int(points.max())))):
-        digits += points >= 10 ** power
-    # a point: [first "["] "[" x "," y "]" then "," or "]" (and "," between shapes)
-    lengths = first + 3 + digits[:, 0] + digits[:, 1] + 1 + (last & (np.arange(len(points)) < len(points) - 1))
-    starts = 1 + np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    text = np.full(1 + int(lengths.sum()) + 1, ord(","), np.uint8)  # "," wherever nothing else goes
-    text[0], text[-1] = ord("["), ord("]")
-    text[starts[first]] = ord("[")
-    x_at = starts + first + 1
-    y_at = x_at + digits[:, 0] + 1
-    text[x_at - 1] = ord("[")
-    close = y_at + digits[:, 1]
-    text[close] = ord("]")
-    text[close[last] + 1] = ord("]")
-    for column, at in ((0, x_at), (1, y_at)):
-        value, width = points[:, column].copy(), digits[:, column]
-        for place in range(int(width.max())):  # units first, written from the number's end backwards
-            keep = place < width
-            text[(at + width - 1 - place)[keep]] = ord("0") + value[keep] % 10
-            value //= 10
-    return text.tobytes()
+    width = len(str(int(points.max())))  # digits of the largest coordinate
+    # a row: ["[" opening its shape] "[" x "," y "]" then "," or "]" closing its shape [then "," between shapes]
+    rows = np.zeros((len(points), 2 * width + 6), np.uint8)
+    rows[ends - sizes, 0] = ord("[")
+    rows[:, 1], rows[:, 2 + width], rows[:, 3 + 2 * width] = ord("["), ord(","), ord("]")
+    rows[:, 4 + 2 * width] = ord(",")
+    rows[ends - 1, 4 + 2 * width] = ord("]")
+    rows[ends[:-1] - 1, 5 + 2 * width] = ord(",")
+    for column, first in ((0, 2), (1, 3 + width)):
+        value = points[:, column]
+        for place in range(width):  # the units in the last column, a digit only where the number has one
+            power = 10 ** place
+            digit = (value // power % 10 + ord("0")).astype(np.uint8)
+            rows[:, first + width - 1 - place] = digit if place == 0 else np.where(value >= power, digit, 0)
+    text = rows.reshape(-1)
+    return b"[" + text[text != 0].tobytes() + b"]"
 
 
 def to_coco_rle(mask: np.ndarray) -> dict[str, object]:

@@ -19,13 +19,17 @@ from support.servers import LoopbackServer, QuietHandler
 
 from i2f_deploy.prompt_map import Click
 from i2f_deploy.runtime.features import content_id
+from i2f_deploy.runtime.polygons import polygons
 from i2f_deploy.serve.adapters.brush_rle import mask_to_rle
 from i2f_deploy.serve.adapters.cvat import ClickOrder
+from i2f_deploy.serve.api import result_out
 from i2f_deploy.serve.budget import MemoryBudget
+from i2f_deploy.serve.core import Segmentation
 from i2f_deploy.serve.fetch import Fetcher
 from i2f_deploy.serve.gate import GraphGate
 from i2f_deploy.serve.images import FetchFailed, ImageError, decode_base64, decode_image
-from i2f_deploy.serve.masks import to_coco_rle, to_png
+from i2f_deploy.serve.masks import polygons_json, to_coco_rle, to_png
+from i2f_deploy.serve.sessions import Session
 
 pytestmark = pytest.mark.unit
 
@@ -59,6 +63,44 @@ def test_png_of_a_mask() -> None:
     mask[10:30, 20:60] = True
     decoded = cv2.imdecode(np.frombuffer(to_png(mask), np.uint8), cv2.IMREAD_GRAYSCALE)
     assert ((decoded > 127) == mask).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(masks_strategy)
+def test_png_decodes_to_the_mask_as_0_and_255(mask: np.ndarray) -> None:
+    decoded = cv2.imdecode(np.frombuffer(to_png(mask), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.shape == mask.shape and (decoded == mask * 255).all()
+
+
+def fragmented(height: int, width: int, seed: int) -> np.ndarray:
+    """Hundreds of separate blobs of a few pixels, some on the border: many outlines."""
+    cells = np.random.default_rng(seed).random((height // 3 + 1, width // 3 + 1)) < 0.4
+    return np.kron(cells, np.array([[1, 1, 0], [1, 1, 0], [0, 0, 0]], bool))[:height, :width]
+
+
+def plain_polygons_json(mask: np.ndarray) -> str:
+    return json.dumps([p.tolist() for p in polygons(mask)], separators=(",", ":"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(masks_strategy)
+def test_polygons_json_is_the_outlines_as_lists(mask: np.ndarray) -> None:
+    assert polygons_json(polygons(mask)).decode() == plain_polygons_json(mask)
+
+
+@pytest.mark.parametrize("mask", [np.zeros((30, 40), bool), np.ones((30, 40), bool), np.ones((1, 1), bool),
+                                  fragmented(300, 451, 0), fragmented(1024, 1536, 1),
+                                  np.random.default_rng(2).random((200, 12000)) < 0.5],
+                         ids=["empty", "full", "one-pixel", "fragmented", "fragmented-photo", "wide"])
+def test_polygons_json_of_empty_full_fragmented_and_wide_masks(mask: np.ndarray) -> None:
+    text = polygons_json(polygons(mask))
+    assert text.decode() == plain_polygons_json(mask)
+    assert json.loads(text) == [p.tolist() for p in polygons(mask)]
+
+
+def test_polygons_json_writes_every_digit_of_large_coordinates() -> None:
+    shape = np.array([[0, 9], [10, 99], [100, 2_147_483_647]], np.int32)
+    assert json.loads(polygons_json([shape, shape[::-1]])) == [shape.tolist(), shape[::-1].tolist()]
 
 
 def test_gate_admits_a_waiting_click_before_a_waiting_encoding() -> None:
@@ -145,3 +187,25 @@ def test_the_personal_access_token_exchange_ends_at_the_fetch_deadline() -> None
     finally:
         stop.set()
         studio.shutdown()
+
+
+@pytest.mark.parametrize("mask", [None, np.zeros((40, 60), bool), np.ones((40, 60), bool), fragmented(400, 600, 3)],
+                         ids=["no-click", "empty", "full", "fragmented"])
+@pytest.mark.parametrize(("mask_format", "with_polygons"), [("png", True), ("rle", True), ("none", False), ("none", True)])
+def test_a_session_answer_is_the_plain_computation(mask: np.ndarray | None, mask_format: str, with_polygons: bool) -> None:
+    """The answer's JSON, polygons written from the arrays, reads as the answer built from Python lists."""
+    height, width = (40, 60) if mask is None else mask.shape
+    clicks = () if mask is None else (Click(x=3, y=4, positive=True), Click(x=width - 1, y=0, positive=False))
+    result = Segmentation("img", width, height, clicks, mask, None if mask is None else 7,
+                          {"encode_wait_ms": 0.0, "decode_ms": 12.5, "decoder_runs": len(clicks), "total_ms": 14.25})
+    answer = json.loads(result_out(Session("sess", "img"), result, mask_format, with_polygons).body)
+    shapes = ([p.tolist() for p in polygons(mask)] if mask is not None else []) if with_polygons else None
+    encoded = None
+    if mask is not None and mask_format == "png":
+        encoded = {"format": "png", "data": "data:image/png;base64," + base64.b64encode(to_png(mask)).decode()}
+    elif mask is not None and mask_format == "rle":
+        encoded = {"format": "rle", "data": to_coco_rle(mask)}
+    assert answer == {"session_id": "sess", "image_id": "img", "width": width, "height": height,
+                      "clicks": [{"x": c.x, "y": c.y, "positive": c.positive} for c in clicks],
+                      "can_undo": bool(clicks), "can_redo": False, "mask": encoded, "polygons": shapes,
+                      "num_routed": result.num_routed, "timings": result.timings}

@@ -58,6 +58,12 @@ def _kernels(path: Path) -> ctypes.CDLL:
     library.i2f_bsq_attention.restype = ctypes.c_int
     library.i2f_hybrid_moe.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, int64, ctypes.c_char_p, int64]
     library.i2f_hybrid_moe.restype = ctypes.c_int
+    library.i2f_hybrid_moe_pack.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, ctypes.c_char_p, int64]
+    library.i2f_hybrid_moe_pack.restype = ctypes.c_int
+    library.i2f_hybrid_moe_packed.argtypes = [pointer, pointer, pointer, int64, pointer, pointer, int64, int64, ctypes.c_char_p, int64]
+    library.i2f_hybrid_moe_packed.restype = ctypes.c_int
+    library.i2f_hybrid_moe_free.argtypes = [pointer, ctypes.c_char_p, int64]
+    library.i2f_hybrid_moe_free.restype = ctypes.c_int
     return library
 
 
@@ -160,23 +166,62 @@ def bsq_attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, code_we
     return output
 
 
-def hybrid_moe(x: np.ndarray, routed: np.ndarray, weights: list[np.ndarray], num_experts: int, epsilon: float, *,
-               threads: int = 1, allocate: Allocate = np.empty) -> np.ndarray:
-    """``HybridMoE`` through the C entry point on ``threads`` threads (``weights`` in
-    ``hybrid_moe.WEIGHTS`` order); outputs from ``allocate``."""
-    op = "HybridMoE"
-    tensors = [_array(x, np.float32), _array(routed, np.int64), *(_array(w, np.float32) for w in weights)]
-    if len(tensors) != 23:
-        raise NativeKernelError(f"{op}: expected x, routed and 21 weights, got {len(tensors)} tensors")
+def _moe_tensors(op: str, tensors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks, dims [n, 3]) of tensors of rank at most 3."""
     if any(t.ndim > 3 for t in tensors):
         raise NativeKernelError(f"{op}: a tensor has rank above 3: {next(list(t.shape) for t in tensors if t.ndim > 3)}")
     ranks = np.asarray([t.ndim for t in tensors], np.int64)
     dims = np.zeros((len(tensors), 3), np.int64)
     for row, tensor in zip(dims, tensors):
         row[: tensor.ndim] = tensor.shape
+    return ranks, dims
+
+
+def hybrid_moe(x: np.ndarray, routed: np.ndarray, weights: list[np.ndarray], num_experts: int, epsilon: float, *,
+               threads: int = 1, allocate: Allocate = np.empty) -> np.ndarray:
+    """``HybridMoE`` through the C entry point on ``threads`` threads (``weights`` in
+    ``hybrid_moe.WEIGHTS`` order, packed for this call only); outputs from ``allocate``."""
+    op = "HybridMoE"
+    tensors = [_array(x, np.float32), _array(routed, np.int64), *(_array(w, np.float32) for w in weights)]
+    if len(tensors) != 23:
+        raise NativeKernelError(f"{op}: expected x, routed and 21 weights, got {len(tensors)} tensors")
+    ranks, dims = _moe_tensors(op, tensors)
     data = (ctypes.c_void_p * len(tensors))(*(t.ctypes.data for t in tensors))
     fits = tensors[0].ndim == 2
     y = _output(allocate, tensors[0].shape if fits else 0, np.float32)
     _call("i2f_hybrid_moe", ranks.ctypes.data, dims.ctypes.data, ctypes.cast(data, ctypes.c_void_p), num_experts, epsilon,
           y.ctypes.data, y.size, threads=threads)
     return y
+
+
+class HybridMoeWeights:
+    """One ``HybridMoE`` weight set packed once by the kernel (its own copy: later changes to
+    ``weights`` do not reach it), then called per click with x and routed; freed with the object."""
+
+    def __init__(self, weights: list[np.ndarray], num_experts: int, epsilon: float, *, threads: int = 1) -> None:
+        op = "HybridMoE"
+        tensors = [_array(w, np.float32) for w in weights]
+        if len(tensors) != 21:
+            raise NativeKernelError(f"{op}: expected 21 weights, got {len(tensors)}")
+        ranks, dims = _moe_tensors(op, tensors)
+        data = (ctypes.c_void_p * len(tensors))(*(t.ctypes.data for t in tensors))
+        handle = ctypes.c_void_p()
+        self._library = kernels()
+        _call("i2f_hybrid_moe_pack", ranks.ctypes.data, dims.ctypes.data, ctypes.cast(data, ctypes.c_void_p), num_experts, epsilon,
+              ctypes.byref(handle), threads=threads)
+        self._handle: int | None = handle.value
+
+    def __call__(self, x: np.ndarray, routed: np.ndarray, *, threads: int = 1, allocate: Allocate = np.empty) -> np.ndarray:
+        """``HybridMoE``'s y on ``threads`` threads; outputs from ``allocate``."""
+        x = _ranked("HybridMoE", "x", x, np.float32, 2)
+        routed = _ranked("HybridMoE", "routed", routed, np.int64, 1)
+        shape = np.asarray(x.shape, np.int64)
+        y = _output(allocate, x.shape, np.float32)
+        _call("i2f_hybrid_moe_packed", self._handle, shape.ctypes.data, x.ctypes.data, routed.size, routed.ctypes.data, y.ctypes.data,
+              y.size, threads=threads)
+        return y
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            self._library.i2f_hybrid_moe_free(self._handle, None, 0)
+            self._handle = None

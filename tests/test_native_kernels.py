@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, hybrid_moe, native, token_routing
 from i2f_deploy.custom_ops.native import NativeKernelError
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from support.dlu import BOXES, GRID_H, GRID_W, random_stage
 from support.native import require_native
 
@@ -454,6 +454,112 @@ def test_moe_kernel_refuses_malformed_inputs_in_one_line(name):
     with pytest.raises(NativeKernelError) as refusal:
         call_moe({**feeds, **changes}, {**attributes, **attribute_changes})
     assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def pack_moe(feeds: dict[str, np.ndarray], attributes: dict) -> native.HybridMoeWeights:
+    return native.HybridMoeWeights([feeds[name] for name in hybrid_moe.WEIGHTS], **attributes)
+
+
+@pytest.mark.parametrize("routed_share", [0.0, 0.3, 1.0])
+def test_moe_packed_weights_give_the_values_of_the_call(routed_share):
+    feeds, attributes, moe = moe_case(1024, routed_share, seed=11)
+    packed = pack_moe(feeds, attributes)
+    got = packed(feeds["x"], feeds["routed"], threads=2)
+    np.testing.assert_array_equal(got, call_moe(feeds, attributes))
+    assert_close(got, _function_body(hybrid_moe, attributes, feeds, [TensorProto.FLOAT])[0], atol=1e-4, what="function body")
+    with torch.no_grad():
+        assert_close(got, moe(torch.from_numpy(feeds["x"]), torch.from_numpy(feeds["routed"])).numpy(), atol=1e-4, what="module")
+
+
+def test_moe_packed_weight_sets_keep_their_own_values():
+    """Two weight sets packed in one process each give their own results, call after call; the
+    packing is a copy: changing the arrays afterwards changes nothing."""
+    first, attributes, _ = moe_case(256, 0.5, seed=12)
+    second, _, _ = moe_case(256, 0.5, seed=13)
+    second = {**second, "x": first["x"], "routed": first["routed"]}
+    expected = [call_moe(feeds, attributes) for feeds in (first, second)]
+    packed = [pack_moe(feeds, attributes) for feeds in (first, second)]
+    for feeds in (first, second):
+        feeds["experts_w1"][:] = 0.0
+        feeds["shared_w3"][:] = 0.0
+    for _ in range(2):
+        for weights, wanted in zip(packed, expected):
+            np.testing.assert_array_equal(weights(first["x"], first["routed"]), wanted)
+    assert not np.allclose(expected[0], expected[1])
+
+
+MOE_PACKED_MALFORMED = {
+    "x of another width": ({"x": np.zeros((64, 128), np.float32)}, "x [64, 128] must be [N, C] with N 1..16777216 and C = 256"),
+    "rank 3 x": ({"x": np.zeros((1, 64, 256), np.float32)}, "x must have rank 2"),
+    "routed token twice": ({"routed": np.array([3, 5, 3], np.int64)}, "routed token 3 is listed twice"),
+    "routed token beyond x": ({"routed": np.array([64], np.int64)}, "routed token 64 is outside 0..63"),
+    "more routed than tokens": ({"routed": np.arange(65, dtype=np.int64) % 64}, "at most N = 64"),
+    "int32 routed": ({"routed": np.array([3], np.int32)}, "int64"),
+}
+
+
+@pytest.mark.parametrize("name", list(MOE_PACKED_MALFORMED))
+def test_moe_packed_weights_refuse_malformed_inputs_in_one_line(name):
+    changes, message = MOE_PACKED_MALFORMED[name]
+    feeds, attributes, _ = moe_case(64, 0.3, seed=7)
+    feeds = {**feeds, **changes}
+    with pytest.raises(NativeKernelError) as refusal:
+        pack_moe(feeds, attributes)(feeds["x"], feeds["routed"])
+    assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+@pytest.mark.parametrize(("changes", "attribute_changes", "message"), [
+    ({"experts_w1": np.zeros((7, 64, 256), np.float32)}, {}, "experts_w1 [7, 64, 256] must be [8, 64, 256]"),
+    ({"shared_w1": np.zeros((64, 2000), np.float32)}, {}, "shared_w1 [64, 2000] must be [H, C] with C 1..1024"),
+    ({}, {"num_experts": 4}, "expert_gate_w [8, 256] must be [4, 256]"),
+    ({}, {"epsilon": float("nan")}, "epsilon must be positive"),
+    ({"shared_w1": np.zeros((1, 1, 64, 256), np.float32)}, {}, "rank above 3"),
+])
+def test_moe_packing_refuses_malformed_weights_in_one_line(changes, attribute_changes, message):
+    feeds, attributes, _ = moe_case(64, 0.3, seed=7)
+    with pytest.raises(NativeKernelError) as refusal:
+        pack_moe({**feeds, **changes}, {**attributes, **attribute_changes})
+    assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def test_moe_packed_call_refuses_an_unknown_handle_in_one_line():
+    """The C entry serves only handles it handed out and has not freed."""
+    import ctypes
+
+    feeds, attributes, _ = moe_case(64, 0.3, seed=7)
+    packed = pack_moe(feeds, attributes)
+    handle = packed._handle
+    packed.__del__()
+    error = ctypes.create_string_buffer(native.ERROR_SIZE)
+    shape = np.asarray(feeds["x"].shape, np.int64)
+    y = np.empty_like(feeds["x"])
+    for stale in (handle, None, 12345):
+        status = native.kernels().i2f_hybrid_moe_packed(stale, shape.ctypes.data, feeds["x"].ctypes.data, 0, None, y.ctypes.data,
+                                                        y.size, 1, error, native.ERROR_SIZE)
+        assert status == 1 and error.value.decode() == "HybridMoE: the packed weights' handle is unknown (freed, or never packed)"
+    assert native.kernels().i2f_hybrid_moe_free(handle, error, native.ERROR_SIZE) == 1
+
+
+def test_openvino_packs_each_nodes_constant_weights_for_itself(tmp_path):
+    """The OpenVINO op keeps each node's packed constant weights: two models with different
+    weights compiled in one process give their own results, call after call."""
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+
+    require_native()
+    first, attributes, _ = moe_case(256, 0.5, seed=14)
+    second, _, _ = moe_case(256, 0.5, seed=15)
+    second = {**second, "x": first["x"], "routed": first["routed"]}
+    runners = []
+    for index, feeds in enumerate((first, second)):
+        model = _one_node_model(hybrid_moe, attributes, feeds, [TensorProto.FLOAT])
+        del model.graph.input[2:]  # the weights as the graph's constants, as in the decoder
+        model.graph.initializer.extend(numpy_helper.from_array(feeds[name], name) for name in hybrid_moe.WEIGHTS)
+        onnx.save(model, tmp_path / f"moe_{index}.onnx")
+        runners.append(OpenVinoRunner(tmp_path / f"moe_{index}.onnx", threads=1, kernels="native"))
+    tokens = {"x": first["x"], "routed": first["routed"]}
+    for _ in range(2):
+        for runner, feeds in zip(runners, (first, second)):
+            assert_close(next(iter(runner.run(tokens).values())), call_moe(feeds, attributes), atol=1e-6)
 
 
 def _neck_cases() -> dict[str, tuple]:

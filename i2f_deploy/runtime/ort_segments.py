@@ -45,10 +45,16 @@ def _as_array(value: object) -> np.ndarray:
     return np.asarray(_Held(value, dtype))
 
 
-def _kernel(op: str) -> Callable[..., list[np.ndarray]]:
-    """The call of ``op``'s kernel: (inputs in the node's order, attributes, threads, allocate) -> outputs."""
+def _kernel(step: SegmentStep, constants: dict[str, np.ndarray], threads: int) -> Callable[..., list[np.ndarray]]:
+    """The call of the step's kernel: (inputs in the node's order, attributes, threads, allocate) ->
+    outputs. HybridMoE's weights, constants of the plan, are packed here once for every click."""
     from i2f_deploy.custom_ops import native
 
+    op = str(step.op)
+    if op == "HybridMoE" and all(name in constants for name in step.inputs[2:]):
+        a = step.attributes
+        packed = native.HybridMoeWeights([constants[name] for name in step.inputs[2:]], a["num_experts"], a["epsilon"], threads=threads)
+        return lambda x, a, threads, allocate: [packed(x[0], x[1], threads=threads, allocate=allocate)]
     if op == "DLUUpsample":
         return lambda x, a, threads, allocate: [native.dlu_upsample(*x, a["channels"], threads=threads, allocate=allocate)]
     if op == "TokenRouting":
@@ -85,7 +91,7 @@ class OrtSegmentedRunner:
             import onnxruntime as ort
         except ImportError:
             raise I2FError("backend onnxruntime is not installed (pip install onnxruntime)") from None
-        from i2f_deploy.custom_ops.native import kernels
+        from i2f_deploy.custom_ops.native import NativeKernelError, kernels
 
         try:
             kernels()
@@ -94,6 +100,8 @@ class OrtSegmentedRunner:
                            "or load with kernels='function-body'") from None
         plan = SegmentPlan.read(plan_path)
         folder = plan_path.parent
+        with np.load(folder / plan.constants, allow_pickle=False) as constants:
+            self.constants = {name: np.array(constants[name], order="C") for name in constants.files}  # 0-d ones stay 0-d
         session_options = ort.SessionOptions()
         if threads:
             session_options.intra_op_num_threads = threads
@@ -110,9 +118,10 @@ class OrtSegmentedRunner:
                 self._input_types[step.graph] = {i.name: _DTYPES[i.type] for i in session.get_inputs()}
                 self.steps.append((step, session, None))
             else:
-                self.steps.append((step, None, _kernel(str(step.op))))
-        with np.load(folder / plan.constants, allow_pickle=False) as constants:
-            self.constants = {name: np.array(constants[name], order="C") for name in constants.files}  # 0-d ones stay 0-d
+                try:
+                    self.steps.append((step, None, _kernel(step, self.constants, self.threads)))
+                except NativeKernelError as error:
+                    raise I2FError(f"the segment plan's {step.op} does not fit its kernel: {error}") from None
         self._buffers = [_Buffers() for _ in plan.steps]
         self.kernels = "native"
         self.concurrent = False  # the kernels' output buffers are reused from run to run

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "bsq_attention.hpp"
@@ -24,6 +27,16 @@ int fail(const std::string& message, char* error, std::int64_t error_size) {
 }
 
 constexpr std::int64_t kMaxThreads = 1024;
+
+// The packed HybridMoE weight sets handed out and not yet freed: a handle is served only if listed.
+std::mutex moe_handles_mutex;
+std::map<const void*, std::shared_ptr<const i2f::HybridMoePacked>> moe_handles;
+
+std::shared_ptr<const i2f::HybridMoePacked> moe_handle(const void* handle) {
+    const std::lock_guard<std::mutex> lock(moe_handles_mutex);
+    const auto found = moe_handles.find(handle);
+    return found == moe_handles.end() ? nullptr : found->second;
+}
 
 // "" or why the thread count is refused.
 std::string check_threads(const char* op, std::int64_t threads) {
@@ -142,6 +155,59 @@ __attribute__((visibility("default"))) int i2f_hybrid_moe(
     const float* weights[i2f::kHybridMoeWeights];
     for (int index = 0; index < i2f::kHybridMoeWeights; ++index) weights[index] = static_cast<const float*>(data[index + 2]);
     i2f::hybrid_moe(shapes, static_cast<const float*>(data[0]), routed, weights, y, i2f::pooled_for(threads));
+    return 0;
+}
+
+// HybridMoE's 21 weights packed once: ranks [21], dims [21 x 3] and data in WEIGHTS order. Returns
+// 0 and a handle in *handle (free it with i2f_hybrid_moe_free), or 1 and a one-line reason.
+__attribute__((visibility("default"))) int i2f_hybrid_moe_pack(
+    const std::int64_t* ranks, const std::int64_t* dims, const void* const* data, std::int64_t num_experts, float epsilon,
+    void** handle, std::int64_t threads, char* error, std::int64_t error_size) {
+    if (const std::string problem = check_threads("HybridMoE", threads); !problem.empty()) return fail(problem, error, error_size);
+    if (!ranks || !dims || !data || !handle) return fail("HybridMoE: the weights or the handle are missing", error, error_size);
+    i2f::HybridMoeShapes shapes{};
+    for (int index = 0; index < i2f::kHybridMoeWeights; ++index) {
+        if (ranks[index] < 0 || ranks[index] > 3)
+            return fail("HybridMoE: weight " + std::to_string(index) + " has rank " + std::to_string(ranks[index]) + ", at most 3 expected", error, error_size);
+        if (!data[index]) return fail("HybridMoE: weight " + std::to_string(index) + " is missing", error, error_size);
+        shapes.weights[index].rank = ranks[index];
+        std::copy(dims + 3 * index, dims + 3 * index + 3, shapes.weights[index].size);
+    }
+    shapes.num_experts = num_experts;
+    shapes.epsilon = epsilon;
+    if (const std::string problem = i2f::check_hybrid_moe_weights(shapes); !problem.empty()) return fail(problem, error, error_size);
+    const float* weights[i2f::kHybridMoeWeights];
+    for (int index = 0; index < i2f::kHybridMoeWeights; ++index) weights[index] = static_cast<const float*>(data[index]);
+    std::shared_ptr<const i2f::HybridMoePacked> packed = i2f::pack_hybrid_moe(shapes, weights, i2f::pooled_for(threads));
+    const std::lock_guard<std::mutex> lock(moe_handles_mutex);
+    *handle = const_cast<i2f::HybridMoePacked*>(packed.get());
+    moe_handles.emplace(packed.get(), std::move(packed));
+    return 0;
+}
+
+// HybridMoE on weights packed by i2f_hybrid_moe_pack: x [x_dims[0], x_dims[1]], routed [routed_size].
+// Returns 0 and fills y [N, C], or 1 and a one-line reason. On `threads` threads.
+__attribute__((visibility("default"))) int i2f_hybrid_moe_packed(
+    const void* handle, const std::int64_t* x_dims, const float* x, std::int64_t routed_size, const std::int64_t* routed, float* y,
+    std::int64_t y_size, std::int64_t threads, char* error, std::int64_t error_size) {
+    if (const std::string problem = check_threads("HybridMoE", threads); !problem.empty()) return fail(problem, error, error_size);
+    const std::shared_ptr<const i2f::HybridMoePacked> packed = moe_handle(handle);
+    if (!packed) return fail("HybridMoE: the packed weights' handle is unknown (freed, or never packed)", error, error_size);
+    if (!x_dims || !x) return fail("HybridMoE: x is missing", error, error_size);
+    const i2f::TensorDims x_shape{2, {x_dims[0], x_dims[1], 0}}, routed_shape{1, {routed_size, 0, 0}};
+    if (const std::string problem = i2f::check_hybrid_moe_tokens(*packed, x_shape, routed_shape, routed); !problem.empty())
+        return fail(problem, error, error_size);
+    const std::int64_t expected = x_dims[0] * x_dims[1];
+    if (!y || y_size != expected)
+        return fail("HybridMoE: y holds " + std::to_string(y_size) + " values, expected " + std::to_string(expected), error, error_size);
+    i2f::hybrid_moe(*packed, x_dims[0], x, routed_size, routed, y, i2f::pooled_for(threads));
+    return 0;
+}
+
+// Frees a handle of i2f_hybrid_moe_pack; 1 and a one-line reason for an unknown one.
+__attribute__((visibility("default"))) int i2f_hybrid_moe_free(void* handle, char* error, std::int64_t error_size) {
+    const std::lock_guard<std::mutex> lock(moe_handles_mutex);
+    if (moe_handles.erase(handle) == 0) return fail("HybridMoE: the packed weights' handle is unknown (freed, or never packed)", error, error_size);
     return 0;
 }
 

@@ -32,16 +32,8 @@ std::string text(const TensorDims& dims) {
     return out + "]";
 }
 
-// One SwiGLU expert with its weights packed input-major so that every inner loop runs along a
-// contiguous row: w1 and w2 side by side as [C][2H] (a token's gate and up in one product), w3
-// as [H][C]; the row norm is the expert's hidden LayerNorm.
-struct PackedExpert {
-    std::vector<float> w12, b12, w3;
-    const float *b3 = nullptr, *ln_w = nullptr, *ln_b = nullptr;
-};
-
-void pack(PackedExpert& e, const float* w1, const float* b1, const float* w2, const float* b2, const float* w3, std::int64_t c,
-          std::int64_t h) {
+void pack(PackedExpert& e, const float* w1, const float* b1, const float* w2, const float* b2, const float* w3, const float* b3,
+          const float* ln_w, const float* ln_b, std::int64_t c, std::int64_t h) {
     e.w12.resize(static_cast<std::size_t>(2 * c * h)), e.w3.resize(static_cast<std::size_t>(c * h));
     for (std::int64_t i = 0; i < h; ++i) {
         for (std::int64_t j = 0; j < c; ++j) {
@@ -52,6 +44,8 @@ void pack(PackedExpert& e, const float* w1, const float* b1, const float* w2, co
     }
     e.b12.assign(b1, b1 + h);
     e.b12.insert(e.b12.end(), b2, b2 + h);
+    e.b3.assign(b3, b3 + c);
+    e.ln_w.assign(ln_w, ln_w + h), e.ln_b.assign(ln_b, ln_b + h);
 }
 
 // out[t][j] = bias[j] + sum_i a[t][i] b[i][j] for the tile's rows a[t] (t < count <= kTileTokens):
@@ -147,7 +141,7 @@ I2F_HOT_LOOP void run_tile(const PackedExpert& e, std::int64_t c, std::int64_t h
         for (std::int64_t i = 0; i < h; ++i) g[i] = (g[i] - mean) * inverse * e.ln_w[i] + e.ln_b[i];
         rows[t] = g;
     }
-    multiply_tile(rows, count, e.w3.data(), h, c, e.b3, out);
+    multiply_tile(rows, count, e.w3.data(), h, c, e.b3.data(), out);
     for (std::int64_t t = 0; t < count; ++t) {
         float* target = y + tile.rows[t] * c;
         const float* o = out + t * c;
@@ -166,18 +160,18 @@ float gate_sigmoid(const float* x, const float* weight, float bias, std::int64_t
     return 1.0f / (1.0f + std::exp(-(z + bias)));
 }
 
-}  // namespace
+std::string check_attributes(const HybridMoeShapes& s) {
+    if (s.num_experts < 1 || s.num_experts > kMaxExperts)
+        return "num_experts must be 1.." + std::to_string(kMaxExperts) + ", got " + std::to_string(s.num_experts);
+    if (!(s.epsilon > 0.0f) || !std::isfinite(s.epsilon)) return "epsilon must be positive";
+    return "";
+}
 
-std::string check_hybrid_moe(const HybridMoeShapes& s, const std::int64_t* routed) {
-    const std::string op = "HybridMoE: ";
+// The 21 weights against the shapes C, H (shared_w1's) and E imply; `sizes` names them in the reason.
+std::string check_weights(const HybridMoeShapes& s, std::int64_t c, const std::string& sizes) {
     const std::int64_t e = s.num_experts;
-    if (e < 1 || e > kMaxExperts) return op + "num_experts must be 1.." + std::to_string(kMaxExperts) + ", got " + std::to_string(e);
-    if (!(s.epsilon > 0.0f) || !std::isfinite(s.epsilon)) return op + "epsilon must be positive";
-    if (s.x.rank != 2 || s.x.size[0] < 1 || s.x.size[0] > kMaxTokens || s.x.size[1] < 1 || s.x.size[1] > 1024)
-        return op + "x " + text(s.x) + " must be [N, C] with N 1.." + std::to_string(kMaxTokens) + " and C 1..1024";
-    const std::int64_t n = s.x.size[0], c = s.x.size[1];
     const std::int64_t h = s.weights[kSharedW1].rank == 2 ? s.weights[kSharedW1].size[0] : 0;
-    if (h < 1 || h > 1024) return op + "shared_w1 " + text(s.weights[kSharedW1]) + " must be [H, C] with H 1..1024";
+    if (h < 1 || h > 1024) return "shared_w1 " + text(s.weights[kSharedW1]) + " must be [H, C] with H 1..1024";
     const TensorDims expected[kHybridMoeWeights] = {
         {2, {h, c}}, {1, {h}}, {2, {h, c}}, {1, {h}}, {2, {c, h}}, {1, {c}}, {1, {h}}, {1, {h}}, {2, {1, c}}, {1, {1}},
         {2, {e, c}}, {1, {e}}, {1, {e}}, {3, {e, h, c}}, {2, {e, h}}, {3, {e, h, c}}, {2, {e, h}}, {3, {e, c, h}}, {2, {e, c}},
@@ -188,25 +182,80 @@ std::string check_hybrid_moe(const HybridMoeShapes& s, const std::int64_t* route
         bool same = got.rank == expected[index].rank;
         for (std::int64_t axis = 0; same && axis < got.rank; ++axis) same = got.size[axis] == expected[index].size[axis];
         if (!same)
-            return op + kWeightNames[index] + " " + text(got) + " must be " + text(expected[index]) + " (N, C = " + std::to_string(n) +
-                   ", " + std::to_string(c) + "; H = " + std::to_string(h) + "; E = " + std::to_string(e) + ")";
+            return std::string(kWeightNames[index]) + " " + text(got) + " must be " + text(expected[index]) + " (" + sizes + "C = " +
+                   std::to_string(c) + "; H = " + std::to_string(h) + "; E = " + std::to_string(e) + ")";
     }
-    if (s.routed.rank != 1 || s.routed.size[0] < 0 || s.routed.size[0] > n)
-        return op + "routed " + text(s.routed) + " must be [M] with M at most N = " + std::to_string(n);
+    return "";
+}
+
+std::string check_routed(const TensorDims& dims, const std::int64_t* routed, std::int64_t n) {
+    if (dims.rank != 1 || dims.size[0] < 0 || dims.size[0] > n)
+        return "routed " + text(dims) + " must be [M] with M at most N = " + std::to_string(n);
+    if (dims.size[0] > 0 && routed == nullptr) return "routed is missing";
     std::vector<std::uint8_t> seen(static_cast<std::size_t>(n), 0);
-    for (std::int64_t j = 0; j < s.routed.size[0]; ++j) {
+    for (std::int64_t j = 0; j < dims.size[0]; ++j) {
         const std::int64_t token = routed[j];
-        if (token < 0 || token >= n) return op + "routed token " + std::to_string(token) + " is outside 0.." + std::to_string(n - 1);
-        if (seen[token]) return op + "routed token " + std::to_string(token) + " is listed twice";
+        if (token < 0 || token >= n) return "routed token " + std::to_string(token) + " is outside 0.." + std::to_string(n - 1);
+        if (seen[token]) return "routed token " + std::to_string(token) + " is listed twice";
         seen[token] = 1;
     }
     return "";
 }
 
-void hybrid_moe(const HybridMoeShapes& s, const float* x, const std::int64_t* routed, const float* const* w, float* y,
+std::string with_op(const std::string& problem) {
+    return problem.empty() ? problem : "HybridMoE: " + problem;
+}
+
+}  // namespace
+
+std::string check_hybrid_moe(const HybridMoeShapes& s, const std::int64_t* routed) {
+    if (std::string problem = check_attributes(s); !problem.empty()) return with_op(problem);
+    if (s.x.rank != 2 || s.x.size[0] < 1 || s.x.size[0] > kMaxTokens || s.x.size[1] < 1 || s.x.size[1] > 1024)
+        return with_op("x " + text(s.x) + " must be [N, C] with N 1.." + std::to_string(kMaxTokens) + " and C 1..1024");
+    const std::int64_t n = s.x.size[0], c = s.x.size[1];
+    if (std::string problem = check_weights(s, c, "N = " + std::to_string(n) + "; "); !problem.empty()) return with_op(problem);
+    return with_op(check_routed(s.routed, routed, n));
+}
+
+std::string check_hybrid_moe_weights(const HybridMoeShapes& s) {
+    if (std::string problem = check_attributes(s); !problem.empty()) return with_op(problem);
+    const TensorDims& w1 = s.weights[kSharedW1];
+    const std::int64_t c = w1.rank == 2 ? w1.size[1] : 0;
+    if (c < 1 || c > 1024) return with_op("shared_w1 " + text(w1) + " must be [H, C] with C 1..1024");
+    return with_op(check_weights(s, c, ""));
+}
+
+std::string check_hybrid_moe_tokens(const HybridMoePacked& p, const TensorDims& x, const TensorDims& routed,
+                                    const std::int64_t* routed_tokens) {
+    if (x.rank != 2 || x.size[0] < 1 || x.size[0] > kMaxTokens || x.size[1] != p.c)
+        return with_op("x " + text(x) + " must be [N, C] with N 1.." + std::to_string(kMaxTokens) + " and C = " + std::to_string(p.c) +
+                       " (the packed weights')");
+    return with_op(check_routed(routed, routed_tokens, x.size[0]));
+}
+
+std::shared_ptr<const HybridMoePacked> pack_hybrid_moe(const HybridMoeShapes& s, const float* const* w, const ParallelFor& parallel_for) {
+    auto p = std::make_shared<HybridMoePacked>();
+    const std::int64_t c = s.weights[kSharedW1].size[1], h = s.weights[kSharedW1].size[0], e = s.num_experts;
+    p->c = c, p->h = h, p->experts = e, p->epsilon = s.epsilon;
+    p->packed.resize(static_cast<std::size_t>(e + 1));
+    parallel_for(e + 1, [&](std::int64_t k) {
+        if (k == e)
+            return pack(p->packed[k], w[kSharedW1], w[kSharedB1], w[kSharedW2], w[kSharedB2], w[kSharedW3], w[kSharedB3], w[kSharedLnW],
+                        w[kSharedLnB], c, h);
+        pack(p->packed[k], w[kExpertsW1] + k * h * c, w[kExpertsB1] + k * h, w[kExpertsW2] + k * h * c, w[kExpertsB2] + k * h,
+             w[kExpertsW3] + k * c * h, w[kExpertsB3] + k * c, w[kSelectLnW], w[kSelectLnB], c, h);
+    });
+    p->shared_gate_w.assign(w[kSharedGateW], w[kSharedGateW] + c);
+    p->shared_gate_b.assign(w[kSharedGateB], w[kSharedGateB] + 1);
+    p->expert_gate_w.assign(w[kExpertGateW], w[kExpertGateW] + e * c);
+    p->expert_gate_b.assign(w[kExpertGateB], w[kExpertGateB] + e);
+    p->expert_bias.assign(w[kExpertBias], w[kExpertBias] + e);
+    return p;
+}
+
+void hybrid_moe(const HybridMoePacked& p, std::int64_t n, const float* x, std::int64_t m, const std::int64_t* routed, float* y,
                 const ParallelFor& parallel_for) {
-    const std::int64_t n = s.x.size[0], c = s.x.size[1], h = s.weights[kSharedW1].size[0], e = s.num_experts;
-    const std::int64_t m = s.routed.size[0];
+    const std::int64_t c = p.c, h = p.h, e = p.experts;
 
     // the routed tokens' gates and experts (in routed order), then each expert's tokens in that order
     std::vector<std::int32_t> choice(static_cast<std::size_t>(m));
@@ -214,12 +263,12 @@ void hybrid_moe(const HybridMoeShapes& s, const float* x, const std::int64_t* ro
     parallel_for((m + kTileTokens - 1) / kTileTokens, [&](std::int64_t item) {
         for (std::int64_t j = item * kTileTokens; j < std::min(m, (item + 1) * kTileTokens); ++j) {
             const float* token = x + routed[j] * c;
-            const float shared = gate_sigmoid(token, w[kSharedGateW], w[kSharedGateB][0], c);
+            const float shared = gate_sigmoid(token, p.shared_gate_w.data(), p.shared_gate_b[0], c);
             std::int32_t best = 0;
             float best_biased = -INFINITY, best_score = 0.0f;
             for (std::int64_t k = 0; k < e; ++k) {
-                const float score = gate_sigmoid(token, w[kExpertGateW] + k * c, w[kExpertGateB][k], c);
-                const float biased = score + w[kExpertBias][k];
+                const float score = gate_sigmoid(token, p.expert_gate_w.data() + k * c, p.expert_gate_b[k], c);
+                const float biased = score + p.expert_bias[k];
                 if (biased > best_biased || k == 0) best = static_cast<std::int32_t>(k), best_biased = biased, best_score = score;
             }
             choice[j] = best;
@@ -239,28 +288,11 @@ void hybrid_moe(const HybridMoeShapes& s, const float* x, const std::int64_t* ro
         by_expert[at] = routed[j], by_expert_shared[at] = shared_weight[j], by_expert_weight[at] = expert_weight[j];
     }
 
-    // the shared expert and the experts some token chose, packed once per call
-    std::vector<PackedExpert> experts(static_cast<std::size_t>(e + 1));
-    parallel_for(e + 1, [&](std::int64_t k) {
-        PackedExpert& packed = experts[k];
-        if (k == e) {
-            pack(packed, w[kSharedW1], w[kSharedB1], w[kSharedW2], w[kSharedB2], w[kSharedW3], c, h);
-            packed.b3 = w[kSharedB3];
-            packed.ln_w = w[kSharedLnW], packed.ln_b = w[kSharedLnB];
-            return;
-        }
-        if (first[k + 1] == first[k]) return;
-        pack(packed, w[kExpertsW1] + k * h * c, w[kExpertsB1] + k * h, w[kExpertsW2] + k * h * c, w[kExpertsB2] + k * h,
-             w[kExpertsW3] + k * c * h, c, h);
-        packed.b3 = w[kExpertsB3] + k * c;
-        packed.ln_w = w[kSelectLnW], packed.ln_b = w[kSelectLnB];
-    });
-
     std::vector<std::int64_t> all(static_cast<std::size_t>(n));
     for (std::int64_t t = 0; t < n; ++t) all[t] = t;
     parallel_for((n + kTileTokens - 1) / kTileTokens, [&](std::int64_t item) {
         const std::int64_t begin = item * kTileTokens;
-        run_tile(experts[e], c, h, s.epsilon, x, Tile{all.data() + begin, std::min(kTileTokens, n - begin)}, y);
+        run_tile(p.packed[e], c, h, p.epsilon, x, Tile{all.data() + begin, std::min(kTileTokens, n - begin)}, y);
     });
     // each routed token is in one tile of one expert: the tiles write disjoint rows of y
     std::vector<std::int64_t> tiles;  // (expert, begin) pairs
@@ -270,8 +302,13 @@ void hybrid_moe(const HybridMoeShapes& s, const float* x, const std::int64_t* ro
         const std::int64_t k = tiles[2 * item], begin = tiles[2 * item + 1];
         const Tile tile{by_expert.data() + begin, std::min(kTileTokens, first[k + 1] - begin), by_expert_shared.data() + begin,
                         by_expert_weight.data() + begin};
-        run_tile(experts[k], c, h, s.epsilon, x, tile, y);
+        run_tile(p.packed[k], c, h, p.epsilon, x, tile, y);
     });
+}
+
+void hybrid_moe(const HybridMoeShapes& s, const float* x, const std::int64_t* routed, const float* const* weights, float* y,
+                const ParallelFor& parallel_for) {
+    hybrid_moe(*pack_hybrid_moe(s, weights, parallel_for), s.x.size[0], x, s.routed.size[0], routed, y, parallel_for);
 }
 
 }  // namespace i2f

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <limits>
+#include <openvino/op/constant.hpp>
 #include <string>
 #include <vector>
 
-#include "../kernels/hybrid_moe.hpp"
 #include "common.hpp"
 
 namespace i2f::openvino {
@@ -69,10 +69,28 @@ bool HybridMoE::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inpu
         std::fill(y, y + outputs[0].get_size(), std::numeric_limits<float>::quiet_NaN());
         return true;
     }
-    const float* weights[i2f::kHybridMoeWeights];
-    for (int index = 0; index < i2f::kHybridMoeWeights; ++index) weights[index] = inputs[index + 2].data<const float>();
-    i2f::hybrid_moe(shapes, inputs[0].data<const float>(), routed.data(), weights, outputs[0].data<float>(), parallel);
+    i2f::hybrid_moe(*packed_weights(shapes, inputs), shapes.x.size[0], inputs[0].data<const float>(), shapes.routed.size[0],
+                    routed.data(), outputs[0].data<float>(), parallel);
     return true;
+}
+
+std::shared_ptr<const i2f::HybridMoePacked> HybridMoE::packed_weights(const i2f::HybridMoeShapes& shapes,
+                                                                      const ov::TensorVector& inputs) const {
+    const float* weights[i2f::kHybridMoeWeights];
+    std::vector<const void*> buffers(i2f::kHybridMoeWeights);
+    bool constant = true;
+    for (int index = 0; index < i2f::kHybridMoeWeights; ++index) {
+        weights[index] = inputs[index + 2].data<const float>();
+        buffers[index] = weights[index];
+        constant = constant && ov::is_type<ov::op::v0::Constant>(get_input_node_ptr(index + 2));
+    }
+    if (!constant) return i2f::pack_hybrid_moe(shapes, weights, parallel);
+    const std::lock_guard<std::mutex> lock(m_packed_mutex);
+    if (!m_packed || m_packed_from != buffers) {
+        m_packed = i2f::pack_hybrid_moe(shapes, weights, parallel);
+        m_packed_from = std::move(buffers);
+    }
+    return m_packed;
 }
 
 bool HybridMoE::has_evaluate() const {

@@ -1,8 +1,14 @@
 // OpenVINO's face of ai.inter2former::HybridMoE (the shared and routed SwiGLU experts): shapes for the graph,
-// evaluate() calls the kernel.
+// evaluate() calls the kernel. Weights that are the graph's constants are packed at the first
+// evaluate and kept with the node (keyed by their buffers); other weights are packed per call.
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <openvino/op/op.hpp>
+#include <vector>
+
+#include "../kernels/hybrid_moe.hpp"
 
 namespace i2f::openvino {
 
@@ -20,8 +26,15 @@ public:
     bool has_evaluate() const override;
 
 private:
+    // The packed weights when inputs 2..22 are Constant nodes and their buffers are those packed
+    // before; else packed now (kept for the next call only when constant).
+    std::shared_ptr<const i2f::HybridMoePacked> packed_weights(const i2f::HybridMoeShapes& shapes, const ov::TensorVector& inputs) const;
+
     std::int64_t m_num_experts = 0;
     float m_epsilon = 0.0f;
+    mutable std::mutex m_packed_mutex;
+    mutable std::shared_ptr<const i2f::HybridMoePacked> m_packed;
+    mutable std::vector<const void*> m_packed_from;  // the weight buffers m_packed was made from
 };
 
 }  // namespace i2f::openvino

@@ -421,6 +421,40 @@ def test_full_attention_kernel_with_peaked_scores():
     assert_close(call_attention(feeds, attributes), eager, atol=1e-5)
 
 
+_ATTENTION_IN_ANOTHER_PROCESS = """
+import sys
+import numpy as np
+from i2f_deploy.custom_ops import full_attention, native
+feeds = dict(np.load(sys.argv[1]))
+np.save(sys.argv[2], native.full_attention(*(feeds[name] for name in full_attention.INPUTS), float(sys.argv[3])))
+"""
+
+
+def test_full_attention_kernel_portable_version_gives_the_values_of_the_default(tmp_path):
+    """Where the CPU has AVX-512 the attention runs a third version of its loops;
+    I2F_NATIVE_PORTABLE (read once per process) makes a process run the portable one instead."""
+    feeds, attributes, _, _ = attention_case(40, _routed_tokens(40, "some"), seed=4)
+    np.savez(tmp_path / "case.npz", **feeds)
+    environment = {**os.environ, "I2F_NATIVE_PORTABLE": "1"}
+    subprocess.run([sys.executable, "-c", _ATTENTION_IN_ANOTHER_PROCESS, str(tmp_path / "case.npz"), str(tmp_path / "y.npy"),
+                    repr(attributes["scale"])], env=environment, check=True)
+    assert_close(np.load(tmp_path / "y.npy"), call_attention(feeds, attributes), atol=1e-5, what="portable version")
+
+
+def test_full_attention_kernel_of_another_width():
+    """A head width other than the model's 32 takes the plain loop of the weighted values."""
+    from i2f_deploy.model.attention import FullAttention
+
+    attention = FullAttention(12, 7, ratio=0.5, theta=10000.0)
+    generator = torch.Generator().manual_seed(6)
+    tokens = torch.tensor([48, 3, 17])
+    q, k, v = torch.randn(3, 12, generator=generator), torch.randn(49, 12, generator=generator), torch.randn(49, 12, generator=generator)
+    feeds = dict(zip(full_attention.INPUTS, (t.numpy().copy() for t in (q, k, v, tokens, attention.rope_cos, attention.rope_sin))))
+    with torch.no_grad():
+        eager = attention(q, k, v, tokens).numpy()
+    assert_close(call_attention(feeds, {"scale": float(attention.scale)}), eager, atol=1e-5)
+
+
 ATTENTION_MALFORMED = {
     "query of another width": ({"query": np.zeros((5, 16), np.float32)}, {}, "query [5, 16] must be [M, 32]"),
     "value of other tokens": ({"value": np.zeros((9, 32), np.float32)}, {}, "value [9, 32] must be key's shape [64, 32]"),

@@ -26,7 +26,7 @@ CONSTANTS = "constants.npz"
 # The ops whose native kernel runs between segments, where it beats ONNX Runtime's function body
 # alone at a click's real inputs (docs/performance.md). HybridMoE stays in its segment: ONNX
 # Runtime's GEMMs run its function body faster than the kernel (9 against 14 ms at 1024).
-CUT_OPS = ("TokenRouting", "BSQAttention", "DLUUpsample")
+CUT_OPS = ("TokenRouting", "BSQAttention", "FullAttention", "DLUUpsample")
 
 
 def _value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:

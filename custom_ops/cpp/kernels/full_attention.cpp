@@ -15,9 +15,8 @@ constexpr std::int64_t kMaxTokens = std::int64_t{1} << 24;
 constexpr std::int64_t kKeysPerItem = 256;
 constexpr std::int64_t kQueriesPerItem = 32;
 constexpr std::int64_t kQueryBlock = 16;  // queries sharing each chunk of keys and values
-constexpr std::int64_t kQueryGroup = 4;   // queries per step of group_scores
 constexpr std::int64_t kChunk = 256;      // keys per chunk: its keys and values (2 x 32 KB at D = 32) stay near the core
-constexpr std::int64_t kKeyTile = 2 * kLanes;  // keys per step of group_scores
+constexpr std::int64_t kKeyTile = 32;     // keys per tile of the rotated keys
 
 std::string pair(const std::int64_t* dims) {
     return "[" + std::to_string(dims[0]) + ", " + std::to_string(dims[1]) + "]";
@@ -31,8 +30,8 @@ inline void rotate(const float* x, const float* cos, const float* sin, std::int6
     }
 }
 
-// The rotated keys in tiles of kKeyTile keys, each tile by dimension ([P / 16][D][16], P = N
-// rounded up, zero padding): a step of group_scores reads one contiguous 16 x D block.
+// The rotated keys in tiles of kKeyTile keys, each tile by dimension ([P / 32][D][32], P = N
+// rounded up, zero padding): group_scores reads one contiguous 32 x D block at a time.
 std::vector<float> rotated_key_tiles(const FullAttentionShapes& s, const float* key, const float* rope_cos, const float* rope_sin,
                                      const ParallelFor& parallel_for) {
     const std::int64_t n = s.key[0], d = s.key[1];
@@ -50,53 +49,64 @@ std::vector<float> rotated_key_tiles(const FullAttentionShapes& s, const float* 
     return tiles;
 }
 
-// scores[q][u] = query[q] . key_u for kQueryGroup (rotated, scaled) queries against `keys` keys
-// from `tiles` (a multiple of kKeyTile), 16 keys at a time, the group's accumulators in registers.
-I2F_HOT_LOOP void group_scores(const float* tiles, std::int64_t keys, std::int64_t d, const float* queries, float* __restrict scores) {
+// scores[q][u] = query[q] . key_u for Rows (rotated, scaled) queries against `keys` keys from
+// `tiles` (a multiple of kKeyTile), two vectors V of keys at a time, the accumulators in registers.
+template <typename V, int Rows>
+__attribute__((always_inline)) inline void group_scores(const float* tiles, std::int64_t keys, std::int64_t d, const float* queries,
+                                                        float* __restrict scores) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
     for (std::int64_t u0 = 0; u0 < keys; u0 += kKeyTile) {
         const float* tile = tiles + u0 * d;
-        Floats8 acc[kQueryGroup][2] = {};
-        for (std::int64_t i = 0; i < d; ++i) {
-            const Floats8 k0 = load8(tile + i * kKeyTile), k1 = load8(tile + i * kKeyTile + kLanes);
-            for (std::int64_t q = 0; q < kQueryGroup; ++q) {
-                acc[q][0] += k0 * queries[q * d + i];  // a vector times a scalar: one broadcast from memory
-                acc[q][1] += k1 * queries[q * d + i];
+        for (std::int64_t h = 0; h < kKeyTile; h += 2 * lanes) {
+            V acc[Rows][2] = {};
+            for (std::int64_t i = 0; i < d; ++i) {
+                const V k0 = load_vector<V>(tile + i * kKeyTile + h), k1 = load_vector<V>(tile + i * kKeyTile + h + lanes);
+#pragma GCC unroll 8
+                for (int q = 0; q < Rows; ++q) {
+                    acc[q][0] += k0 * queries[q * d + i];  // a vector times a scalar: one broadcast from memory
+                    acc[q][1] += k1 * queries[q * d + i];
+                }
             }
-        }
-        for (std::int64_t q = 0; q < kQueryGroup; ++q) {
-            store8(scores + q * kChunk + u0, acc[q][0]);
-            store8(scores + q * kChunk + u0 + kLanes, acc[q][1]);
+            for (int q = 0; q < Rows; ++q) {
+                store_vector(scores + q * kChunk + u0 + h, acc[q][0]);
+                store_vector(scores + q * kChunk + u0 + h + lanes, acc[q][1]);
+            }
         }
     }
 }
 
 // The largest of a row's n scores.
-I2F_HOT_LOOP float row_max(const float* row, std::int64_t n) {
-    const std::int64_t whole = n / kLanes * kLanes;
-    Floats8 largest8 = splat8(-INFINITY);
-    for (std::int64_t u = 0; u < whole; u += kLanes) {
-        const Floats8 value = load8(row + u);
-        largest8 = value > largest8 ? value : largest8;
+template <typename V>
+__attribute__((always_inline)) inline float row_max(const float* row, std::int64_t n) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
+    const std::int64_t whole = n / lanes * lanes;
+    V largest_v = V{} - INFINITY;
+    for (std::int64_t u = 0; u < whole; u += lanes) {
+        const V value = load_vector<V>(row + u);
+        largest_v = value > largest_v ? value : largest_v;
     }
     float largest = -INFINITY;
-    for (int lane = 0; lane < kLanes; ++lane) largest = std::max(largest, largest8[lane]);
+    for (int lane = 0; lane < lanes; ++lane) largest = std::max(largest, largest_v[lane]);
     for (std::int64_t u = whole; u < n; ++u) largest = std::max(largest, row[u]);
     return largest;
 }
 
 // A row of n scores -> exp(score - shift) in place (shift at least their maximum); returns their sum.
-I2F_HOT_LOOP float exponentiate(float* __restrict row, std::int64_t n, float shift) {
-    const std::int64_t whole = n / kLanes * kLanes;
-    const Floats8 shift8 = splat8(shift), zero = splat8(0.0f);
-    Floats8 total8 = {};
-    for (std::int64_t u = 0; u < whole; u += kLanes) {
-        Floats8 centred = load8(row + u) - shift8;
-        centred = centred > zero ? zero : centred;
-        const Floats8 weights = exp_nonpositive8(centred);
-        store8(row + u, weights);
-        total8 += weights;
+template <typename V, typename I>
+__attribute__((always_inline)) inline float exponentiate(float* __restrict row, std::int64_t n, float shift) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
+    const std::int64_t whole = n / lanes * lanes;
+    const V shift_v = V{} + shift;
+    V total_v = {};
+    for (std::int64_t u = 0; u < whole; u += lanes) {
+        V centred = load_vector<V>(row + u) - shift_v;
+        centred = centred > V{} ? V{} : centred;
+        const V weights = exp_nonpositive_vector<V, I>(centred);
+        store_vector(row + u, weights);
+        total_v += weights;
     }
-    float total = sum8(total8);
+    float total = 0.0f;
+    for (int lane = 0; lane < lanes; ++lane) total += total_v[lane];
     for (std::int64_t u = whole; u < n; ++u) {
         row[u] = exp_nonpositive(std::min(row[u] - shift, 0.0f));
         total += row[u];
@@ -104,53 +114,53 @@ I2F_HOT_LOOP float exponentiate(float* __restrict row, std::int64_t n, float shi
     return total;
 }
 
-// acc[q] += sum_u weights[q][u] value_u for two rows of weights at once (V vectors of 8 columns
-// each, the sums in registers over the chunk, each value row loaded once for both).
-template <int V>
-__attribute__((always_inline)) inline void weigh_two(const float* w0, const float* w1, const float* value, std::int64_t n,
-                                                     float* acc0, float* acc1) {
-    Floats8 sum0[V], sum1[V];
-    for (int v = 0; v < V; ++v) sum0[v] = load8(acc0 + v * kLanes), sum1[v] = load8(acc1 + v * kLanes);
+// sums[q] += sum_u weights[q][u] value_u for Rows rows of weights (kChunk apart) at once, D =
+// Cols vectors V, the sums in registers over the chunk, each value row loaded once for all rows.
+template <typename V, int Rows, int Cols>
+__attribute__((always_inline)) inline void weigh_rows(const float* weights, const float* value, std::int64_t n, float* sums) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
+    V acc[Rows][Cols];
+    for (int q = 0; q < Rows; ++q)
+        for (int c = 0; c < Cols; ++c) acc[q][c] = load_vector<V>(sums + (q * Cols + c) * lanes);
     for (std::int64_t u = 0; u < n; ++u) {
-        for (int v = 0; v < V; ++v) {
-            const Floats8 row = load8(value + (u * V + v) * kLanes);
-            sum0[v] += row * w0[u];
-            sum1[v] += row * w1[u];
-        }
+        V row[Cols];
+        for (int c = 0; c < Cols; ++c) row[c] = load_vector<V>(value + (u * Cols + c) * lanes);
+#pragma GCC unroll 8
+        for (int q = 0; q < Rows; ++q)
+            for (int c = 0; c < Cols; ++c) acc[q][c] += row[c] * weights[q * kChunk + u];
     }
-    for (int v = 0; v < V; ++v) store8(acc0 + v * kLanes, sum0[v]), store8(acc1 + v * kLanes, sum1[v]);
+    for (int q = 0; q < Rows; ++q)
+        for (int c = 0; c < Cols; ++c) store_vector(sums + (q * Cols + c) * lanes, acc[q][c]);
 }
 
-// The chunk's weighted values added to each query's sums (rows of `weights` kChunk apart).
-I2F_HOT_LOOP void weigh_values(const float* weights, std::int64_t count, const float* value, std::int64_t n, std::int64_t d,
-                               float* sums) {
-    for (std::int64_t q = 0; q < count; q += 2) {
-        const float* w0 = weights + q * kChunk;
-        const float* w1 = w0 + kChunk;  // past the last query: a padding row, its sums discarded
-        float* acc0 = sums + q * d;
-        float* acc1 = acc0 + d;
-        switch (d % kLanes == 0 ? d / kLanes : 0) {
-            case 1: weigh_two<1>(w0, w1, value, n, acc0, acc1); break;
-            case 2: weigh_two<2>(w0, w1, value, n, acc0, acc1); break;
-            case 4: weigh_two<4>(w0, w1, value, n, acc0, acc1); break;
-            case 8: weigh_two<8>(w0, w1, value, n, acc0, acc1); break;
-            default:
-                for (std::int64_t u = 0; u < n; ++u)
-                    for (std::int64_t i = 0; i < d; ++i) {
-                        acc0[i] += w0[u] * value[u * d + i];
-                        acc1[i] += w1[u] * value[u * d + i];
-                    }
+// The chunk's weighted values added to the sums of the block's queries (rows past `count` are
+// padding, their sums discarded); any D by the plain loop, D = 32 by weigh_rows.
+template <typename V, int Rows>
+__attribute__((always_inline)) inline void weigh_values(const float* weights, std::int64_t count, const float* value, std::int64_t n,
+                                                        std::int64_t d, float* sums) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
+    for (std::int64_t q = 0; q < count; q += Rows) {
+        if (d == 32) {
+            weigh_rows<V, Rows, 32 / lanes>(weights + q * kChunk, value, n, sums + q * d);
+            continue;
         }
+        for (std::int64_t r = q; r < std::min(count, q + Rows); ++r)
+            for (std::int64_t u = 0; u < n; ++u)
+                for (std::int64_t i = 0; i < d; ++i) sums[r * d + i] += weights[r * kChunk + u] * value[u * d + i];
     }
 }
 
 // Queries first..end-1, a block of kQueryBlock at a time, streaming over the keys in chunks of
 // kChunk: each chunk's scores, the running maximum and sum of exponentials per query (the sums
 // so far rescaled when the maximum grows), and the chunk's weighted values. A block's scores
-// and the chunk's keys and values stay in the core's caches.
-void attend(const FullAttentionShapes& s, const std::vector<float>& tiles, const float* query, const float* value,
-            const std::int64_t* query_tokens, const float* rope_cos, const float* rope_sin, std::int64_t first, std::int64_t end,
-            float* output) {
+// and the chunk's keys and values stay in the core's caches. The same sums in the same order
+// for a query whichever block holds it; V, I: the vector types, Rows and ValueRows: queries per
+// step of the scores and of the weighted values.
+template <typename V, typename I, int Rows, int ValueRows>
+__attribute__((always_inline)) inline void attend_queries(const FullAttentionShapes& s, const std::vector<float>& tiles, const float* query,
+                                                          const float* value, const std::int64_t* query_tokens, const float* rope_cos,
+                                                          const float* rope_sin, std::int64_t first, std::int64_t end, float* output) {
+    static_assert(kQueryBlock % Rows == 0 && Rows % ValueRows == 0, "a block holds whole steps");
     const std::int64_t n = s.key[0], d = s.key[1];
     const std::int64_t padded = static_cast<std::int64_t>(tiles.size()) / d;
     std::vector<float> scores(static_cast<std::size_t>(kQueryBlock * kChunk), 0.0f);
@@ -159,36 +169,64 @@ void attend(const FullAttentionShapes& s, const std::vector<float>& tiles, const
     float largest[kQueryBlock], totals[kQueryBlock];
     for (std::int64_t q0 = first; q0 < end; q0 += kQueryBlock) {
         const std::int64_t count = std::min(kQueryBlock, end - q0);
+        const std::int64_t steps = (count + Rows - 1) / Rows * Rows;
         std::fill(queries.begin(), queries.end(), 0.0f);
         std::fill(sums.begin(), sums.end(), 0.0f);
+        std::fill(scores.begin(), scores.end(), 0.0f);
         for (std::int64_t q = 0; q < count; ++q) {
             const std::int64_t t = query_tokens[q0 + q];
             rotate(query + (q0 + q) * d, rope_cos + t * d, rope_sin + t * d, d, s.scale, queries.data() + q * d);
             largest[q] = -INFINITY;
             totals[q] = 0.0f;
         }
-        const std::int64_t groups = (count + kQueryGroup - 1) / kQueryGroup;
         for (std::int64_t c0 = 0; c0 < n; c0 += kChunk) {
             const std::int64_t keys = std::min(kChunk, n - c0);
             const std::int64_t tiled = std::min(padded - c0, (keys + kKeyTile - 1) / kKeyTile * kKeyTile);
-            for (std::int64_t g = 0; g < groups; ++g)
-                group_scores(tiles.data() + c0 * d, tiled, d, queries.data() + g * kQueryGroup * d, scores.data() + g * kQueryGroup * kChunk);
+            for (std::int64_t q = 0; q < steps; q += Rows)
+                group_scores<V, Rows>(tiles.data() + c0 * d, tiled, d, queries.data() + q * d, scores.data() + q * kChunk);
             for (std::int64_t q = 0; q < count; ++q) {
                 float* row = scores.data() + q * kChunk;
-                const float next = std::max(largest[q], row_max(row, keys));
+                const float next = std::max(largest[q], row_max<V>(row, keys));
                 const float factor = exp_nonpositive(largest[q] - next);  // 0 on the first chunk
                 if (factor != 1.0f) {
                     totals[q] *= factor;
                     for (std::int64_t i = 0; i < d; ++i) sums[q * d + i] *= factor;
                 }
                 largest[q] = next;
-                totals[q] += exponentiate(row, keys, next);
+                totals[q] += exponentiate<V, I>(row, keys, next);
             }
-            weigh_values(scores.data(), count, value + c0 * d, keys, d, sums.data());
+            for (std::int64_t q = count; q < steps; ++q) std::fill_n(scores.data() + q * kChunk, kChunk, 0.0f);  // padding weighs nothing
+            weigh_values<V, ValueRows>(scores.data(), steps, value + c0 * d, keys, d, sums.data());
         }
         for (std::int64_t q = 0; q < count; ++q)
             for (std::int64_t i = 0; i < d; ++i) output[(q0 + q) * d + i] = sums[q * d + i] / totals[q];
     }
+}
+
+// Eight-float vectors, four queries a step of the scores and two of the weighted sums: 8
+// accumulators each, with the loaded keys or values in the 16 AVX registers.
+I2F_HOT_LOOP void attend_portable(const FullAttentionShapes& s, const std::vector<float>& tiles, const float* query, const float* value,
+                                  const std::int64_t* query_tokens, const float* rope_cos, const float* rope_sin, std::int64_t first,
+                                  std::int64_t end, float* output) {
+    attend_queries<Floats8, Ints8, 4, 2>(s, tiles, query, value, query_tokens, rope_cos, rope_sin, first, end, output);
+}
+
+#if I2F_HAS_AVX512_LOOP
+// Sixteen-float vectors, eight queries a step: 16 of the 32 AVX-512 registers hold the block.
+I2F_AVX512_LOOP void attend_avx512(const FullAttentionShapes& s, const std::vector<float>& tiles, const float* query, const float* value,
+                                   const std::int64_t* query_tokens, const float* rope_cos, const float* rope_sin, std::int64_t first,
+                                   std::int64_t end, float* output) {
+    attend_queries<Floats16, Ints16, 8, 8>(s, tiles, query, value, query_tokens, rope_cos, rope_sin, first, end, output);
+}
+#endif
+
+void attend(const FullAttentionShapes& s, const std::vector<float>& tiles, const float* query, const float* value,
+            const std::int64_t* query_tokens, const float* rope_cos, const float* rope_sin, std::int64_t first, std::int64_t end,
+            float* output) {
+#if I2F_HAS_AVX512_LOOP
+    if (cpu_has_avx512()) return attend_avx512(s, tiles, query, value, query_tokens, rope_cos, rope_sin, first, end, output);
+#endif
+    attend_portable(s, tiles, query, value, query_tokens, rope_cos, rope_sin, first, end, output);
 }
 
 }  // namespace

@@ -36,9 +36,11 @@ def function_proto(scale: float) -> onnx.FunctionProto:
     """Standard-op definition; the body is generated for the scale it serves."""
 
     def rope(op: OpBuilder, x: ir.Value, cos: ir.Value, sin: ir.Value) -> ir.Value:
-        pairs = op.Reshape(x, [0, -1, 2])  # [rows, D/2, (even, odd)]
-        even, odd = op.Slice(pairs, [0], [1], [2]), op.Slice(pairs, [1], [2], [2])
-        rotated = op.Reshape(op.Concat(odd, op.Neg(even), axis=2), [0, -1])
+        # [rows * D/2, (even, odd)]: a shape that holds for no rows too (ONNX Runtime cannot
+        # infer the -1 of [0, -1, 2] for an empty x)
+        pairs = op.Reshape(x, [-1, 2])
+        even, odd = op.Slice(pairs, [0], [1], [1]), op.Slice(pairs, [1], [2], [1])
+        rotated = op.Reshape(op.Concat(odd, op.Neg(even), axis=1), op.Shape(x))
         return op.Add(op.Mul(x, cos), op.Mul(rotated, sin))
 
     def body(op: OpBuilder, query: ir.Value, key: ir.Value, value: ir.Value, query_tokens: ir.Value, rope_cos: ir.Value,

@@ -403,9 +403,8 @@ def test_full_attention_kernel_matches_the_function_body_and_the_module(size, ro
     with torch.no_grad():
         eager = attention(q, k, v, tokens).numpy()
     assert_close(got, eager, atol=1e-5, what="module")
-    if len(tokens):  # ONNX Runtime's function body takes no empty query (its MatMul of [0, 32])
-        body = _function_body(full_attention, attributes, feeds, [TensorProto.FLOAT])[0]
-        assert_close(got, body, atol=1e-5, what="function body")
+    body = _function_body(full_attention, attributes, feeds, [TensorProto.FLOAT])[0]
+    assert_close(got, body, atol=1e-5, what="function body")
 
 
 def test_full_attention_kernel_with_peaked_scores():
@@ -418,7 +417,8 @@ def test_full_attention_kernel_with_peaked_scores():
     attention = FullAttention(32, 9, ratio=0.5, theta=10000.0)
     with torch.no_grad():
         eager = attention(*(torch.from_numpy(feeds[name]) for name in ("query", "key", "value", "query_tokens"))).numpy()
-    assert_close(call_attention(feeds, attributes), eager, atol=1e-5)
+    # scores near 100: their rounding (1e-7 relative) moves the weights by 1e-5 relative
+    assert_close(call_attention(feeds, attributes), eager, atol=5e-5)
 
 
 _ATTENTION_IN_ANOTHER_PROCESS = """

@@ -21,7 +21,7 @@ import numpy as np
 LIB_DIR_VARIABLE = "I2F_NATIVE_LIB_DIR"
 OPENVINO_LIBRARY = "libi2f_openvino.so"
 KERNELS_LIBRARY = "libi2f_kernels.so"
-OPENVINO_OPS = ("DLUUpsample", "TokenRouting", "BSQAttention", "HybridMoE")  # what cpp/openvino/extension.cpp registers
+OPENVINO_OPS = ("DLUUpsample", "TokenRouting", "BSQAttention", "FullAttention", "HybridMoE")  # what cpp/openvino/extension.cpp registers
 ERROR_SIZE = 512
 
 
@@ -56,6 +56,9 @@ def _kernels(path: Path) -> ctypes.CDLL:
     library.i2f_bsq_attention.argtypes = [pointer] * 8 + [int64, pointer, pointer, pointer, ctypes.c_float, int64, pointer, int64,
                                                           int64, ctypes.c_char_p, int64]
     library.i2f_bsq_attention.restype = ctypes.c_int
+    library.i2f_full_attention.argtypes = [pointer] * 6 + [int64] + [pointer] * 5 + [ctypes.c_float, pointer, int64, int64, ctypes.c_char_p,
+                                                                               int64]
+    library.i2f_full_attention.restype = ctypes.c_int
     library.i2f_hybrid_moe.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, int64, ctypes.c_char_p, int64]
     library.i2f_hybrid_moe.restype = ctypes.c_int
     library.i2f_hybrid_moe_pack.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, ctypes.c_char_p, int64]
@@ -163,6 +166,25 @@ def bsq_attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, code_we
         arguments += [shape.ctypes.data, data.ctypes.data]
     _call("i2f_bsq_attention", *arguments, bias.size, bias.ctypes.data, shapes[4].ctypes.data, code_keys.ctypes.data, scale,
           code_size, output.ctypes.data, output.size, threads=threads)
+    return output
+
+
+def full_attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, query_tokens: np.ndarray, rope_cos: np.ndarray,
+                   rope_sin: np.ndarray, scale: float, *, threads: int = 1, allocate: Allocate = np.empty) -> np.ndarray:
+    """``FullAttention`` through the C entry point on ``threads`` threads; outputs from ``allocate``."""
+    op = "FullAttention"
+    matrices = [_ranked(op, name, x, np.float32, 2) for name, x in
+                (("query", query), ("key", key), ("value", value), ("rope_cos", rope_cos), ("rope_sin", rope_sin))]
+    tokens = _ranked(op, "query_tokens", query_tokens, np.int64, 1)
+    shapes = [np.asarray(x.shape, np.int64) for x in matrices]
+    output = _output(allocate, matrices[0].shape, np.float32)
+    arguments = []
+    for shape, data in zip(shapes[:3], matrices[:3]):
+        arguments += [shape.ctypes.data, data.ctypes.data]
+    arguments += [tokens.size, tokens.ctypes.data]
+    for shape, data in zip(shapes[3:], matrices[3:]):
+        arguments += [shape.ctypes.data, data.ctypes.data]
+    _call("i2f_full_attention", *arguments, scale, output.ctypes.data, output.size, threads=threads)
     return output
 
 

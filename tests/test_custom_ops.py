@@ -7,12 +7,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, full_attention, hybrid_moe, token_routing
 from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
 from onnx import TensorProto, helper
 
 from i2f_deploy.compare import assert_close
-from i2f_deploy.model.attention import BSQAttention
+from i2f_deploy.model.attention import BSQAttention, FullAttention
 from i2f_deploy.model.moe import HybridMoE
 from i2f_deploy.model.random_weights import randomize_weights
 
@@ -50,6 +50,22 @@ def test_bsq_function_is_deterministic_with_crowded_codes(num_tokens):
     session = single_node_session(bsq_attention, attributes, function, feeds, [TensorProto.FLOAT])
     for _ in range(3):
         assert_close(session.run(None, feeds)[0], reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("grid", [32, 64])
+@pytest.mark.parametrize("routed_share", [0.0, 0.3, 1.0])
+def test_full_attention_function_matches_the_model(grid, routed_share):
+    """The routed tokens' queries (a single one, some, all) over the tiny-512 and base-1024 grids."""
+    attention = FullAttention(32, grid, ratio=0.5, theta=10000.0)
+    num_tokens = grid * grid
+    routed = torch.nonzero(torch.rand(num_tokens) < routed_share).flatten() if routed_share else torch.tensor([num_tokens - 1])
+    q, k, v = torch.randn(len(routed), 32), torch.randn(num_tokens, 32), torch.randn(num_tokens, 32)
+    reference = attention(q, k, v, routed).numpy()
+    attributes = {"scale": float(attention.scale)}
+    tensors = (q, k, v, routed, attention.rope_cos, attention.rope_sin)
+    feeds = dict(zip(full_attention.INPUTS, [t.numpy() for t in tensors]))
+    session = single_node_session(full_attention, attributes, full_attention.function_proto(**attributes), feeds, [TensorProto.FLOAT])
+    assert_close(session.run(None, feeds)[0], reference, atol=1e-5)
 
 
 @pytest.mark.parametrize("routed_share", [0.0, 0.3, 1.0])

@@ -1,4 +1,4 @@
-"""The native kernels (DLUUpsample; the neck's TokenRouting, BSQAttention, HybridMoE) against
+"""The native kernels (DLUUpsample; the neck's TokenRouting, BSQAttention, FullAttention, HybridMoE) against
 their ONNX function bodies (ONNX Runtime) and the PyTorch modules they replace, called directly
 (C entry points) and inside OpenVINO; malformed inputs."""
 
@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, hybrid_moe, native, token_routing
+from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, full_attention, hybrid_moe, native, token_routing
 from i2f_deploy.custom_ops.native import NativeKernelError
 from onnx import TensorProto, helper, numpy_helper
 from support.dlu import BOXES, GRID_H, GRID_W, random_stage
@@ -190,7 +190,7 @@ def test_openvino_native_results_do_not_depend_on_the_thread_count(tmp_path):
     np.testing.assert_array_equal(one, call_native(feeds, 4))  # and the single-threaded C entry's
 
 
-# --- the neck's ops: TokenRouting, BSQAttention, HybridMoE ---------------------------------------
+# --- the neck's ops: TokenRouting, BSQAttention, FullAttention, HybridMoE ------------------------
 
 ROUTING = {"stride": 16, "kernel_size": 7}
 
@@ -361,6 +361,123 @@ def test_bsq_kernel_refuses_malformed_inputs_in_one_line(name):
     feeds, attributes, _, _ = bsq_case(64, 5, seed=5)
     with pytest.raises(NativeKernelError) as refusal:
         call_bsq({**feeds, **changes}, {**attributes, **attribute_changes})
+    assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def attention_case(grid: int, query_tokens: np.ndarray | list[int], seed: int
+                   ) -> tuple[dict[str, np.ndarray], dict, torch.nn.Module, list[torch.Tensor]]:
+    """FullAttention over a ``grid`` x ``grid`` token map (the target size / 16) for the given
+    tokens' queries; RoPE as the shipped configurations set it."""
+    from i2f_deploy.model.attention import FullAttention
+
+    attention = FullAttention(32, grid, ratio=0.5, theta=10000.0)
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.as_tensor(np.asarray(query_tokens, np.int64))
+    q = torch.randn(len(tokens), 32, generator=generator)
+    k, v = (torch.randn(grid * grid, 32, generator=generator) for _ in range(2))
+    tensors = (q, k, v, tokens, attention.rope_cos, attention.rope_sin)
+    feeds = dict(zip(full_attention.INPUTS, (t.numpy().copy() for t in tensors)))
+    return feeds, {"scale": float(attention.scale)}, attention, [q, k, v, tokens]
+
+
+def call_attention(feeds: dict[str, np.ndarray], attributes: dict, threads: int = 1) -> np.ndarray:
+    return native.full_attention(*(feeds[name] for name in full_attention.INPUTS), **attributes, threads=threads)
+
+
+def _routed_tokens(grid: int, which: str) -> np.ndarray:
+    tokens = grid * grid
+    rng = np.random.default_rng(grid)
+    return {"none": np.zeros(0, np.int64), "one": np.array([tokens // 2 + 3], np.int64),
+            "some": np.sort(rng.choice(tokens, tokens // 7, replace=False)), "all": np.arange(tokens)}[which]
+
+
+@pytest.mark.parametrize("size", [512, 1024, pytest.param(2048, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("routed", ["none", "one", "some", "all"])
+def test_full_attention_kernel_matches_the_function_body_and_the_module(size, routed):
+    """The routed tokens' queries over the size's token grid: none (M = 0), a single token, some,
+    and all of them (the first click)."""
+    grid = size // 16
+    feeds, attributes, attention, (q, k, v, tokens) = attention_case(grid, _routed_tokens(grid, routed), seed=size)
+    got = call_attention(feeds, attributes, threads=2)
+    assert got.shape == (len(tokens), 32)
+    with torch.no_grad():
+        eager = attention(q, k, v, tokens).numpy()
+    assert_close(got, eager, atol=1e-5, what="module")
+    body = _function_body(full_attention, attributes, feeds, [TensorProto.FLOAT])[0]
+    assert_close(got, body, atol=1e-5, what="function body")
+
+
+def test_full_attention_kernel_with_peaked_scores():
+    """Large scores (a softmax close to one-hot), repeated query tokens and a key count no
+    multiple of a key tile."""
+    from i2f_deploy.model.attention import FullAttention
+
+    feeds, attributes, _, _ = attention_case(9, [80, 0, 40, 40, 7], seed=3)
+    feeds["query"] *= 30.0
+    attention = FullAttention(32, 9, ratio=0.5, theta=10000.0)
+    with torch.no_grad():
+        eager = attention(*(torch.from_numpy(feeds[name]) for name in ("query", "key", "value", "query_tokens"))).numpy()
+    # scores near 100: their rounding (1e-7 relative) moves the weights by 1e-5 relative
+    assert_close(call_attention(feeds, attributes), eager, atol=5e-5)
+
+
+_ATTENTION_IN_ANOTHER_PROCESS = """
+import sys
+import numpy as np
+from i2f_deploy.custom_ops import full_attention, native
+feeds = dict(np.load(sys.argv[1]))
+np.save(sys.argv[2], native.full_attention(*(feeds[name] for name in full_attention.INPUTS), float(sys.argv[3])))
+"""
+
+
+def test_full_attention_kernel_portable_version_gives_the_values_of_the_default(tmp_path):
+    """Where the CPU has AVX-512 the attention runs a third version of its loops;
+    I2F_NATIVE_PORTABLE (read once per process) makes a process run the portable one instead."""
+    feeds, attributes, _, _ = attention_case(40, _routed_tokens(40, "some"), seed=4)
+    np.savez(tmp_path / "case.npz", **feeds)
+    environment = {**os.environ, "I2F_NATIVE_PORTABLE": "1"}
+    subprocess.run([sys.executable, "-c", _ATTENTION_IN_ANOTHER_PROCESS, str(tmp_path / "case.npz"), str(tmp_path / "y.npy"),
+                    repr(attributes["scale"])], env=environment, check=True)
+    assert_close(np.load(tmp_path / "y.npy"), call_attention(feeds, attributes), atol=1e-5, what="portable version")
+
+
+def test_full_attention_kernel_of_another_width():
+    """A head width other than the model's 32 takes the plain loop of the weighted values."""
+    from i2f_deploy.model.attention import FullAttention
+
+    attention = FullAttention(12, 7, ratio=0.5, theta=10000.0)
+    generator = torch.Generator().manual_seed(6)
+    tokens = torch.tensor([48, 3, 17])
+    q, k, v = torch.randn(3, 12, generator=generator), torch.randn(49, 12, generator=generator), torch.randn(49, 12, generator=generator)
+    feeds = dict(zip(full_attention.INPUTS, (t.numpy().copy() for t in (q, k, v, tokens, attention.rope_cos, attention.rope_sin))))
+    with torch.no_grad():
+        eager = attention(q, k, v, tokens).numpy()
+    assert_close(call_attention(feeds, {"scale": float(attention.scale)}), eager, atol=1e-5)
+
+
+ATTENTION_MALFORMED = {
+    "query of another width": ({"query": np.zeros((5, 16), np.float32)}, {}, "query [5, 16] must be [M, 32]"),
+    "value of other tokens": ({"value": np.zeros((9, 32), np.float32)}, {}, "value [9, 32] must be key's shape [64, 32]"),
+    "no keys": ({name: np.zeros((0, 32), np.float32) for name in ("key", "value", "rope_cos", "rope_sin")}, {}, "must hold 1.."),
+    "odd width": ({name: np.zeros((64, 31), np.float32) for name in ("key", "value", "rope_cos", "rope_sin")}, {},
+                  "even number of columns"),
+    "tokens for other queries": ({"query_tokens": np.arange(4, dtype=np.int64)}, {}, "query_tokens has 4 values for 5 queries"),
+    "token beyond the grid": ({"query_tokens": np.array([0, 1, 64, 2, 3], np.int64)}, {}, "query token 64 is outside 0..63"),
+    "negative token": ({"query_tokens": np.array([0, 1, -1, 2, 3], np.int64)}, {}, "query token -1 is outside"),
+    "rope table of another grid": ({"rope_sin": np.zeros((16, 32), np.float32)}, {}, "rope_sin [16, 32] must be key's shape"),
+    "infinite scale": ({}, {"scale": float("inf")}, "scale must be finite"),
+    "int32 tokens": ({"query_tokens": np.arange(5, dtype=np.int32)}, {}, "int64"),
+    "float64 key": ({"key": np.zeros((64, 32), np.float64)}, {}, "float32"),
+    "rank 3 query": ({"query": np.zeros((1, 5, 32), np.float32)}, {}, "query must have rank 2"),
+}
+
+
+@pytest.mark.parametrize("name", list(ATTENTION_MALFORMED))
+def test_full_attention_kernel_refuses_malformed_inputs_in_one_line(name):
+    changes, attribute_changes, message = ATTENTION_MALFORMED[name]
+    feeds, attributes, _, _ = attention_case(8, [3, 9, 0, 63, 20], seed=5)
+    with pytest.raises(NativeKernelError) as refusal:
+        call_attention({**feeds, **changes}, {**attributes, **attribute_changes})
     assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
 
 
@@ -564,17 +681,22 @@ def test_openvino_packs_each_nodes_constant_weights_for_itself(tmp_path):
 
 def _neck_cases() -> dict[str, tuple]:
     bsq_feeds, bsq_attributes, _, _ = bsq_case(1024, 300, seed=8)
+    attention_feeds, attention_attributes, _, _ = attention_case(32, _routed_tokens(32, "some"), seed=8)
     moe_feeds, moe_attributes, _ = moe_case(1024, 0.3, seed=9)
     label = routing_maps(512)["random 0"]
     return {
         "TokenRouting": (token_routing, ROUTING, {"ref_label": label}, [TensorProto.INT64] * 3),
         "BSQAttention": (bsq_attention, bsq_attributes, bsq_feeds, [TensorProto.FLOAT]),
+        "FullAttention": (full_attention, attention_attributes, attention_feeds, [TensorProto.FLOAT]),
         "HybridMoE": (hybrid_moe, moe_attributes, moe_feeds, [TensorProto.FLOAT]),
     }
 
 
+NECK_OPS = ["TokenRouting", "BSQAttention", "FullAttention", "HybridMoE"]
+
+
 @pytest.mark.parametrize("kernels", ["native", "function-body"])
-@pytest.mark.parametrize("op", ["TokenRouting", "BSQAttention", "HybridMoE"])
+@pytest.mark.parametrize("op", NECK_OPS)
 def test_openvino_runs_the_neck_ops_on_either_path(tmp_path, op, kernels):
     require_native()
     module, attributes, feeds, types = _neck_cases()[op]
@@ -586,7 +708,7 @@ def test_openvino_runs_the_neck_ops_on_either_path(tmp_path, op, kernels):
             np.testing.assert_array_equal(a, b, err_msg=op)
 
 
-@pytest.mark.parametrize("op", ["TokenRouting", "BSQAttention", "HybridMoE"])
+@pytest.mark.parametrize("op", NECK_OPS)
 def test_openvino_native_neck_ops_do_not_depend_on_the_thread_count(tmp_path, op):
     """Each output value is written by one task, the per-code sums in key order on one thread:
     one thread and two give the same bits, and the same as the single-threaded C entry."""
@@ -595,6 +717,7 @@ def test_openvino_native_neck_ops_do_not_depend_on_the_thread_count(tmp_path, op
     one, two = (_openvino_runs(tmp_path, module, attributes, feeds, types, "native", threads) for threads in (1, 2))
     direct = {"TokenRouting": lambda: native.token_routing(feeds["ref_label"], **attributes),
               "BSQAttention": lambda: [call_bsq(feeds, attributes)],
+              "FullAttention": lambda: [call_attention(feeds, attributes)],
               "HybridMoE": lambda: [call_moe(feeds, attributes)]}[op]()
     for a, b, c in zip(one, two, direct):
         np.testing.assert_array_equal(a, b)
@@ -624,12 +747,14 @@ def _calls_on(threads: int) -> dict[str, list[np.ndarray]]:
     stage = random_stage(64, seed=7)
     dlu = stage_feeds(stage, x, edge_map, (0, 0, 20, 24))
     bsq_feeds, bsq_attributes, _, _ = bsq_case(4096, 1500, seed=3)
+    attention_feeds, attention_attributes, _, _ = attention_case(64, _routed_tokens(64, "some"), seed=3)
     moe_feeds, moe_attributes, _ = moe_case(1024, 0.3, seed=3)
     label = routing_maps(1024)["unknown patch"]
     return {
         "DLUUpsample": [native.dlu_upsample(*(dlu[name] for name in dlu_upsample.INPUTS), 16, threads=threads)],
         "TokenRouting": list(native.token_routing(label, **ROUTING, threads=threads)),
         "BSQAttention": [native.bsq_attention(*(bsq_feeds[name] for name in bsq_attention.INPUTS), **bsq_attributes, threads=threads)],
+        "FullAttention": [call_attention(attention_feeds, attention_attributes, threads=threads)],
         "HybridMoE": [native.hybrid_moe(moe_feeds["x"], moe_feeds["routed"], [moe_feeds[name] for name in hybrid_moe.WEIGHTS],
                                         **moe_attributes, threads=threads)],
     }

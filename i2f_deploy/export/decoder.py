@@ -1,7 +1,7 @@
 """The per-click decoder graph: prompt map + cached image features -> logits.
 
-The model's neck is reused with three parts swapped for custom-op shims (token routing, BSQ
-attention, hybrid MoE): eagerly each shim runs the model's own code, under ONNX export each
+The model's neck is reused with four parts swapped for custom-op shims (token routing, BSQ
+attention, full attention, hybrid MoE): eagerly each shim runs the model's own code, under ONNX export each
 becomes a single ``ai.inter2former`` node. Routing thus stays inside the graph and the number of
 tokens on each path is data-dependent, as in the model.
 """
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from i2f_deploy.contract import DECODER_INPUTS, DECODER_OUTPUTS, NUM_EDGE_MAPS
-from i2f_deploy.custom_ops import bsq_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops import bsq_attention, full_attention, hybrid_moe, token_routing
 from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.export.dlu import EdgeTerms, FactoredDLU
 from i2f_deploy.export.onnx_files import trace_to_onnx
@@ -82,6 +82,7 @@ class DecoderGraph(nn.Module):
         for block in cast("Iterable[NeckBlock]", self.neck.blocks):
             # the custom ops' stand-ins: the same call, traced as one node each
             block.bsq_attn = _OpShim(bsq_attention, block.bsq_attn)  # type: ignore[assignment]
+            block.loc_attn = _OpShim(full_attention, block.loc_attn)  # type: ignore[assignment]
             block.ffn = _OpShim(hybrid_moe, block.ffn)  # type: ignore[assignment]
 
     def forward(self, image_embeddings: Tensor, *edges_and_prompt: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -62,6 +62,8 @@ def _kernel(step: SegmentStep, constants: dict[str, np.ndarray], threads: int) -
                                                                          allocate=allocate))
     if op == "BSQAttention":
         return lambda x, a, threads, allocate: [native.bsq_attention(*x, a["scale"], a["code_size"], threads=threads, allocate=allocate)]
+    if op == "FullAttention":
+        return lambda x, a, threads, allocate: [native.full_attention(*x, a["scale"], threads=threads, allocate=allocate)]
     if op == "HybridMoE":
         return lambda x, a, threads, allocate: [native.hybrid_moe(x[0], x[1], list(x[2:]), a["num_experts"], a["epsilon"],
                                                                   threads=threads, allocate=allocate)]

@@ -11,6 +11,7 @@
 
 #include "bsq_attention.hpp"
 #include "dlu_upsample.hpp"
+#include "full_attention.hpp"
 #include "hybrid_moe.hpp"
 #include "thread_pool.hpp"
 #include "token_routing.hpp"
@@ -124,6 +125,35 @@ __attribute__((visibility("default"))) int i2f_bsq_attention(
     if (output_size != expected || (expected > 0 && !output))
         return fail("BSQAttention: output holds " + std::to_string(output_size) + " values, expected " + std::to_string(expected), error, error_size);
     i2f::bsq_attention(shapes, query, key, value, code_weight, code_bias, code_keys, output, i2f::pooled_for(threads));
+    return 0;
+}
+
+// FullAttention: shapes as in FullAttentionShapes (pairs for the matrices, query_tokens its length).
+// Returns 0 and fills output [M, D], or 1 and a one-line reason. On `threads` threads.
+__attribute__((visibility("default"))) int i2f_full_attention(
+    const std::int64_t* query_shape, const float* query, const std::int64_t* key_shape, const float* key,
+    const std::int64_t* value_shape, const float* value, std::int64_t query_tokens_size, const std::int64_t* query_tokens,
+    const std::int64_t* rope_cos_shape, const float* rope_cos, const std::int64_t* rope_sin_shape, const float* rope_sin, float scale,
+    float* output, std::int64_t output_size, std::int64_t threads, char* error, std::int64_t error_size) {
+    if (const std::string problem = check_threads("FullAttention", threads); !problem.empty()) return fail(problem, error, error_size);
+    if (!query_shape || !key_shape || !value_shape || !rope_cos_shape || !rope_sin_shape)
+        return fail("FullAttention: a shape is missing", error, error_size);
+    if (!query || !key || !value || !query_tokens || !rope_cos || !rope_sin) return fail("FullAttention: a tensor is missing", error, error_size);
+    i2f::FullAttentionShapes shapes{};
+    std::memcpy(shapes.query, query_shape, sizeof shapes.query);
+    std::memcpy(shapes.key, key_shape, sizeof shapes.key);
+    std::memcpy(shapes.value, value_shape, sizeof shapes.value);
+    std::memcpy(shapes.rope_cos, rope_cos_shape, sizeof shapes.rope_cos);
+    std::memcpy(shapes.rope_sin, rope_sin_shape, sizeof shapes.rope_sin);
+    shapes.query_tokens = query_tokens_size;
+    shapes.scale = scale;
+    std::string problem = i2f::check_full_attention(shapes);
+    if (problem.empty()) problem = i2f::check_full_attention_tokens(shapes, query_tokens);
+    if (!problem.empty()) return fail(problem, error, error_size);
+    const std::int64_t expected = shapes.query[0] * shapes.query[1];
+    if (output_size != expected || (expected > 0 && !output))
+        return fail("FullAttention: output holds " + std::to_string(output_size) + " values, expected " + std::to_string(expected), error, error_size);
+    i2f::full_attention(shapes, query, key, value, query_tokens, rope_cos, rope_sin, output, i2f::pooled_for(threads));
     return 0;
 }
 

@@ -62,6 +62,7 @@ constexpr std::int64_t kLanes = 8;
 
 // Sixteen floats: one AVX-512 register (in an I2F_AVX512_LOOP function), else two or four.
 typedef float Floats16 __attribute__((vector_size(64)));
+typedef std::int32_t Ints16 __attribute__((vector_size(64)));
 
 // Whether I2F_AVX512_LOOP functions run: the CPU has AVX-512, and I2F_NATIVE_PORTABLE is not
 // set in the environment (the tests set it to run the portable clones on an AVX-512 machine).
@@ -106,18 +107,23 @@ __attribute__((always_inline)) inline float sum8(Floats8 value) {
     return ((value[0] + value[1]) + (value[2] + value[3])) + ((value[4] + value[5]) + (value[6] + value[7]));
 }
 
-// exp_nonpositive on eight values at once (the same arithmetic).
-__attribute__((always_inline)) inline Floats8 exp_nonpositive8(Floats8 x) {
-    const Floats8 low = splat8(-87.0f);
-    const Floats8 clamped = x < low ? low : x;
-    const Floats8 shifter = splat8(12582912.0f);
-    const Floats8 n = (clamped * 1.44269504f + shifter) - shifter;
-    const Floats8 r = clamped - n * 0.693145752f - n * 1.42860677e-6f;
-    const Floats8 p = exp_polynomial(r, splat8(1.0f / 720));
-    const Ints8 bits = (__builtin_convertvector(n, Ints8) + 127) << 23;
-    Floats8 scale;
+// exp_nonpositive on a vector V of floats at once (the same arithmetic); I: int32 lanes of V's width.
+template <typename V, typename I>
+__attribute__((always_inline)) inline V exp_nonpositive_vector(V x) {
+    const V low = V{} - 87.0f;
+    const V clamped = x < low ? low : x;
+    const V shifter = V{} + 12582912.0f;
+    const V n = (clamped * 1.44269504f + shifter) - shifter;
+    const V r = clamped - n * 0.693145752f - n * 1.42860677e-6f;
+    const V p = exp_polynomial(r, V{} + 1.0f / 720);
+    const I bits = (__builtin_convertvector(n, I) + 127) << 23;
+    V scale;
     std::memcpy(&scale, &bits, sizeof scale);
-    return x < low ? splat8(0.0f) : p * scale;
+    return x < low ? V{} : p * scale;
+}
+
+__attribute__((always_inline)) inline Floats8 exp_nonpositive8(Floats8 x) {
+    return exp_nonpositive_vector<Floats8, Ints8>(x);
 }
 
 // x * sigmoid(x) * u on eight values (SwiGLU's product), by the same exp.

@@ -6,6 +6,7 @@
 
 #include "bsq_attention_op.hpp"
 #include "dlu_upsample_op.hpp"
+#include "full_attention_op.hpp"
 #include "hybrid_moe_op.hpp"
 #include "token_routing_op.hpp"
 
@@ -16,6 +17,8 @@ OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
     std::make_shared<ov::frontend::onnx::OpExtension<i2f::openvino::TokenRouting>>("TokenRouting", "ai.inter2former"),
     std::make_shared<ov::OpExtension<i2f::openvino::BSQAttention>>(),
     std::make_shared<ov::frontend::onnx::OpExtension<i2f::openvino::BSQAttention>>("BSQAttention", "ai.inter2former"),
+    std::make_shared<ov::OpExtension<i2f::openvino::FullAttention>>(),
+    std::make_shared<ov::frontend::onnx::OpExtension<i2f::openvino::FullAttention>>("FullAttention", "ai.inter2former"),
     std::make_shared<ov::OpExtension<i2f::openvino::HybridMoE>>(),
     std::make_shared<ov::frontend::onnx::OpExtension<i2f::openvino::HybridMoE>>("HybridMoE", "ai.inter2former"),
 }));

@@ -300,6 +300,7 @@ def bench(
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts, e.g. 1,2.")] = "2",
     scenarios: Annotated[str, typer.Option(help="Comma-separated, from: first-click,small,medium,large.")] = "first-click,small,medium,large",
     sizes: Annotated[str | None, typer.Option(help="Only the artifact directories of these target sizes, e.g. 1024,2048.")] = None,
+    parts: Annotated[str, typer.Option(help="Comma-separated, from: encoder,decoder,clicks: the encoder per image, the decoder per click, the click as the user feels it (a session and over HTTP).")] = "encoder,decoder,clicks",
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per row.")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each row.")] = 2,
     settle_ms: Annotated[int, typer.Option(min=0, help="Untimed pause after each timed run, so the next contender does not share the cores with this one's spin-waiting threads.")] = 50,
@@ -315,7 +316,7 @@ def bench(
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the rows as CSV.")] = None,
     plot_path: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of decoder latency vs routed tokens.")] = None,
     profile_path: Annotated[
-        Path | None, typer.Option("--profile", help="Also profile one medium-object click per graph backend (time per operator type) into this JSON.")
+        Path | None, typer.Option("--profile", help="Also profile the encoder, the first click and a medium-object click per graph backend (time per operator type; of the parts and scenarios timed) into this JSON.")
     ] = None,
 ) -> None:
     """Time the encoder per image and the decoder per click on each backend, with eager PyTorch
@@ -327,7 +328,7 @@ def bench(
     settings = Settings(threads=0, repeat=repeat, warmup=warmup, settle_ms=settle_ms, ort=OrtOptions(spinning=ort_spinning),
                         openvino=OpenVinoOptions(performance_hint=openvino_hint, streams=openvino_streams))
     request = BenchRequest(artifact_dirs, checkpoint, backends, threads, scenarios, sizes, precision, settings,
-                           kernels, json_path, csv_path, plot_path, profile_path)
+                           kernels, json_path, csv_path, plot_path, profile_path, parts)
     run_bench(request, report_console())
 
 

@@ -118,6 +118,7 @@ def test_work_grows_with_routed_tokens_by_the_attention_cost(tiny_config):
         (["{art}", "--sizes", "2048"], "no artifact directory of that target size"),
         (["{art}", "--precision", "f16"], "--precision: unknown f16"),
         (["{art}", "--kernels", "fast"], "--kernels: unknown fast"),
+        (["{art}", "--parts", "backbone"], "--parts: unknown backbone"),
         (["/nonexistent/artifacts"], "no manifest.json"),
         (["{art}", "--json", "/nonexistent/dir/out.json"], "does not exist"),
     ],
@@ -181,3 +182,17 @@ def test_eager_pytorch_that_cannot_start_is_one_line(tiny_artifacts, tmp_path):
     with pytest.raises(RuntimeError, match=r"eager PyTorch could not start: .*checkpoint") as caught:
         EagerProcess(tiny_artifacts, None, "dynamic", 1, np.zeros((1, 3, 8, 8), np.float32), {})
     assert "\n" not in str(caught.value)
+
+
+def test_parts_choose_the_rows(tiny_artifacts, tiny_checkpoint, tmp_path):
+    """``--parts decoder``: decoder rows only, no encoder or click rows; the profile has no encoder."""
+    report, profile = tmp_path / "bench.json", tmp_path / "profile.json"
+    result = bench(str(tiny_artifacts), "--checkpoint", str(tiny_checkpoint), "--parts", "decoder", "--scenarios", "medium",
+                   "--backends", "torch,onnxruntime", "--kernels", "function-body", "--repeat", "1", "--warmup", "0",
+                   "--json", str(report), "--profile", str(profile))
+    assert result.exit_code == 0, result.output
+    rows = json.loads(report.read_text())["rows"]
+    assert {(r["backend"], r["routing"], r["part"]) for r in rows} == {
+        ("torch", "dynamic", "decoder"), ("torch", "dense", "decoder"), ("onnxruntime", "dynamic", "decoder")}
+    assert [(p["backend"], p["part"], p["scenario"]) for p in json.loads(profile.read_text())] == [
+        ("onnxruntime", "decoder", "medium")]

@@ -26,6 +26,7 @@ from i2f_deploy.outputs import check_output_file
 from i2f_deploy.runtime.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
 
 KERNEL_PATHS = ("function-body", "native")
+PARTS = ("encoder", "decoder", "clicks")
 PROFILED_SCENARIOS = ("first-click", "medium")  # the goals' clicks
 
 
@@ -45,9 +46,10 @@ def select_targets(artifact_dirs: list[Path], sizes: list[int] | None, checkpoin
 
 
 def write_profiles(targets: list[Target], backends: list[str], scenarios: list[str], threads: int, path: Path,
-                   console: Console, kernels: dict[str, tuple[str, ...]] | None = None) -> None:
-    """Per-operator time of one encoding and of one click of each of ``scenarios`` on each graph
-    backend (f32 exports; the click once per custom-op path in ``kernels``), as JSON and a table."""
+                   console: Console, kernels: dict[str, tuple[str, ...]] | None = None, encoder: bool = True) -> None:
+    """Per-operator time of one encoding (``encoder``) and of one click of each of ``scenarios`` on
+    each graph backend (f32 exports; the click once per custom-op path in ``kernels``), as JSON
+    and a table."""
     import numpy as np
     import torch
 
@@ -62,7 +64,7 @@ def write_profiles(targets: list[Target], backends: list[str], scenarios: list[s
         encoder_path = target.artifact_dir / target.manifest.files.encoder.onnx
         work = sum(target.encoder_work().values())
         for backend, profiler in (("onnxruntime", profile_onnxruntime), ("openvino", profile_openvino)):
-            if backend in backends:
+            if backend in backends and encoder:
                 ops = profiler(encoder_path, {IMAGE: image}, threads, runs=1, limit=16)["ops"]
                 total = sum(o["ms_per_run"] for o in ops)
                 profiles.append({"size": target.size, "backend": backend, "part": "encoder", "scenario": "image",
@@ -119,6 +121,7 @@ class BenchRequest:
     csv_path: Path | None = None
     plot_path: Path | None = None
     profile_path: Path | None = None
+    parts: str = ",".join(PARTS)
 
 
 def run(request: BenchRequest, console: Console) -> None:
@@ -128,6 +131,7 @@ def run(request: BenchRequest, console: Console) -> None:
     sizes = positive_ints(request.sizes, "--sizes") if request.sizes else None
     chosen_backends = comma_list(request.backends, "--backends", BACKENDS)
     chosen_scenarios = comma_list(request.scenarios, "--scenarios", SCENARIOS)
+    parts = comma_list(request.parts, "--parts", PARTS)
     thread_counts = positive_ints(request.threads, "--threads")
     for count in thread_counts:
         runtime.check_threads(count, "--threads")
@@ -160,9 +164,9 @@ def run(request: BenchRequest, console: Console) -> None:
         if plot_path:
             write_plot(rows, plot_path)
 
-    rows = run_bench(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
+    rows = run_bench(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress, parts)
     write(rows)
-    clicks = click_rows(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress)
+    clicks = click_rows(targets, chosen_backends, chosen_scenarios, thread_counts, settings, progress) if "clicks" in parts else []
     print_table(rows, console, gemm_rates)
     if clicks:
         print_click_table(clicks, console)
@@ -172,7 +176,8 @@ def run(request: BenchRequest, console: Console) -> None:
             console.print(f"wrote {path}")
     if profile_path:
         profiled = [s for s in PROFILED_SCENARIOS if s in chosen_scenarios] or chosen_scenarios[:1]
-        write_profiles(targets, chosen_backends, profiled, thread_counts[-1], profile_path, console, settings.kernels)
+        write_profiles(targets, chosen_backends, profiled if "decoder" in parts else [], thread_counts[-1], profile_path,
+                       console, settings.kernels, encoder="encoder" in parts)
 
 
 def kernel_paths(requested: str | None, backends: list[str], targets: list[Target],

@@ -290,13 +290,13 @@ def contenders_for(target: Target, backends: list[str], settings: Settings, feat
 
 
 def bench_round(target: Target, contenders: list[Contender], scenarios: list[str], settings: Settings,
-                progress: Callable[[str], None]) -> list[Row]:
+                progress: Callable[[str], None], parts: Sequence[str] = ("encoder", "decoder")) -> list[Row]:
     """The encoder once per image, one contender after the other (at 2048 all encoders together
-    exceed 24 GB); then each scenario's click, every contender in turns."""
+    exceed 24 GB); then each scenario's click, every contender in turns (of ``parts``)."""
     torch.set_num_threads(settings.threads)
     rows: list[Row] = []
     for contender in contenders:
-        if contender.load_encoder is None:
+        if contender.load_encoder is None or "encoder" not in parts:
             continue
         progress(f"{target.size} encoder: {contender.backend}, {settings.threads} thread(s)")
         encode = contender.load_encoder()
@@ -309,7 +309,7 @@ def bench_round(target: Target, contenders: list[Contender], scenarios: list[str
         rows.append(row)
         del encode
         gc.collect()
-    for scenario in scenarios if target.precision == "f32" else ():  # reduced exports: f32 decoders
+    for scenario in scenarios if target.precision == "f32" and "decoder" in parts else ():  # reduced: f32 decoders
         progress(f"{target.size} {scenario} click: {', '.join(f'{c.backend} {c.routing}' for c in contenders)}")
         ref_label = scenario_prompt_map(scenario, target.size)
         calls = [partial(c.decode, ref_label) for c in contenders]
@@ -321,9 +321,11 @@ def bench_round(target: Target, contenders: list[Contender], scenarios: list[str
 
 
 def run_bench(targets: list[Target], backends: list[str], scenarios: list[str], threads: list[int],
-              base: Settings, progress: Callable[[str], None]) -> list[Row]:
+              base: Settings, progress: Callable[[str], None], parts: Sequence[str] = ("encoder", "decoder")) -> list[Row]:
     """Every target x thread count; within one, all backends are timed in turns (see ``_round_robin``)."""
     rows: list[Row] = []
+    if not {"encoder", "decoder"} & set(parts):
+        return rows
     for target in targets:
         image = bench_image(target.size)
         reference = target.model(target.routing)
@@ -335,7 +337,7 @@ def run_bench(targets: list[Target], backends: list[str], scenarios: list[str], 
             progress(f"{target.size}: loading {', '.join(backends)} with {count} thread(s)")
             contenders = contenders_for(target, backends, settings, features, image)
             try:
-                rows += bench_round(target, contenders, scenarios, settings, progress)
+                rows += bench_round(target, contenders, scenarios, settings, progress, parts)
             finally:
                 for contender in contenders:
                     contender.close()

@@ -1,7 +1,5 @@
 #include "bsq_attention_op.hpp"
 
-#include <algorithm>
-#include <limits>
 #include <string>
 
 #include "../kernels/bsq_attention.hpp"
@@ -51,28 +49,14 @@ bool BSQAttention::visit_attributes(ov::AttributeVisitor& visitor) {
 bool BSQAttention::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     i2f::BsqAttentionShapes shapes{};
     std::int64_t* matrices[] = {shapes.query, shapes.key, shapes.value, shapes.code_weight, nullptr, shapes.code_keys};
-    bool ranks = true;
-    for (std::size_t index = 0; index < 6; ++index) {
-        const ov::Shape& shape = inputs[index].get_shape();
-        if (index == 4) {
-            ranks = ranks && shape.size() == 1;
-            shapes.code_bias = shape.size() == 1 ? static_cast<std::int64_t>(shape[0]) : 0;
-        } else if (shape.size() == 2) {
-            matrices[index][0] = static_cast<std::int64_t>(shape[0]);
-            matrices[index][1] = static_cast<std::int64_t>(shape[1]);
-        } else {
-            ranks = false;
-        }
-    }
+    const bool ranks = read_matrix_shapes(inputs, matrices, 6, 4, shapes.code_bias);  // code_bias: a vector
     shapes.code_size = m_code_size;
     shapes.scale = m_scale;
     const std::string problem = ranks ? i2f::check_bsq_attention(shapes) : "BSQAttention: an input has the wrong rank";
     const ov::Shape& query = inputs[0].get_shape();
     outputs[0].set_shape(ov::Shape{query.empty() ? 0 : query[0], inputs[2].get_shape().size() == 2 ? inputs[2].get_shape()[1] : 0});
     if (!problem.empty()) {
-        // OpenVINO's CPU plugin drops what evaluate() throws: refuse visibly, with NaN everywhere
-        float* output = outputs[0].data<float>();
-        std::fill(output, output + outputs[0].get_size(), std::numeric_limits<float>::quiet_NaN());
+        refuse(outputs[0]);
         return true;
     }
     i2f::bsq_attention(shapes, inputs[0].data<const float>(), inputs[1].data<const float>(), inputs[2].data<const float>(),

@@ -2,7 +2,9 @@
 // CPU plugin may hand over (or expect back) as int32.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <functional>
 #include <openvino/core/parallel.hpp>
 #include <openvino/runtime/tensor.hpp>
@@ -39,6 +41,34 @@ inline void write_int64(ov::Tensor& tensor, const std::int64_t* values, std::siz
 
 inline bool integer_type(const ov::element::Type& type) {
     return type.compatible(ov::element::i64) || type == ov::element::i32;
+}
+
+// The shapes of inputs that are [rows, columns] matrices, except the one at ``vector_index``, a
+// vector whose length goes to ``vector_length``; a null entry of ``matrices`` is skipped.
+// Returns whether every input has its rank.
+inline bool read_matrix_shapes(const ov::TensorVector& inputs, std::int64_t* const* matrices, std::size_t count,
+                               std::size_t vector_index, std::int64_t& vector_length) {
+    bool ranks = true;
+    for (std::size_t index = 0; index < count; ++index) {
+        const ov::Shape& shape = inputs[index].get_shape();
+        if (index == vector_index) {
+            ranks = ranks && shape.size() == 1;
+            vector_length = shape.size() == 1 ? static_cast<std::int64_t>(shape[0]) : 0;
+        } else if (shape.size() == 2) {
+            matrices[index][0] = static_cast<std::int64_t>(shape[0]);
+            matrices[index][1] = static_cast<std::int64_t>(shape[1]);
+        } else {
+            ranks = false;
+        }
+    }
+    return ranks;
+}
+
+// OpenVINO's CPU plugin drops what evaluate() throws and carries on with the output as it was:
+// a malformed input is refused visibly instead, with NaN everywhere.
+inline void refuse(ov::Tensor& output) {
+    float* data = output.data<float>();
+    std::fill(data, data + output.get_size(), std::numeric_limits<float>::quiet_NaN());
 }
 
 }  // namespace i2f::openvino

@@ -1,7 +1,6 @@
 #include "dlu_upsample_op.hpp"
 
 #include <algorithm>
-#include <limits>
 #include <string>
 
 #include "../kernels/dlu_upsample.hpp"
@@ -88,10 +87,7 @@ bool DLUUpsample::evaluate(ov::TensorVector& outputs, const ov::TensorVector& in
     const auto side = [](std::int64_t padded) { return static_cast<std::size_t>(std::max<std::int64_t>(0, 2 * (padded - 2 * kPad))); };
     outputs[0].set_shape(ov::Shape{1, static_cast<std::size_t>(m_channels), side(shapes.mixed[2]), side(shapes.mixed[3])});
     if (!problem.empty()) {
-        // OpenVINO's CPU plugin (2026.4) drops what evaluate() throws or a false return and
-        // carries on with the output as it was: refuse visibly instead, with NaN everywhere
-        float* y = outputs[0].data<float>();
-        std::fill(y, y + outputs[0].get_size(), std::numeric_limits<float>::quiet_NaN());
+        refuse(outputs[0]);
         return true;
     }
     i2f::dlu_upsample(shapes, inputs[0].data<const float>(), inputs[1].data<const float>(), inputs[2].data<const float>(),

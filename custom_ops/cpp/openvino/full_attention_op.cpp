@@ -1,7 +1,5 @@
 #include "full_attention_op.hpp"
 
-#include <algorithm>
-#include <limits>
 #include <string>
 
 #include "../kernels/full_attention.hpp"
@@ -51,19 +49,7 @@ bool FullAttention::visit_attributes(ov::AttributeVisitor& visitor) {
 bool FullAttention::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     i2f::FullAttentionShapes shapes{};
     std::int64_t* matrices[kInputs] = {shapes.query, shapes.key, shapes.value, nullptr, shapes.rope_cos, shapes.rope_sin};
-    bool ranks = true;
-    for (std::size_t index = 0; index < kInputs; ++index) {
-        const ov::Shape& shape = inputs[index].get_shape();
-        if (index == kTokens) {
-            ranks = ranks && shape.size() == 1;
-            shapes.query_tokens = shape.size() == 1 ? static_cast<std::int64_t>(shape[0]) : 0;
-        } else if (shape.size() == 2) {
-            matrices[index][0] = static_cast<std::int64_t>(shape[0]);
-            matrices[index][1] = static_cast<std::int64_t>(shape[1]);
-        } else {
-            ranks = false;
-        }
-    }
+    const bool ranks = read_matrix_shapes(inputs, matrices, kInputs, kTokens, shapes.query_tokens);
     shapes.scale = m_scale;
     std::string problem = ranks ? i2f::check_full_attention(shapes) : "FullAttention: an input has the wrong rank";
     const std::vector<std::int64_t> tokens = int64_values(inputs[kTokens]);
@@ -71,9 +57,7 @@ bool FullAttention::evaluate(ov::TensorVector& outputs, const ov::TensorVector& 
     const ov::Shape& query = inputs[0].get_shape();
     outputs[0].set_shape(ov::Shape{query.empty() ? 0 : query[0], inputs[2].get_shape().size() == 2 ? inputs[2].get_shape()[1] : 0});
     if (!problem.empty()) {
-        // OpenVINO's CPU plugin drops what evaluate() throws: refuse visibly, with NaN everywhere
-        float* output = outputs[0].data<float>();
-        std::fill(output, output + outputs[0].get_size(), std::numeric_limits<float>::quiet_NaN());
+        refuse(outputs[0]);
         return true;
     }
     i2f::full_attention(shapes, inputs[0].data<const float>(), inputs[1].data<const float>(), inputs[2].data<const float>(),

@@ -1,7 +1,5 @@
 #include "hybrid_moe_op.hpp"
 
-#include <algorithm>
-#include <limits>
 #include <openvino/op/constant.hpp>
 #include <string>
 #include <vector>
@@ -64,9 +62,7 @@ bool HybridMoE::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inpu
     if (problem.empty()) problem = i2f::check_hybrid_moe(shapes, routed.data());
     outputs[0].set_shape(inputs[0].get_shape());
     if (!problem.empty()) {
-        // OpenVINO's CPU plugin drops what evaluate() throws: refuse visibly, with NaN everywhere
-        float* y = outputs[0].data<float>();
-        std::fill(y, y + outputs[0].get_size(), std::numeric_limits<float>::quiet_NaN());
+        refuse(outputs[0]);
         return true;
     }
     i2f::hybrid_moe(*packed_weights(shapes, inputs), shapes.x.size[0], inputs[0].data<const float>(), shapes.routed.size[0],

@@ -27,12 +27,7 @@ void BSQAttention::validate_and_infer_types() {
         NODE_VALIDATION_CHECK(this, rank.compatible(index == 4 ? 1 : 2), "BSQAttention: ", kInputs[index], " has rank ", rank);
     }
     NODE_VALIDATION_CHECK(this, m_code_size >= 1 && m_code_size <= 16, "BSQAttention: code_size must be 1..16, got ", m_code_size);
-    const auto& query = get_input_partial_shape(0);
-    const auto& value = get_input_partial_shape(2);
-    ov::PartialShape output{ov::Dimension::dynamic(), ov::Dimension::dynamic()};
-    if (query.rank().is_static()) output[0] = query[0];
-    if (value.rank().is_static()) output[1] = value[1];
-    set_output_type(0, ov::element::f32, output);
+    set_output_type(0, ov::element::f32, attention_output_shape(get_input_partial_shape(0), get_input_partial_shape(2)));
 }
 
 std::shared_ptr<ov::Node> BSQAttention::clone_with_new_inputs(const ov::OutputVector& inputs) const {

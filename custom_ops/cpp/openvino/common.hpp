@@ -7,6 +7,7 @@
 #include <limits>
 #include <functional>
 #include <openvino/core/parallel.hpp>
+#include <openvino/core/partial_shape.hpp>
 #include <openvino/runtime/tensor.hpp>
 #include <vector>
 
@@ -41,6 +42,14 @@ inline void write_int64(ov::Tensor& tensor, const std::int64_t* values, std::siz
 
 inline bool integer_type(const ov::element::Type& type) {
     return type.compatible(ov::element::i64) || type == ov::element::i32;
+}
+
+// An attention's output: a row per query, a column per value channel ([query rows, value columns]).
+inline ov::PartialShape attention_output_shape(const ov::PartialShape& query, const ov::PartialShape& value) {
+    ov::PartialShape output{ov::Dimension::dynamic(), ov::Dimension::dynamic()};
+    if (query.rank().is_static()) output[0] = query[0];
+    if (value.rank().is_static()) output[1] = value[1];
+    return output;
 }
 
 // The shapes of inputs that are [rows, columns] matrices, except the one at ``vector_index``, a

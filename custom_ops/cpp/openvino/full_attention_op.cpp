@@ -28,12 +28,7 @@ void FullAttention::validate_and_infer_types() {
         const auto rank = get_input_partial_shape(index).rank();
         NODE_VALIDATION_CHECK(this, rank.compatible(index == kTokens ? 1 : 2), "FullAttention: ", kNames[index], " has rank ", rank);
     }
-    const auto& query = get_input_partial_shape(0);
-    const auto& value = get_input_partial_shape(2);
-    ov::PartialShape output{ov::Dimension::dynamic(), ov::Dimension::dynamic()};
-    if (query.rank().is_static()) output[0] = query[0];
-    if (value.rank().is_static()) output[1] = value[1];
-    set_output_type(0, ov::element::f32, output);
+    set_output_type(0, ov::element::f32, attention_output_shape(get_input_partial_shape(0), get_input_partial_shape(2)));
 }
 
 std::shared_ptr<ov::Node> FullAttention::clone_with_new_inputs(const ov::OutputVector& inputs) const {

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import onnx
-from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, full_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops import (DOMAIN, VERSION, bsq_attention, dlu_upsample, full_attention, hybrid_moe, prompt_convolution,
+                                   token_routing)
 from onnx import helper
 
-OPS = (token_routing, bsq_attention, full_attention, hybrid_moe, dlu_upsample)
+OPS = (token_routing, prompt_convolution, bsq_attention, full_attention, hybrid_moe, dlu_upsample)
 OP_TYPES = tuple(op.OP_TYPE for op in OPS)
 FUNCTIONS: dict[str, Callable[..., onnx.FunctionProto]] = {op.OP_TYPE: op.function_proto for op in OPS}
 

@@ -1,7 +1,7 @@
 """The per-click decoder graph: prompt map + cached image features -> logits.
 
-The model's neck is reused with four parts swapped for custom-op shims (token routing, BSQ
-attention, full attention, hybrid MoE): eagerly each shim runs the model's own code, under ONNX export each
+The model's neck is reused with five parts swapped for custom-op shims (token routing, the DPE
+convolution stack, BSQ attention, full attention, hybrid MoE): eagerly each shim runs the model's own code, under ONNX export each
 becomes a single ``ai.inter2former`` node. Routing thus stays inside the graph and the number of
 tokens on each path is data-dependent, as in the model.
 """
@@ -19,13 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from i2f_deploy.contract import DECODER_INPUTS, DECODER_OUTPUTS, NUM_EDGE_MAPS
-from i2f_deploy.custom_ops import bsq_attention, full_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops import bsq_attention, full_attention, hybrid_moe, prompt_convolution, token_routing
 from i2f_deploy.custom_ops.registry import attach_functions
 from i2f_deploy.export.dlu import EdgeTerms, FactoredDLU
 from i2f_deploy.export.onnx_files import trace_to_onnx
 from i2f_deploy.model.inter2former import Inter2Former
 from i2f_deploy.model.neck import Inter2FormerNeck, NeckBlock
-from i2f_deploy.model.routing import Box, Routing, box_from_tensor, paste
+from i2f_deploy.model.routing import Box, Routing, box_from_tensor, crop, paste
 
 
 class _RoutingShim(nn.Module):
@@ -68,6 +68,11 @@ def _embed_prompt_by_padding(neck: Inter2FormerNeck, ref_label: Tensor, box: Box
     return (paste(local, box.shrunk(neck.stride), neck.grid, neck.grid) + background)[0]
 
 
+def _convolve_prompt_by_op(neck: Inter2FormerNeck, ref_label: Tensor, box: Box) -> Tensor:
+    """DPE's convolution stack as one ``PromptConvolution`` node on the box's crop of the map."""
+    return prompt_convolution.torch_op(crop(ref_label[0, 0], box), neck.ref_embeds.weight, neck.ref_conv)
+
+
 class DecoderGraph(nn.Module):
     """Inputs and outputs named as in the artifact contract; extra outputs are diagnostics."""
 
@@ -76,6 +81,8 @@ class DecoderGraph(nn.Module):
         self.neck = copy.deepcopy(model.neck)
         self.head = FactoredDLU(copy.deepcopy(model.decode_head))
         self.neck.embed_prompt = functools.partial(_embed_prompt_by_padding, self.neck)  # type: ignore[method-assign]  # this copy only
+        if prompt_convolution.fits(model.config.model.neck.ref_strides):
+            self.neck.convolve_prompt = functools.partial(_convolve_prompt_by_op, self.neck)  # type: ignore[method-assign]
         if model.routing == "dynamic":
             self.neck.router = _RoutingShim(  # type: ignore[assignment]  # the router's stand-in: the same call, the custom op
                 self.neck.stride, model.config.model.neck.uncertainty_kernel_size)

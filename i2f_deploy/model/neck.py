@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2f_deploy.config import NeckConfig
@@ -31,6 +32,10 @@ class PromptConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.stem(x)
+
+    def on_labels(self, labels: Tensor, table: Tensor) -> Tensor:
+        """The stack on prompt values [H, W], each embedded as its row of ``table``: [1,C,h,w]."""
+        return self(F.embedding(labels.long(), table).permute(2, 0, 1)[None])
 
 
 class NeckBlock(nn.Module):
@@ -98,8 +103,7 @@ class Inter2FormerNeck(nn.Module):
 
     def convolve_prompt(self, ref_label: Tensor, box: Box) -> Tensor:
         """The DPE stack on the prompt map inside ``box`` (pixels): [1,C,h,w] on its tokens."""
-        labels = crop(ref_label[0, 0], box).long()
-        return self.ref_conv(self.ref_embeds(labels).permute(2, 0, 1)[None])
+        return self.ref_conv.on_labels(crop(ref_label[0, 0], box), self.ref_embeds.weight)
 
     def embed_prompt(self, ref_label: Tensor, box: Box) -> Tensor:
         """DPE: [C,h,w] prompt embedding, convolved inside ``box`` only, constant elsewhere."""

@@ -132,11 +132,18 @@ I2F_HOT_LOOP void run_tile(const PackedExpert& e, std::int64_t c, std::int64_t h
         const std::int64_t vectors = h / kLanes * kLanes;
         for (std::int64_t i = 0; i < vectors; i += kLanes) store8(g + i, swiglu8(load8(g + i), load8(u + i)));
         for (std::int64_t i = vectors; i < h; ++i) g[i] = g[i] * sigmoid(g[i]) * u[i];
-        float mean = 0.0f;
-        for (std::int64_t i = 0; i < h; ++i) mean += g[i];
+        Floats8 sums = splat8(0.0f);
+        for (std::int64_t i = 0; i < vectors; i += kLanes) sums += load8(g + i);
+        float mean = sum8(sums);
+        for (std::int64_t i = vectors; i < h; ++i) mean += g[i];
         mean /= static_cast<float>(h);
-        float variance = 0.0f;
-        for (std::int64_t i = 0; i < h; ++i) variance += (g[i] - mean) * (g[i] - mean);
+        Floats8 squares = splat8(0.0f);
+        for (std::int64_t i = 0; i < vectors; i += kLanes) {
+            const Floats8 d = load8(g + i) - mean;
+            squares += d * d;
+        }
+        float variance = sum8(squares);
+        for (std::int64_t i = vectors; i < h; ++i) variance += (g[i] - mean) * (g[i] - mean);
         const float inverse = 1.0f / std::sqrt(variance / static_cast<float>(h) + epsilon);
         for (std::int64_t i = 0; i < h; ++i) g[i] = (g[i] - mean) * inverse * e.ln_w[i] + e.ln_b[i];
         rows[t] = g;
@@ -154,10 +161,49 @@ I2F_HOT_LOOP void run_tile(const PackedExpert& e, std::int64_t c, std::int64_t h
     }
 }
 
-float gate_sigmoid(const float* x, const float* weight, float bias, std::int64_t c) {
-    float z = 0.0f;
-    for (std::int64_t j = 0; j < c; ++j) z += x[j] * weight[j];
-    return 1.0f / (1.0f + std::exp(-(z + bias)));
+// z[k] = sum_j x[j] w[k][j] for the rows k < rows of w [rows][c]: sixteen lanes of partial sums
+// per row (four rows at a time, each x vector loaded once for them), the lanes added pairwise,
+// then the tail; the same order in every version.
+template <int Block>
+__attribute__((always_inline)) inline void dot_block(const float* x, const float* w, std::int64_t c, float* z) {
+    const std::int64_t wide = c / 16 * 16;
+    Floats16 acc[Block] = {};
+    for (std::int64_t j = 0; j < wide; j += 16) {
+        const Floats16 xv = load_vector<Floats16>(x + j);
+#pragma GCC unroll 4
+        for (int k = 0; k < Block; ++k) acc[k] += xv * load_vector<Floats16>(w + k * c + j);
+    }
+    for (int k = 0; k < Block; ++k) {
+        float lanes[16];
+        store_vector(lanes, acc[k]);
+        float total = sum8(load8(lanes) + load8(lanes + 8));
+        for (std::int64_t j = wide; j < c; ++j) total += x[j] * w[k * c + j];
+        z[k] = total;
+    }
+}
+
+__attribute__((always_inline)) inline void dot_rows(const float* x, const float* w, std::int64_t rows, std::int64_t c, float* z) {
+    std::int64_t k = 0;
+    for (; k + 4 <= rows; k += 4) dot_block<4>(x, w + k * c, c, z + k);
+    for (; k < rows; ++k) dot_block<1>(x, w + k * c, c, z + k);
+}
+
+I2F_HOT_LOOP void dot_rows_portable(const float* x, const float* w, std::int64_t rows, std::int64_t c, float* z) {
+    dot_rows(x, w, rows, c, z);
+}
+
+#if I2F_HAS_AVX512_LOOP
+I2F_AVX512_LOOP void dot_rows_avx512(const float* x, const float* w, std::int64_t rows, std::int64_t c, float* z) {
+    dot_rows(x, w, rows, c, z);
+}
+#endif
+
+// The gates' pre-activations of one token: z[k] = sum_j x[j] gate_w[k][j] for the E + 1 gate rows.
+void gate_sums(const float* x, const float* w, std::int64_t rows, std::int64_t c, float* z) {
+#if I2F_HAS_AVX512_LOOP
+    if (cpu_has_avx512()) return dot_rows_avx512(x, w, rows, c, z);
+#endif
+    dot_rows_portable(x, w, rows, c, z);
 }
 
 std::string check_attributes(const HybridMoeShapes& s) {
@@ -245,10 +291,10 @@ std::shared_ptr<const HybridMoePacked> pack_hybrid_moe(const HybridMoeShapes& s,
         pack(p->packed[k], w[kExpertsW1] + k * h * c, w[kExpertsB1] + k * h, w[kExpertsW2] + k * h * c, w[kExpertsB2] + k * h,
              w[kExpertsW3] + k * c * h, w[kExpertsB3] + k * c, w[kSelectLnW], w[kSelectLnB], c, h);
     });
-    p->shared_gate_w.assign(w[kSharedGateW], w[kSharedGateW] + c);
-    p->shared_gate_b.assign(w[kSharedGateB], w[kSharedGateB] + 1);
-    p->expert_gate_w.assign(w[kExpertGateW], w[kExpertGateW] + e * c);
-    p->expert_gate_b.assign(w[kExpertGateB], w[kExpertGateB] + e);
+    p->gate_w.assign(w[kExpertGateW], w[kExpertGateW] + e * c);
+    p->gate_w.insert(p->gate_w.end(), w[kSharedGateW], w[kSharedGateW] + c);
+    p->gate_b.assign(w[kExpertGateB], w[kExpertGateB] + e);
+    p->gate_b.push_back(w[kSharedGateB][0]);
     p->expert_bias.assign(w[kExpertBias], w[kExpertBias] + e);
     return p;
 }
@@ -261,13 +307,15 @@ void hybrid_moe(const HybridMoePacked& p, std::int64_t n, const float* x, std::i
     std::vector<std::int32_t> choice(static_cast<std::size_t>(m));
     std::vector<float> shared_weight(static_cast<std::size_t>(m)), expert_weight(static_cast<std::size_t>(m));
     parallel_for((m + kTileTokens - 1) / kTileTokens, [&](std::int64_t item) {
+        std::vector<float> gates(static_cast<std::size_t>(e + 1));
         for (std::int64_t j = item * kTileTokens; j < std::min(m, (item + 1) * kTileTokens); ++j) {
-            const float* token = x + routed[j] * c;
-            const float shared = gate_sigmoid(token, p.shared_gate_w.data(), p.shared_gate_b[0], c);
+            gate_sums(x + routed[j] * c, p.gate_w.data(), e + 1, c, gates.data());
+            for (std::int64_t k = 0; k <= e; ++k) gates[k] = 1.0f / (1.0f + std::exp(-(gates[k] + p.gate_b[k])));
+            const float shared = gates[e];
             std::int32_t best = 0;
             float best_biased = -INFINITY, best_score = 0.0f;
             for (std::int64_t k = 0; k < e; ++k) {
-                const float score = gate_sigmoid(token, p.expert_gate_w.data() + k * c, p.expert_gate_b[k], c);
+                const float score = gates[k];
                 const float biased = score + p.expert_bias[k];
                 if (biased > best_biased || k == 0) best = static_cast<std::int32_t>(k), best_biased = biased, best_score = score;
             }

@@ -51,7 +51,8 @@ struct HybridMoePacked {
     std::int64_t c = 0, h = 0, experts = 0;
     float epsilon = 0.0f;
     std::vector<PackedExpert> packed;  // the routed experts 0..E-1, then the shared one
-    std::vector<float> shared_gate_w, shared_gate_b, expert_gate_w, expert_gate_b, expert_bias;
+    std::vector<float> gate_w, gate_b;  // [E + 1][C] and [E + 1]: the experts' gates, then the shared one
+    std::vector<float> expert_bias;
 };
 
 // The weights (the 21 tensors of WEIGHTS) packed once; they must have passed check_hybrid_moe_weights.

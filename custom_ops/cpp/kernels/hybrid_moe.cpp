@@ -139,6 +139,11 @@ __attribute__((always_inline)) inline void swiglu_norm(const PackedExpert& e, st
     for (std::int64_t i = 0; i < h; ++i) hidden[i] = (g[i] - mean) * inverse * e.ln_w[i] + e.ln_b[i];
 }
 
+// Asks for a row of floats to be brought into the caches (read soon, by a later block).
+__attribute__((always_inline)) inline void prefetch_row(const float* row, std::int64_t size) {
+    for (std::int64_t j = 0; j < size; j += 16) __builtin_prefetch(row + j);
+}
+
 // y[rows[t]] = expert(x[rows[t]]) for the tile's tokens; with `mix`, y[rows[t]] = mix_shared[t] *
 // y[rows[t]] + mix_expert[t] * expert(x[rows[t]]) instead.
 struct Tile {
@@ -163,6 +168,10 @@ __attribute__((always_inline)) inline void run_tile_blocks(const PackedExpert& e
     for (int r = 0; r < Rows; ++r) gate_up_rows[r] = gate_up + r * 2 * h;
     for (std::int64_t t0 = 0; t0 < tile.count; t0 += Rows) {
         const std::int64_t count = std::min<std::int64_t>(Rows, tile.count - t0);
+        for (std::int64_t r = t0 + Rows; r < std::min(tile.count, t0 + 2 * Rows); ++r) {  // the next block's rows, scattered in x and y
+            prefetch_row(x + tile.rows[r] * c, c);
+            if (tile.mix_shared) prefetch_row(y + tile.rows[r] * c, c);
+        }
         for (std::int64_t r = 0; r < count; ++r) {
             const float* token = x + tile.rows[t0 + r] * c;
             std::copy(token, token + c, a + r * kRowStride);
@@ -348,6 +357,7 @@ void hybrid_moe(const HybridMoePacked& p, std::int64_t n, const float* x, std::i
     parallel_for((m + kTileTokens - 1) / kTileTokens, [&](std::int64_t item) {
         std::vector<float> gates(static_cast<std::size_t>(e + 1));
         for (std::int64_t j = item * kTileTokens; j < std::min(m, (item + 1) * kTileTokens); ++j) {
+            if (j + 1 < m) prefetch_row(x + routed[j + 1] * c, c);
             gate_sums(x + routed[j] * c, p.gate_w.data(), e + 1, c, gates.data());
             for (std::int64_t k = 0; k <= e; ++k) gates[k] = 1.0f / (1.0f + std::exp(-(gates[k] + p.gate_b[k])));
             const float shared = gates[e];

@@ -139,7 +139,7 @@ template <typename V, typename I>
 __attribute__((always_inline)) inline V swiglu_vector(V x, V u) {
     const V zero = V{}, one = V{} + 1.0f;
     const V e = exp_nonpositive_vector<V, I>(x < zero ? x : -x);  // exp(-|x|)
-    const V sigmoid = x < zero ? e / (one + e) : one / (one + e);
+    const V sigmoid = (x < zero ? e : one) / (one + e);  // one division: the two cases' quotients as before
     return x * sigmoid * u;
 }
 

@@ -168,9 +168,9 @@ __attribute__((always_inline)) inline void run_tile_blocks(const PackedExpert& e
     for (int r = 0; r < Rows; ++r) gate_up_rows[r] = gate_up + r * 2 * h;
     for (std::int64_t t0 = 0; t0 < tile.count; t0 += Rows) {
         const std::int64_t count = std::min<std::int64_t>(Rows, tile.count - t0);
-        for (std::int64_t r = t0 + Rows; r < std::min(tile.count, t0 + 2 * Rows); ++r) {  // the next block's rows, scattered in x and y
-            prefetch_row(x + tile.rows[r] * c, c);
-            if (tile.mix_shared) prefetch_row(y + tile.rows[r] * c, c);
+        for (std::int64_t r = t0 + Rows; tile.mix_shared && r < std::min(tile.count, t0 + 2 * Rows); ++r) {
+            prefetch_row(x + tile.rows[r] * c, c);  // a routed expert's next rows, scattered in x and y
+            prefetch_row(y + tile.rows[r] * c, c);
         }
         for (std::int64_t r = 0; r < count; ++r) {
             const float* token = x + tile.rows[t0 + r] * c;

@@ -65,18 +65,36 @@ void pack(PackedExpert& e, const float* w1, const float* b1, const float* w2, co
     e.ln_w.assign(ln_w, ln_w + h), e.ln_b.assign(ln_b, ln_b + h);
 }
 
+// The next block's rows (of x, and of y where it mixes) asked into the caches a few lines per
+// step of this block's products, so that their misses overlap the arithmetic without queueing
+// up at once.
+template <int Rows>
+struct Lookahead {
+    const float* rows[2 * Rows];
+    std::int64_t count = 0, lines = 0, per_step = 0, row = 0, line = 0;
+
+    __attribute__((always_inline)) void step() {
+        for (std::int64_t k = 0; k < per_step && row < count; ++k) {
+            __builtin_prefetch(rows[row] + line * 16);
+            if (++line == lines) line = 0, ++row;
+        }
+    }
+};
+
 // out[r][j] = bias[j] + sum_i a[r][i] b[i][j] for the block's rows r < count <= Rows and j < width
 // (a's rows kRowStride apart, b in panels: pack); with mix_shared, out[r][j] = mix_shared[r] *
 // out[r][j] + mix_expert[r] * that instead. Rows rows by two vectors V of columns at a time, the
 // accumulators in registers, each panel row loaded once for all the block's rows (a's fixed
-// stride: one pointer for them all). The same sums in the same order whatever V and Rows.
+// stride: one pointer for them all), a step of `ahead` per two vectors of columns. The same sums
+// in the same order whatever V and Rows.
 template <typename V, int Rows>
 __attribute__((always_inline)) inline void multiply_block(const float* a, std::int64_t count, const float* b, std::int64_t depth,
                                                           std::int64_t width, const float* bias, float* const* out,
-                                                          const float* mix_shared, const float* mix_expert) {
+                                                          const float* mix_shared, const float* mix_expert, Lookahead<Rows>& ahead) {
     constexpr std::int64_t lanes = sizeof(V) / sizeof(float), step = 2 * lanes;
     static_assert(kPanel % step == 0, "a step of columns lies within one panel");
     for (std::int64_t j0 = 0; j0 < width; j0 += step) {
+        ahead.step();
         const float* column = b + j0 / kPanel * depth * kPanel + j0 % kPanel;
         V acc[Rows][2];
 #pragma GCC unroll 16
@@ -139,11 +157,6 @@ __attribute__((always_inline)) inline void swiglu_norm(const PackedExpert& e, st
     for (std::int64_t i = 0; i < h; ++i) hidden[i] = (g[i] - mean) * inverse * e.ln_w[i] + e.ln_b[i];
 }
 
-// Asks for a row of floats to be brought into the caches (read soon, by a later block).
-__attribute__((always_inline)) inline void prefetch_row(const float* row, std::int64_t size) {
-    for (std::int64_t j = 0; j < size; j += 16) __builtin_prefetch(row + j);
-}
-
 // y[rows[t]] = expert(x[rows[t]]) for the tile's tokens; with `mix`, y[rows[t]] = mix_shared[t] *
 // y[rows[t]] + mix_expert[t] * expert(x[rows[t]]) instead.
 struct Tile {
@@ -168,10 +181,15 @@ __attribute__((always_inline)) inline void run_tile_blocks(const PackedExpert& e
     for (int r = 0; r < Rows; ++r) gate_up_rows[r] = gate_up + r * 2 * h;
     for (std::int64_t t0 = 0; t0 < tile.count; t0 += Rows) {
         const std::int64_t count = std::min<std::int64_t>(Rows, tile.count - t0);
-        for (std::int64_t r = t0 + Rows; tile.mix_shared && r < std::min(tile.count, t0 + 2 * Rows); ++r) {
-            prefetch_row(x + tile.rows[r] * c, c);  // a routed expert's next rows, scattered in x and y
-            prefetch_row(y + tile.rows[r] * c, c);
+        constexpr std::int64_t step = 2 * sizeof(V) / sizeof(float);
+        Lookahead<Rows> ahead;
+        for (std::int64_t r = t0 + Rows; r < std::min(tile.count, t0 + 2 * Rows); ++r) {
+            ahead.rows[ahead.count++] = x + tile.rows[r] * c;
+            if (tile.mix_shared) ahead.rows[ahead.count++] = y + tile.rows[r] * c;
         }
+        ahead.lines = (c + 15) / 16;
+        const std::int64_t steps = (2 * h + step - 1) / step + (c + step - 1) / step;
+        ahead.per_step = (ahead.count * ahead.lines + steps - 1) / steps;
         for (std::int64_t r = 0; r < count; ++r) {
             const float* token = x + tile.rows[t0 + r] * c;
             std::copy(token, token + c, a + r * kRowStride);
@@ -183,9 +201,9 @@ __attribute__((always_inline)) inline void run_tile_blocks(const PackedExpert& e
         }
         const float* mix_shared = tile.mix_shared ? tile.mix_shared + t0 : nullptr;
         const float* mix_expert = tile.mix_expert ? tile.mix_expert + t0 : nullptr;
-        multiply_block<V, Rows>(a, count, e.w12.data(), c, 2 * h, e.b12.data(), gate_up_rows, nullptr, nullptr);
+        multiply_block<V, Rows>(a, count, e.w12.data(), c, 2 * h, e.b12.data(), gate_up_rows, nullptr, nullptr, ahead);
         for (std::int64_t r = 0; r < count; ++r) swiglu_norm<V, I>(e, h, epsilon, gate_up_rows[r], hidden + r * kRowStride);
-        multiply_block<V, Rows>(hidden, count, e.w3.data(), h, c, e.b3.data(), targets, mix_shared, mix_expert);
+        multiply_block<V, Rows>(hidden, count, e.w3.data(), h, c, e.b3.data(), targets, mix_shared, mix_expert, ahead);
     }
 }
 
@@ -357,7 +375,7 @@ void hybrid_moe(const HybridMoePacked& p, std::int64_t n, const float* x, std::i
     parallel_for((m + kTileTokens - 1) / kTileTokens, [&](std::int64_t item) {
         std::vector<float> gates(static_cast<std::size_t>(e + 1));
         for (std::int64_t j = item * kTileTokens; j < std::min(m, (item + 1) * kTileTokens); ++j) {
-            if (j + 1 < m) prefetch_row(x + routed[j + 1] * c, c);
+            for (std::int64_t i = 0; j + 1 < m && i < c; i += 16) __builtin_prefetch(x + routed[j + 1] * c + i);
             gate_sums(x + routed[j] * c, p.gate_w.data(), e + 1, c, gates.data());
             for (std::int64_t k = 0; k <= e; ++k) gates[k] = 1.0f / (1.0f + std::exp(-(gates[k] + p.gate_b[k])));
             const float shared = gates[e];

@@ -110,19 +110,18 @@ __attribute__((always_inline)) inline void multiply_block(const float* a, std::i
         }
         for (int r = 0; r < Rows && r < count; ++r) {
             float* target = out[r] + j0;
-            float sums[step];
-            store_vector(sums, acc[r][0]), store_vector(sums + lanes, acc[r][1]);
             const std::int64_t valid = std::min(step, width - j0);
-            if (mix_shared == nullptr && valid == step) {
+            if (valid == step && mix_shared == nullptr) {
                 store_vector(target, acc[r][0]), store_vector(target + lanes, acc[r][1]);
-            } else if (mix_shared == nullptr) {
-                std::copy(sums, sums + valid, target);
             } else if (valid == step) {
                 const V shared = V{} + mix_shared[r], expert = V{} + mix_expert[r];
                 store_vector(target, load_vector<V>(target) * shared + acc[r][0] * expert);
                 store_vector(target + lanes, load_vector<V>(target + lanes) * shared + acc[r][1] * expert);
-            } else {
-                for (std::int64_t j = 0; j < valid; ++j) target[j] = target[j] * mix_shared[r] + sums[j] * mix_expert[r];
+            } else {  // the last columns, short of a step
+                float sums[step];
+                store_vector(sums, acc[r][0]), store_vector(sums + lanes, acc[r][1]);
+                for (std::int64_t j = 0; j < valid; ++j)
+                    target[j] = mix_shared == nullptr ? sums[j] : target[j] * mix_shared[r] + sums[j] * mix_expert[r];
             }
         }
     }

@@ -65,7 +65,7 @@ void pack(PackedExpert& e, const float* w1, const float* b1, const float* w2, co
     e.ln_w.assign(ln_w, ln_w + h), e.ln_b.assign(ln_b, ln_b + h);
 }
 
-// The next block's rows (of x, and of y where it mixes) asked into the caches a few lines per
+// The next block's rows of x and of y (read, or written whole) asked into the caches a few lines per
 // step of this block's products, so that their misses overlap the arithmetic without queueing
 // up at once.
 template <int Rows>
@@ -184,7 +184,7 @@ __attribute__((always_inline)) inline void run_tile_blocks(const PackedExpert& e
         Lookahead<Rows> ahead;
         for (std::int64_t r = t0 + Rows; r < std::min(tile.count, t0 + 2 * Rows); ++r) {
             ahead.rows[ahead.count++] = x + tile.rows[r] * c;
-            if (tile.mix_shared) ahead.rows[ahead.count++] = y + tile.rows[r] * c;
+            ahead.rows[ahead.count++] = y + tile.rows[r] * c;
         }
         ahead.lines = (c + 15) / 16;
         const std::int64_t steps = (2 * h + step - 1) / step + (c + step - 1) / step;

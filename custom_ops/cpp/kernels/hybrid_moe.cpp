@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "vector_math.hpp"
@@ -12,7 +13,9 @@ namespace {
 
 constexpr std::int64_t kMaxTokens = std::int64_t{1} << 24;
 constexpr std::int64_t kMaxExperts = 1024;
-constexpr std::int64_t kTileTokens = 16;
+constexpr std::int64_t kTileTokens = 48;  // the tokens of one parallel item: whole blocks of 6 and of 12
+constexpr std::int64_t kPanel = 32;       // the columns of one packed weight panel
+constexpr std::int64_t kRowStride = 1040;  // a block's token rows apart (C, H at most 1024; not a multiple of 4 KiB)
 
 enum Weight {
     kSharedW1, kSharedB1, kSharedW2, kSharedB2, kSharedW3, kSharedB3, kSharedLnW, kSharedLnB, kSharedGateW, kSharedGateB,
@@ -32,85 +35,129 @@ std::string text(const TensorDims& dims) {
     return out + "]";
 }
 
+// b [depth][width], b(i, j) its values, in panels of kPanel columns ([panels][depth][kPanel],
+// zero past width): a product's inner loop then reads one contiguous panel row per step.
+template <typename Value>
+std::vector<float> panels(std::int64_t depth, std::int64_t width, Value b) {
+    const std::int64_t count = (width + kPanel - 1) / kPanel;
+    std::vector<float> out(static_cast<std::size_t>(count * depth * kPanel), 0.0f);
+    for (std::int64_t panel = 0; panel < count; ++panel)
+        for (std::int64_t i = 0; i < depth; ++i)
+            for (std::int64_t j = panel * kPanel; j < std::min(width, (panel + 1) * kPanel); ++j)
+                out[(panel * depth + i) * kPanel + j % kPanel] = b(i, j);
+    return out;
+}
+
+// values [width] zero-padded to whole panels, as a bias the products load a vector at a time
+std::vector<float> padded(const float* values, std::int64_t width) {
+    std::vector<float> out(static_cast<std::size_t>((width + kPanel - 1) / kPanel * kPanel), 0.0f);
+    std::copy(values, values + width, out.begin());
+    return out;
+}
+
 void pack(PackedExpert& e, const float* w1, const float* b1, const float* w2, const float* b2, const float* w3, const float* b3,
           const float* ln_w, const float* ln_b, std::int64_t c, std::int64_t h) {
-    e.w12.resize(static_cast<std::size_t>(2 * c * h)), e.w3.resize(static_cast<std::size_t>(c * h));
-    for (std::int64_t i = 0; i < h; ++i) {
-        for (std::int64_t j = 0; j < c; ++j) {
-            e.w12[j * 2 * h + i] = w1[i * c + j];
-            e.w12[j * 2 * h + h + i] = w2[i * c + j];
-            e.w3[i * c + j] = w3[j * h + i];
-        }
-    }
-    e.b12.assign(b1, b1 + h);
-    e.b12.insert(e.b12.end(), b2, b2 + h);
-    e.b3.assign(b3, b3 + c);
+    e.w12 = panels(c, 2 * h, [&](std::int64_t i, std::int64_t j) { return j < h ? w1[j * c + i] : w2[(j - h) * c + i]; });
+    e.w3 = panels(h, c, [&](std::int64_t i, std::int64_t j) { return w3[j * h + i]; });
+    std::vector<float> b12(b1, b1 + h);
+    b12.insert(b12.end(), b2, b2 + h);
+    e.b12 = padded(b12.data(), 2 * h), e.b3 = padded(b3, c);
     e.ln_w.assign(ln_w, ln_w + h), e.ln_b.assign(ln_b, ln_b + h);
 }
 
-// out[t][j] = bias[j] + sum_i a[t][i] b[i][j] for the tile's rows a[t] (t < count <= kTileTokens):
-// Rows rows by two vectors V of columns at a time, the accumulators in registers; b is
-// [depth][width]. The same sums in the same order whatever V and Rows.
+// The next block's rows of x and of y (read, or written whole) asked into the caches a few lines per
+// step of this block's products, so that their misses overlap the arithmetic without queueing
+// up at once.
+template <int Rows>
+struct Lookahead {
+    const float* rows[2 * Rows];
+    std::int64_t count = 0, lines = 0, per_step = 0, row = 0, line = 0;
+
+    __attribute__((always_inline)) void step() {
+        for (std::int64_t k = 0; k < per_step && row < count; ++k) {
+            __builtin_prefetch(rows[row] + line * 16);
+            if (++line == lines) line = 0, ++row;
+        }
+    }
+};
+
+// out[r][j] = bias[j] + sum_i a[r][i] b[i][j] for the block's rows r < count <= Rows and j < width
+// (a's rows kRowStride apart, b in panels: pack); with mix_shared, out[r][j] = mix_shared[r] *
+// out[r][j] + mix_expert[r] * that instead. Rows rows by two vectors V of columns at a time, the
+// accumulators in registers, each panel row loaded once for all the block's rows (a's fixed
+// stride: one pointer for them all), a step of `ahead` per two vectors of columns. The same sums
+// in the same order whatever V and Rows.
 template <typename V, int Rows>
-__attribute__((always_inline)) inline void multiply_rows(const float* const* a, std::int64_t count, const float* b,
-                                                         std::int64_t depth, std::int64_t width, const float* bias, float* out) {
-    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
-    const std::int64_t wide = width / (2 * lanes) * (2 * lanes);
-    for (std::int64_t t0 = 0; t0 < count; t0 += Rows) {
-        const float* rows[Rows];
-        for (int r = 0; r < Rows; ++r) rows[r] = a[std::min<std::int64_t>(t0 + r, count - 1)];  // a short block repeats its last row
-        for (std::int64_t j0 = 0; j0 < wide; j0 += 2 * lanes) {
-            V acc[Rows][2];
+__attribute__((always_inline)) inline void multiply_block(const float* a, std::int64_t count, const float* b, std::int64_t depth,
+                                                          std::int64_t width, const float* bias, float* const* out,
+                                                          const float* mix_shared, const float* mix_expert, Lookahead<Rows>& ahead) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float), step = 2 * lanes;
+    static_assert(kPanel % step == 0, "a step of columns lies within one panel");
+    for (std::int64_t j0 = 0; j0 < width; j0 += step) {
+        ahead.step();
+        const float* column = b + j0 / kPanel * depth * kPanel + j0 % kPanel;
+        V acc[Rows][2];
 #pragma GCC unroll 16
-            for (int r = 0; r < Rows; ++r) acc[r][0] = load_vector<V>(bias + j0), acc[r][1] = load_vector<V>(bias + j0 + lanes);
-            for (std::int64_t i = 0; i < depth; ++i) {
-                const V b0 = load_vector<V>(b + i * width + j0), b1 = load_vector<V>(b + i * width + j0 + lanes);
+        for (int r = 0; r < Rows; ++r) acc[r][0] = load_vector<V>(bias + j0), acc[r][1] = load_vector<V>(bias + j0 + lanes);
+        for (std::int64_t i = 0; i < depth; ++i) {
+            const V b0 = load_vector<V>(column + i * kPanel), b1 = load_vector<V>(column + i * kPanel + lanes);
 #pragma GCC unroll 16
-                for (int r = 0; r < Rows; ++r) {
-                    acc[r][0] += b0 * rows[r][i];  // a vector times a scalar: one broadcast from memory
-                    acc[r][1] += b1 * rows[r][i];
-                }
-            }
-            for (int r = 0; r < Rows && t0 + r < count; ++r) {
-                store_vector(out + (t0 + r) * width + j0, acc[r][0]);
-                store_vector(out + (t0 + r) * width + j0 + lanes, acc[r][1]);
+            for (int r = 0; r < Rows; ++r) {
+                const float s = a[r * kRowStride + i];
+                acc[r][0] += b0 * s;
+                acc[r][1] += b1 * s;
             }
         }
-        for (int r = 0; r < Rows && t0 + r < count; ++r) {
-            for (std::int64_t j = wide; j < width; ++j) {
-                float total = bias[j];
-                for (std::int64_t i = 0; i < depth; ++i) total += rows[r][i] * b[i * width + j];
-                out[(t0 + r) * width + j] = total;
+        for (int r = 0; r < Rows && r < count; ++r) {
+            float* target = out[r] + j0;
+            const std::int64_t valid = std::min(step, width - j0);
+            if (valid == step && mix_shared == nullptr) {
+                store_vector(target, acc[r][0]), store_vector(target + lanes, acc[r][1]);
+            } else if (valid == step) {
+                const V shared = V{} + mix_shared[r], expert = V{} + mix_expert[r];
+                store_vector(target, load_vector<V>(target) * shared + acc[r][0] * expert);
+                store_vector(target + lanes, load_vector<V>(target + lanes) * shared + acc[r][1] * expert);
+            } else {  // the last columns, short of a step
+                float sums[step];
+                store_vector(sums, acc[r][0]), store_vector(sums + lanes, acc[r][1]);
+                for (std::int64_t j = 0; j < valid; ++j)
+                    target[j] = mix_shared == nullptr ? sums[j] : target[j] * mix_shared[r] + sums[j] * mix_expert[r];
             }
         }
     }
 }
 
-// Four rows by sixteen columns: sixteen AVX registers (or SSE pairs) hold the block.
-I2F_HOT_LOOP void multiply_tile_portable(const float* const* a, std::int64_t count, const float* b, std::int64_t depth,
-                                         std::int64_t width, const float* bias, float* out) {
-    multiply_rows<Floats8, 4>(a, count, b, depth, width, bias, out);
+// SwiGLU's product and the hidden LayerNorm of one token, gate_up its gate (H values) then its
+// up (H), the result into hidden. The product a vector V at a time (I: its int32 lanes); the
+// statistics in sixteen lanes whatever V (the same sums).
+template <typename V, typename I>
+__attribute__((always_inline)) inline void swiglu_norm(const PackedExpert& e, std::int64_t h, float epsilon, float* gate_up,
+                                                       float* hidden) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
+    float* g = gate_up;
+    const float* u = g + h;
+    const std::int64_t vectors = h / lanes * lanes, wide = h / 16 * 16;
+    for (std::int64_t i = 0; i < vectors; i += lanes)
+        store_vector(g + i, swiglu_vector<V, I>(load_vector<V>(g + i), load_vector<V>(u + i)));
+    for (std::int64_t i = vectors; i < h; ++i) g[i] = g[i] * sigmoid(g[i]) * u[i];
+    Floats16 sums = {};
+    for (std::int64_t i = 0; i < wide; i += 16) sums += load_vector<Floats16>(g + i);
+    float mean = sum16(sums);
+    for (std::int64_t i = wide; i < h; ++i) mean += g[i];
+    mean /= static_cast<float>(h);
+    Floats16 squares = {};
+    for (std::int64_t i = 0; i < wide; i += 16) {
+        const Floats16 d = load_vector<Floats16>(g + i) - mean;
+        squares += d * d;
+    }
+    float variance = sum16(squares);
+    for (std::int64_t i = wide; i < h; ++i) variance += (g[i] - mean) * (g[i] - mean);
+    const float inverse = 1.0f / std::sqrt(variance / static_cast<float>(h) + epsilon);
+    for (std::int64_t i = 0; i < h; ++i) hidden[i] = (g[i] - mean) * inverse * e.ln_w[i] + e.ln_b[i];
 }
 
-#if I2F_HAS_AVX512_LOOP
-// Eight rows by thirty-two columns: sixteen of the 32 AVX-512 registers hold the block, each
-// weight vector loaded once for eight tokens (docs/performance.md has the measured gain).
-I2F_AVX512_LOOP void multiply_tile_avx512(const float* const* a, std::int64_t count, const float* b, std::int64_t depth,
-                                          std::int64_t width, const float* bias, float* out) {
-    multiply_rows<Floats16, 8>(a, count, b, depth, width, bias, out);
-}
-#endif
-
-void multiply_tile(const float* const* a, std::int64_t count, const float* b, std::int64_t depth, std::int64_t width,
-                   const float* bias, float* out) {
-#if I2F_HAS_AVX512_LOOP
-    if (cpu_has_avx512()) return multiply_tile_avx512(a, count, b, depth, width, bias, out);
-#endif
-    multiply_tile_portable(a, count, b, depth, width, bias, out);
-}
-
-// out[t] = expert(x[rows[t]]) for the tile's tokens; with `mix`, y[rows[t]] = mix_shared[t] *
-// y[rows[t]] + mix_expert[t] * out[t] instead of y[rows[t]] = out[t].
+// y[rows[t]] = expert(x[rows[t]]) for the tile's tokens; with `mix`, y[rows[t]] = mix_shared[t] *
+// y[rows[t]] + mix_expert[t] * expert(x[rows[t]]) instead.
 struct Tile {
     const std::int64_t* rows;
     std::int64_t count;
@@ -118,46 +165,110 @@ struct Tile {
     const float* mix_expert = nullptr;
 };
 
-I2F_HOT_LOOP void run_tile(const PackedExpert& e, std::int64_t c, std::int64_t h, float epsilon, const float* x, const Tile& tile, float* y) {
-    const std::int64_t count = tile.count;
-    std::vector<float> buffers(static_cast<std::size_t>(count * (2 * h + c)));
-    float* gate_up = buffers.data();  // per token its gate (H values) then its up (H)
-    float* out = gate_up + count * 2 * h;
-    const float* rows[kTileTokens] = {};
-    for (std::int64_t t = 0; t < count; ++t) rows[t] = x + tile.rows[t] * c;
-    multiply_tile(rows, count, e.w12.data(), c, 2 * h, e.b12.data(), gate_up);
-    for (std::int64_t t = 0; t < count; ++t) {
-        float* g = gate_up + t * 2 * h;
-        const float* u = g + h;
-        const std::int64_t vectors = h / kLanes * kLanes;
-        for (std::int64_t i = 0; i < vectors; i += kLanes) store8(g + i, swiglu8(load8(g + i), load8(u + i)));
-        for (std::int64_t i = vectors; i < h; ++i) g[i] = g[i] * sigmoid(g[i]) * u[i];
-        float mean = 0.0f;
-        for (std::int64_t i = 0; i < h; ++i) mean += g[i];
-        mean /= static_cast<float>(h);
-        float variance = 0.0f;
-        for (std::int64_t i = 0; i < h; ++i) variance += (g[i] - mean) * (g[i] - mean);
-        const float inverse = 1.0f / std::sqrt(variance / static_cast<float>(h) + epsilon);
-        for (std::int64_t i = 0; i < h; ++i) g[i] = (g[i] - mean) * inverse * e.ln_w[i] + e.ln_b[i];
-        rows[t] = g;
-    }
-    multiply_tile(rows, count, e.w3.data(), h, c, e.b3.data(), out);
-    for (std::int64_t t = 0; t < count; ++t) {
-        float* target = y + tile.rows[t] * c;
-        const float* o = out + t * c;
-        if (tile.mix_shared == nullptr) {
-            std::copy(o, o + c, target);
-        } else {
-            const float shared = tile.mix_shared[t], expert = tile.mix_expert[t];
-            for (std::int64_t j = 0; j < c; ++j) target[j] = target[j] * shared + o[j] * expert;
+// The tile a block of Rows tokens at a time, both products and the norm between them per block
+// (its tokens copied kRowStride apart), the block's data staying in L1; the second product
+// writes (or mixes) straight into y.
+template <typename V, typename I, int Rows>
+__attribute__((always_inline)) inline void run_tile_blocks(const PackedExpert& e, std::int64_t c, std::int64_t h, float epsilon,
+                                                           const float* x, const Tile& tile, float* y) {
+    const std::unique_ptr<float[]> buffers(new float[Rows * (2 * kRowStride + 2 * h)]);  // (each value written before it is read)
+    float* a = buffers.get();                     // [Rows][kRowStride]: the tokens
+    float* hidden = a + Rows * kRowStride;      // [Rows][kRowStride]: their normed hidden values
+    float* gate_up = hidden + Rows * kRowStride;  // [Rows][2H]
+    float* gate_up_rows[Rows];
+    float* targets[Rows];
+    for (int r = 0; r < Rows; ++r) gate_up_rows[r] = gate_up + r * 2 * h;
+    for (std::int64_t t0 = 0; t0 < tile.count; t0 += Rows) {
+        const std::int64_t count = std::min<std::int64_t>(Rows, tile.count - t0);
+        constexpr std::int64_t step = 2 * sizeof(V) / sizeof(float);
+        Lookahead<Rows> ahead;
+        for (std::int64_t r = t0 + Rows; r < std::min(tile.count, t0 + 2 * Rows); ++r) {
+            ahead.rows[ahead.count++] = x + tile.rows[r] * c;
+            ahead.rows[ahead.count++] = y + tile.rows[r] * c;
         }
+        ahead.lines = (c + 15) / 16;
+        const std::int64_t steps = (2 * h + step - 1) / step + (c + step - 1) / step;
+        ahead.per_step = (ahead.count * ahead.lines + steps - 1) / steps;
+        for (std::int64_t r = 0; r < count; ++r) {
+            const float* token = x + tile.rows[t0 + r] * c;
+            std::copy(token, token + c, a + r * kRowStride);
+            targets[r] = y + tile.rows[t0 + r] * c;
+        }
+        for (std::int64_t r = count; r < Rows; ++r) {  // a short block's other rows: zeros, their sums never stored
+            std::fill(a + r * kRowStride, a + r * kRowStride + c, 0.0f);
+            std::fill(hidden + r * kRowStride, hidden + r * kRowStride + h, 0.0f);
+        }
+        const float* mix_shared = tile.mix_shared ? tile.mix_shared + t0 : nullptr;
+        const float* mix_expert = tile.mix_expert ? tile.mix_expert + t0 : nullptr;
+        multiply_block<V, Rows>(a, count, e.w12.data(), c, 2 * h, e.b12.data(), gate_up_rows, nullptr, nullptr, ahead);
+        for (std::int64_t r = 0; r < count; ++r) swiglu_norm<V, I>(e, h, epsilon, gate_up_rows[r], hidden + r * kRowStride);
+        multiply_block<V, Rows>(hidden, count, e.w3.data(), h, c, e.b3.data(), targets, mix_shared, mix_expert, ahead);
     }
 }
 
-float gate_sigmoid(const float* x, const float* weight, float bias, std::int64_t c) {
-    float z = 0.0f;
-    for (std::int64_t j = 0; j < c; ++j) z += x[j] * weight[j];
-    return 1.0f / (1.0f + std::exp(-(z + bias)));
+// Six rows by sixteen columns: twelve of the sixteen AVX registers hold the block (SSE: pairs).
+I2F_HOT_LOOP void run_tile_portable(const PackedExpert& e, std::int64_t c, std::int64_t h, float epsilon, const float* x,
+                                    const Tile& tile, float* y) {
+    run_tile_blocks<Floats8, Ints8, 6>(e, c, h, epsilon, x, tile, y);
+}
+
+#if I2F_HAS_AVX512_LOOP
+// Twelve rows by thirty-two columns: 24 of the 32 AVX-512 registers hold the block, each weight
+// vector loaded once for twelve tokens.
+I2F_AVX512_LOOP void run_tile_avx512(const PackedExpert& e, std::int64_t c, std::int64_t h, float epsilon, const float* x,
+                                     const Tile& tile, float* y) {
+    run_tile_blocks<Floats16, Ints16, 12>(e, c, h, epsilon, x, tile, y);
+}
+#endif
+
+void run_tile(const PackedExpert& e, std::int64_t c, std::int64_t h, float epsilon, const float* x, const Tile& tile, float* y) {
+#if I2F_HAS_AVX512_LOOP
+    if (cpu_has_avx512()) return run_tile_avx512(e, c, h, epsilon, x, tile, y);
+#endif
+    run_tile_portable(e, c, h, epsilon, x, tile, y);
+}
+
+// z[k] = sum_j x[j] w[k][j] for the rows k < rows of w [rows][c]: sixteen lanes of partial sums
+// per row (four rows at a time, each x vector loaded once for them), the lanes added pairwise,
+// then the tail; the same order in every version.
+template <int Block>
+__attribute__((always_inline)) inline void dot_block(const float* x, const float* w, std::int64_t c, float* z) {
+    const std::int64_t wide = c / 16 * 16;
+    Floats16 acc[Block] = {};
+    for (std::int64_t j = 0; j < wide; j += 16) {
+        const Floats16 xv = load_vector<Floats16>(x + j);
+#pragma GCC unroll 4
+        for (int k = 0; k < Block; ++k) acc[k] += xv * load_vector<Floats16>(w + k * c + j);
+    }
+    for (int k = 0; k < Block; ++k) {
+        float total = sum16(acc[k]);
+        for (std::int64_t j = wide; j < c; ++j) total += x[j] * w[k * c + j];
+        z[k] = total;
+    }
+}
+
+__attribute__((always_inline)) inline void dot_rows(const float* x, const float* w, std::int64_t rows, std::int64_t c, float* z) {
+    std::int64_t k = 0;
+    for (; k + 4 <= rows; k += 4) dot_block<4>(x, w + k * c, c, z + k);
+    for (; k < rows; ++k) dot_block<1>(x, w + k * c, c, z + k);
+}
+
+I2F_HOT_LOOP void dot_rows_portable(const float* x, const float* w, std::int64_t rows, std::int64_t c, float* z) {
+    dot_rows(x, w, rows, c, z);
+}
+
+#if I2F_HAS_AVX512_LOOP
+I2F_AVX512_LOOP void dot_rows_avx512(const float* x, const float* w, std::int64_t rows, std::int64_t c, float* z) {
+    dot_rows(x, w, rows, c, z);
+}
+#endif
+
+// The gates' pre-activations of one token: z[k] = sum_j x[j] gate_w[k][j] for the E + 1 gate rows.
+void gate_sums(const float* x, const float* w, std::int64_t rows, std::int64_t c, float* z) {
+#if I2F_HAS_AVX512_LOOP
+    if (cpu_has_avx512()) return dot_rows_avx512(x, w, rows, c, z);
+#endif
+    dot_rows_portable(x, w, rows, c, z);
 }
 
 std::string check_attributes(const HybridMoeShapes& s) {
@@ -245,10 +356,10 @@ std::shared_ptr<const HybridMoePacked> pack_hybrid_moe(const HybridMoeShapes& s,
         pack(p->packed[k], w[kExpertsW1] + k * h * c, w[kExpertsB1] + k * h, w[kExpertsW2] + k * h * c, w[kExpertsB2] + k * h,
              w[kExpertsW3] + k * c * h, w[kExpertsB3] + k * c, w[kSelectLnW], w[kSelectLnB], c, h);
     });
-    p->shared_gate_w.assign(w[kSharedGateW], w[kSharedGateW] + c);
-    p->shared_gate_b.assign(w[kSharedGateB], w[kSharedGateB] + 1);
-    p->expert_gate_w.assign(w[kExpertGateW], w[kExpertGateW] + e * c);
-    p->expert_gate_b.assign(w[kExpertGateB], w[kExpertGateB] + e);
+    p->gate_w.assign(w[kExpertGateW], w[kExpertGateW] + e * c);
+    p->gate_w.insert(p->gate_w.end(), w[kSharedGateW], w[kSharedGateW] + c);
+    p->gate_b.assign(w[kExpertGateB], w[kExpertGateB] + e);
+    p->gate_b.push_back(w[kSharedGateB][0]);
     p->expert_bias.assign(w[kExpertBias], w[kExpertBias] + e);
     return p;
 }
@@ -261,13 +372,16 @@ void hybrid_moe(const HybridMoePacked& p, std::int64_t n, const float* x, std::i
     std::vector<std::int32_t> choice(static_cast<std::size_t>(m));
     std::vector<float> shared_weight(static_cast<std::size_t>(m)), expert_weight(static_cast<std::size_t>(m));
     parallel_for((m + kTileTokens - 1) / kTileTokens, [&](std::int64_t item) {
+        std::vector<float> gates(static_cast<std::size_t>(e + 1));
         for (std::int64_t j = item * kTileTokens; j < std::min(m, (item + 1) * kTileTokens); ++j) {
-            const float* token = x + routed[j] * c;
-            const float shared = gate_sigmoid(token, p.shared_gate_w.data(), p.shared_gate_b[0], c);
+            for (std::int64_t i = 0; j + 1 < m && i < c; i += 16) __builtin_prefetch(x + routed[j + 1] * c + i);
+            gate_sums(x + routed[j] * c, p.gate_w.data(), e + 1, c, gates.data());
+            for (std::int64_t k = 0; k <= e; ++k) gates[k] = 1.0f / (1.0f + std::exp(-(gates[k] + p.gate_b[k])));
+            const float shared = gates[e];
             std::int32_t best = 0;
             float best_biased = -INFINITY, best_score = 0.0f;
             for (std::int64_t k = 0; k < e; ++k) {
-                const float score = gate_sigmoid(token, p.expert_gate_w.data() + k * c, p.expert_gate_b[k], c);
+                const float score = gates[k];
                 const float biased = score + p.expert_bias[k];
                 if (biased > best_biased || k == 0) best = static_cast<std::int32_t>(k), best_biased = biased, best_score = score;
             }

@@ -1,9 +1,9 @@
 // ai.inter2former::HybridMoE: the shared SwiGLU expert on every token, the top-1 routed expert on
 // the routed ones. The definition is custom_ops/hybrid_moe.py (schema and ONNX function body);
 // this runs the shared expert over tiles of tokens straight into y, then each routed expert over
-// tiles of its tokens, reading x and mixing into y by token index (no gathered copies). The
-// experts' weights are packed for those products once per weight set (HybridMoePacked), which a
-// caller whose weights are constants keeps and reuses from call to call.
+// tiles of its tokens, reading x and mixing into y by token index (no gathered copies beyond a
+// block of a dozen tokens). The experts' weights are packed for those products once per weight
+// set (HybridMoePacked), which a caller whose weights are constants keeps and reuses from call to call.
 #pragma once
 
 #include <cstdint>
@@ -39,9 +39,10 @@ std::string check_hybrid_moe(const HybridMoeShapes& shapes, const std::int64_t* 
 // shapes.x and shapes.routed are not read); else a one-line reason.
 std::string check_hybrid_moe_weights(const HybridMoeShapes& shapes);
 
-// One SwiGLU expert packed so that every inner loop runs along a contiguous row: w1 and w2 side
-// by side as [C][2H] (a token's gate and up in one product), w3 as [H][C]; ln is its hidden
-// LayerNorm.
+// One SwiGLU expert packed for its two products: w1 and w2 side by side as one [C][2H] matrix (a
+// token's gate and up in one product), w3 as [H][C], each in panels of 32 columns
+// ([panels][depth][32], zero-padded, their biases too) so that the inner loop reads one
+// contiguous panel row per step; ln is its hidden LayerNorm.
 struct PackedExpert {
     std::vector<float> w12, b12, w3, b3, ln_w, ln_b;
 };
@@ -51,7 +52,8 @@ struct HybridMoePacked {
     std::int64_t c = 0, h = 0, experts = 0;
     float epsilon = 0.0f;
     std::vector<PackedExpert> packed;  // the routed experts 0..E-1, then the shared one
-    std::vector<float> shared_gate_w, shared_gate_b, expert_gate_w, expert_gate_b, expert_bias;
+    std::vector<float> gate_w, gate_b;  // [E + 1][C] and [E + 1]: the experts' gates, then the shared one
+    std::vector<float> expert_bias;
 };
 
 // The weights (the 21 tensors of WEIGHTS) packed once; they must have passed check_hybrid_moe_weights.

@@ -107,6 +107,14 @@ __attribute__((always_inline)) inline float sum8(Floats8 value) {
     return ((value[0] + value[1]) + (value[2] + value[3])) + ((value[4] + value[5]) + (value[6] + value[7]));
 }
 
+// The sixteen lanes added pairwise (the same order whatever the vector registers' width).
+__attribute__((always_inline)) inline float sum16(Floats16 value) {
+    Floats8 low, high;
+    std::memcpy(&low, &value, sizeof low);
+    std::memcpy(&high, reinterpret_cast<const char*>(&value) + sizeof low, sizeof high);
+    return sum8(low + high);
+}
+
 // exp_nonpositive on a vector V of floats at once (the same arithmetic); I: int32 lanes of V's width.
 template <typename V, typename I>
 __attribute__((always_inline)) inline V exp_nonpositive_vector(V x) {
@@ -126,11 +134,12 @@ __attribute__((always_inline)) inline Floats8 exp_nonpositive8(Floats8 x) {
     return exp_nonpositive_vector<Floats8, Ints8>(x);
 }
 
-// x * sigmoid(x) * u on eight values (SwiGLU's product), by the same exp.
-__attribute__((always_inline)) inline Floats8 swiglu8(Floats8 x, Floats8 u) {
-    const Floats8 zero = splat8(0.0f), one = splat8(1.0f);
-    const Floats8 e = exp_nonpositive8(x < zero ? x : -x);  // exp(-|x|)
-    const Floats8 sigmoid = x < zero ? e / (one + e) : one / (one + e);
+// x * sigmoid(x) * u on a vector V of floats (SwiGLU's product), by the same exp; I: int32 lanes of V's width.
+template <typename V, typename I>
+__attribute__((always_inline)) inline V swiglu_vector(V x, V u) {
+    const V zero = V{}, one = V{} + 1.0f;
+    const V e = exp_nonpositive_vector<V, I>(x < zero ? x : -x);  // exp(-|x|)
+    const V sigmoid = (x < zero ? e : one) / (one + e);  // one division: the two cases' quotients as before
     return x * sigmoid * u;
 }
 

@@ -1,0 +1,319 @@
+#include "prompt_convolution.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "vector_math.hpp"
+
+namespace i2f {
+
+namespace {
+
+constexpr std::int64_t kMaxSide = std::int64_t{1} << 15;
+constexpr std::int64_t kMaxChannels = std::int64_t{1} << 12;
+constexpr std::int64_t kMaxValues = 255;  // so that kMixed is never a prompt value
+constexpr std::uint8_t kMixed = 255;      // a position whose field crosses a change of value or the border
+constexpr std::int64_t kTaps = 9;
+constexpr std::int64_t kPanel = 32;              // output channels per panel of the packed weights
+constexpr std::int64_t kBlock = 24;              // positions multiplied together (a whole number of register rows)
+constexpr std::int64_t kItemWork = 1 << 21;      // multiply-adds a work item aims at (blocks of small layers share one)
+constexpr std::int64_t kMapRowsPerItem = 16;     // rows of a value map per work item
+constexpr std::int64_t kOutputPerItem = 256;     // output positions per work item
+
+std::string dims(const std::int64_t* values, int count) {
+    std::string text = "[";
+    for (int i = 0; i < count; ++i) text += (i ? ", " : "") + std::to_string(values[i]);
+    return text + "]";
+}
+
+// One layer's grid as the next layer reads it: per position its prompt value, or kMixed with its
+// row in `activations`. Layer 0 is the labels themselves (no position mixed), its constants the table.
+struct Level {
+    std::int64_t height, width, channels;
+    const std::uint8_t* values;
+    const std::int32_t* rows;
+    const float* activations;  // [mixed positions][channels]
+    const float* constants;    // [V][channels]
+
+    const float* at(std::int64_t position) const {
+        const std::uint8_t value = values[position];
+        return value == kMixed ? activations + static_cast<std::int64_t>(rows[position]) * channels : constants + value * channels;
+    }
+};
+
+// A layer's weights for the block products: panels of kPanel output channels, each [9 * Cin][kPanel]
+// (row tap * Cin + ci, zeros past C_out), and the bias padded to whole panels.
+struct Packed {
+    std::int64_t inputs, outputs, panels;
+    std::vector<float> weights, bias;
+    std::vector<float> tap_sums;  // [C_out][C_in]: the weights summed over the taps (a constant map's product)
+};
+
+Packed pack_layer(const std::int64_t* shape, const float* weight, const float* bias, const ParallelFor& parallel_for) {
+    Packed p;
+    p.outputs = shape[0];
+    p.inputs = shape[1];
+    p.panels = (p.outputs + kPanel - 1) / kPanel;
+    const std::int64_t depth = kTaps * p.inputs;
+    p.weights.assign(static_cast<std::size_t>(p.panels * depth * kPanel), 0.0f);
+    p.bias.assign(static_cast<std::size_t>(p.panels * kPanel), 0.0f);
+    std::copy_n(bias, p.outputs, p.bias.begin());
+    p.tap_sums.resize(static_cast<std::size_t>(p.outputs * p.inputs));
+    parallel_for(p.panels, [&](std::int64_t panel) {
+        float* target = p.weights.data() + panel * depth * kPanel;
+        for (std::int64_t co = panel * kPanel; co < std::min(p.outputs, (panel + 1) * kPanel); ++co)
+            for (std::int64_t ci = 0; ci < p.inputs; ++ci) {
+                const float* taps = weight + (co * p.inputs + ci) * kTaps;
+                float sum = 0.0f;
+                for (std::int64_t t = 0; t < kTaps; ++t) {
+                    target[(t * p.inputs + ci) * kPanel + co % kPanel] = taps[t];
+                    sum += taps[t];
+                }
+                p.tap_sums[static_cast<std::size_t>(co * p.inputs + ci)] = sum;
+            }
+    });
+    return p;
+}
+
+// The constants of a layer, [V][C_out]: relu(bias + tap_sums . constant of the layer before), per value.
+std::vector<float> layer_constants(const Packed& p, const float* previous, std::int64_t values) {
+    std::vector<float> constants(static_cast<std::size_t>(values * p.outputs));
+    for (std::int64_t v = 0; v < values; ++v)
+        for (std::int64_t co = 0; co < p.outputs; ++co) {
+            const float* row = p.tap_sums.data() + co * p.inputs;
+            float sum = p.bias[static_cast<std::size_t>(co)];
+            for (std::int64_t ci = 0; ci < p.inputs; ++ci) sum += row[ci] * previous[v * p.inputs + ci];
+            constants[static_cast<std::size_t>(v * p.outputs + co)] = std::max(sum, 0.0f);
+        }
+    return constants;
+}
+
+// Row y of a layer's values from rows 2y-1..2y+1 of the layer before (height x width): a value
+// where the 3 x 3 inputs lie inside and agree, else kMixed.
+I2F_HOT_LOOP void values_row(const std::uint8_t* in, std::int64_t height, std::int64_t width, std::int64_t y, std::int64_t out_width,
+                             std::uint8_t* out) {
+    std::fill_n(out, out_width, kMixed);
+    if (y == 0 || 2 * y + 1 >= height) return;
+    const std::uint8_t* r0 = in + (2 * y - 1) * width;
+    const std::uint8_t* r1 = r0 + width;
+    const std::uint8_t* r2 = r1 + width;
+    const std::int64_t last = (width - 2) / 2;  // the last x with 2x + 1 inside
+    for (std::int64_t x = 1; x <= last; ++x) {
+        const std::int64_t c = 2 * x;
+        const std::uint8_t v = r1[c];
+        const bool same = (r0[c - 1] == v) & (r0[c] == v) & (r0[c + 1] == v) & (r1[c - 1] == v) & (r1[c + 1] == v) & (r2[c - 1] == v) &
+                          (r2[c] == v) & (r2[c + 1] == v);
+        out[x] = same ? v : kMixed;
+    }
+}
+
+// A layer's value map, its mixed positions in raster order and their rows (the index map).
+struct LayerMap {
+    std::int64_t height = 0, width = 0;
+    std::unique_ptr<std::uint8_t[]> values;
+    std::unique_ptr<std::int32_t[]> rows;  // set at the mixed positions only
+    std::vector<std::int32_t> mixed;
+};
+
+LayerMap next_map(const Level& in, const ParallelFor& parallel_for) {
+    LayerMap map;
+    map.height = (in.height + 1) / 2;
+    map.width = (in.width + 1) / 2;
+    const std::int64_t size = map.height * map.width;
+    map.values.reset(new std::uint8_t[static_cast<std::size_t>(size)]);
+    map.rows.reset(new std::int32_t[static_cast<std::size_t>(size)]);
+    const std::int64_t items = (map.height + kMapRowsPerItem - 1) / kMapRowsPerItem;
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(items) + 1, 0);
+    parallel_for(items, [&](std::int64_t item) {
+        std::int64_t count = 0;
+        for (std::int64_t y = item * kMapRowsPerItem; y < std::min(map.height, (item + 1) * kMapRowsPerItem); ++y) {
+            std::uint8_t* row = map.values.get() + y * map.width;
+            values_row(in.values, in.height, in.width, y, map.width, row);
+            for (std::int64_t x = 0; x < map.width; ++x) count += row[x] == kMixed;
+        }
+        counts[static_cast<std::size_t>(item) + 1] = count;
+    });
+    for (std::int64_t item = 0; item < items; ++item) counts[static_cast<std::size_t>(item) + 1] += counts[static_cast<std::size_t>(item)];
+    map.mixed.resize(static_cast<std::size_t>(counts.back()));
+    parallel_for(items, [&](std::int64_t item) {
+        std::int64_t next = counts[static_cast<std::size_t>(item)];
+        const std::int64_t end = std::min(size, (item + 1) * kMapRowsPerItem * map.width);
+        for (std::int64_t position = item * kMapRowsPerItem * map.width; position < end; ++position)
+            if (map.values[static_cast<std::size_t>(position)] == kMixed) {
+                map.rows[static_cast<std::size_t>(position)] = static_cast<std::int32_t>(next);
+                map.mixed[static_cast<std::size_t>(next++)] = static_cast<std::int32_t>(position);
+            }
+    });
+    return map;
+}
+
+// The block's patches [kBlock][9 * Cin] (padding and rows past `count` zero): position (y, x) reads
+// inputs (2y - 1 + ty, 2x - 1 + tx) of the level before.
+void gather_patches(const Level& in, const std::int32_t* positions, std::int64_t count, std::int64_t out_width, float* patches) {
+    const std::int64_t cin = in.channels, depth = kTaps * cin;
+    std::fill_n(patches, kBlock * depth, 0.0f);
+    for (std::int64_t i = 0; i < count; ++i) {
+        const std::int64_t y = positions[i] / out_width, x = positions[i] % out_width;
+        for (std::int64_t ty = 0; ty < 3; ++ty) {
+            const std::int64_t iy = 2 * y - 1 + ty;
+            if (iy < 0 || iy >= in.height) continue;
+            for (std::int64_t tx = 0; tx < 3; ++tx) {
+                const std::int64_t ix = 2 * x - 1 + tx;
+                if (ix < 0 || ix >= in.width) continue;
+                std::memcpy(patches + i * depth + (ty * 3 + tx) * cin, in.at(iy * in.width + ix), static_cast<std::size_t>(cin) * sizeof(float));
+            }
+        }
+    }
+}
+
+// sums[r][j] = relu(bias[j] + sum_k a[r][k] b[k][j]) for Rows rows of `a` (depth apart) and Cols
+// vectors V of a panel's columns (b rows kPanel apart), the accumulators in registers.
+template <typename V, int Rows, int Cols>
+__attribute__((always_inline)) inline void multiply_rows(const float* a, std::int64_t depth, const float* b, const float* bias, float* sums,
+                                                         std::int64_t sums_stride) {
+    constexpr std::int64_t lanes = sizeof(V) / sizeof(float);
+    V acc[Rows][Cols];
+    for (int r = 0; r < Rows; ++r)
+        for (int c = 0; c < Cols; ++c) acc[r][c] = load_vector<V>(bias + c * lanes);
+    for (std::int64_t k = 0; k < depth; ++k) {
+        V w[Cols];
+        for (int c = 0; c < Cols; ++c) w[c] = load_vector<V>(b + k * kPanel + c * lanes);
+#pragma GCC unroll 16
+        for (int r = 0; r < Rows; ++r)
+            for (int c = 0; c < Cols; ++c) acc[r][c] += w[c] * a[r * depth + k];  // a vector times a scalar: one broadcast from memory
+    }
+    for (int r = 0; r < Rows; ++r)
+        for (int c = 0; c < Cols; ++c) store_vector(sums + r * sums_stride + c * lanes, acc[r][c] < V{} ? V{} : acc[r][c]);
+}
+
+// The block's first `count` rows of patches times every panel: sums [kBlock][panels * kPanel].
+template <typename V, int Rows, int Cols>
+__attribute__((always_inline)) inline void multiply_block(const float* patches, std::int64_t count, const Packed& p, float* sums) {
+    constexpr std::int64_t width = Cols * sizeof(V) / sizeof(float);
+    static_assert(kPanel % width == 0 && kBlock % Rows == 0, "a panel holds whole column steps, a block whole row steps");
+    const std::int64_t depth = kTaps * p.inputs, stride = p.panels * kPanel;
+    for (std::int64_t panel = 0; panel < p.panels; ++panel)
+        for (std::int64_t j = panel * kPanel; j < (panel + 1) * kPanel; j += width)
+            for (std::int64_t r = 0; r < count; r += Rows)
+                multiply_rows<V, Rows, Cols>(patches + r * depth, depth, p.weights.data() + panel * depth * kPanel + j % kPanel,
+                                             p.bias.data() + j, sums + r * stride + j, stride);
+}
+
+// Eight-float vectors, six rows by two: 12 accumulators and the two weight vectors in the 16 AVX registers.
+I2F_HOT_LOOP void multiply_portable(const float* patches, std::int64_t count, const Packed& p, float* sums) {
+    multiply_block<Floats8, 6, 2>(patches, count, p, sums);
+}
+
+#if I2F_HAS_AVX512_LOOP
+// Sixteen-float vectors, twelve rows by a whole panel: 24 of the 32 AVX-512 registers accumulate.
+I2F_AVX512_LOOP void multiply_avx512(const float* patches, std::int64_t count, const Packed& p, float* sums) {
+    multiply_block<Floats16, 12, 2>(patches, count, p, sums);
+}
+#endif
+
+void multiply(const float* patches, std::int64_t count, const Packed& p, float* sums) {
+#if I2F_HAS_AVX512_LOOP
+    if (cpu_has_avx512()) return multiply_avx512(patches, count, p, sums);
+#endif
+    multiply_portable(patches, count, p, sums);
+}
+
+// The activations [mixed][C_out] of a layer's mixed positions, a block of kBlock at a time
+// (several blocks per work item where a block is little work).
+std::unique_ptr<float[]> convolve(const Level& in, const LayerMap& map, const Packed& p, const ParallelFor& parallel_for) {
+    const std::int64_t n = static_cast<std::int64_t>(map.mixed.size()), depth = kTaps * p.inputs, stride = p.panels * kPanel;
+    std::unique_ptr<float[]> activations(new float[static_cast<std::size_t>(std::max<std::int64_t>(1, n * p.outputs))]);
+    const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+    const std::int64_t per_item = std::max<std::int64_t>(1, kItemWork / (kBlock * depth * p.outputs));
+    parallel_for((blocks + per_item - 1) / per_item, [&](std::int64_t item) {
+        std::vector<float> patches(static_cast<std::size_t>(kBlock * depth)), sums(static_cast<std::size_t>(kBlock * stride));
+        for (std::int64_t block = item * per_item; block < std::min(blocks, (item + 1) * per_item); ++block) {
+            const std::int64_t first = block * kBlock, count = std::min(kBlock, n - first);
+            gather_patches(in, map.mixed.data() + first, count, map.width, patches.data());
+            multiply(patches.data(), count, p, sums.data());
+            for (std::int64_t i = 0; i < count; ++i)
+                std::copy_n(sums.data() + i * stride, p.outputs, activations.get() + (first + i) * p.outputs);
+        }
+    });
+    return activations;
+}
+
+// output [C][h * w] from the last level: each position's constant or activation.
+void write_output(const Level& last, float* output, const ParallelFor& parallel_for) {
+    const std::int64_t size = last.height * last.width, channels = last.channels;
+    parallel_for((size + kOutputPerItem - 1) / kOutputPerItem, [&](std::int64_t item) {
+        const std::int64_t first = item * kOutputPerItem, count = std::min(kOutputPerItem, size - first);
+        const float* sources[kOutputPerItem];
+        for (std::int64_t i = 0; i < count; ++i) sources[i] = last.at(first + i);
+        for (std::int64_t c = 0; c < channels; ++c) {
+            float* row = output + c * size + first;
+            for (std::int64_t i = 0; i < count; ++i) row[i] = sources[i][c];
+        }
+    });
+}
+
+}  // namespace
+
+std::string check_prompt_convolution(const PromptConvolutionShapes& s) {
+    const std::string op = "PromptConvolution: ";
+    if (s.labels[0] < 1 || s.labels[0] > kMaxSide || s.labels[1] < 1 || s.labels[1] > kMaxSide)
+        return op + "labels " + dims(s.labels, 2) + " must have sides from 1 to " + std::to_string(kMaxSide);
+    if (s.table[0] < 1 || s.table[0] > kMaxValues || s.table[1] < 1 || s.table[1] > kMaxChannels)
+        return op + "table " + dims(s.table, 2) + " must be [V, E] with V from 1 to " + std::to_string(kMaxValues) + " and E from 1 to " +
+               std::to_string(kMaxChannels);
+    std::int64_t channels = s.table[1];
+    for (int l = 0; l < kPromptLayers; ++l) {
+        const std::string name = std::to_string(l + 1);
+        const std::int64_t* w = s.weight[l];
+        if (w[0] < 1 || w[0] > kMaxChannels || w[1] != channels || w[2] != 3 || w[3] != 3)
+            return op + "weight" + name + " " + dims(w, 4) + " must be [C" + name + ", " + std::to_string(channels) + ", 3, 3] with C" + name +
+                   " from 1 to " + std::to_string(kMaxChannels);
+        if (s.bias[l] != w[0])
+            return op + "bias" + name + " has " + std::to_string(s.bias[l]) + " values, expected " + std::to_string(w[0]);
+        channels = w[0];
+    }
+    return "";
+}
+
+std::string check_prompt_convolution_labels(const PromptConvolutionShapes& s, const std::uint8_t* labels) {
+    const std::int64_t size = s.labels[0] * s.labels[1];
+    std::uint8_t largest = 0;
+    for (std::int64_t i = 0; i < size; ++i) largest = std::max(largest, labels[i]);
+    if (largest < s.table[0]) return "";
+    const std::int64_t at = std::find_if(labels, labels + size, [&](std::uint8_t v) { return v >= s.table[0]; }) - labels;
+    return "PromptConvolution: label " + std::to_string(labels[at]) + " at (" + std::to_string(at / s.labels[1]) + ", " +
+           std::to_string(at % s.labels[1]) + ") is outside 0.." + std::to_string(s.table[0] - 1) + " (the table's rows)";
+}
+
+void prompt_convolution_grid(const PromptConvolutionShapes& s, std::int64_t* height, std::int64_t* width) {
+    *height = s.labels[0];
+    *width = s.labels[1];
+    for (int l = 0; l < kPromptLayers; ++l) {
+        *height = (*height + 1) / 2;
+        *width = (*width + 1) / 2;
+    }
+}
+
+void prompt_convolution(const PromptConvolutionShapes& s, const std::uint8_t* labels, const float* table, const float* const* weights,
+                        const float* const* biases, float* output, const ParallelFor& parallel_for) {
+    const std::int64_t values = s.table[0];
+    Level level{s.labels[0], s.labels[1], s.table[1], labels, nullptr, nullptr, table};
+    LayerMap map;
+    std::unique_ptr<float[]> activations;
+    std::vector<float> constants;
+    for (int l = 0; l < kPromptLayers; ++l) {
+        const Packed packed = pack_layer(s.weight[l], weights[l], biases[l], parallel_for);
+        std::vector<float> next_constants = layer_constants(packed, level.constants, values);
+        LayerMap next = next_map(level, parallel_for);
+        std::unique_ptr<float[]> next_activations = convolve(level, next, packed, parallel_for);
+        map = std::move(next);
+        activations = std::move(next_activations);
+        constants = std::move(next_constants);
+        level = Level{map.height, map.width, packed.outputs, map.values.get(), map.rows.get(), activations.get(), constants.data()};
+    }
+    write_output(level, output, parallel_for);
+}
+
+}  // namespace i2f

@@ -20,7 +20,7 @@ constexpr std::int64_t kPanel = 32;              // output channels per panel of
 constexpr std::int64_t kBlock = 24;              // positions multiplied together (a whole number of register rows)
 constexpr std::int64_t kItemWork = 1 << 21;      // multiply-adds a work item aims at (blocks of small layers share one)
 constexpr std::int64_t kMapRowsPerItem = 16;     // rows of a value map per work item
-constexpr std::int64_t kOutputPerItem = 256;     // output positions per work item
+constexpr std::int64_t kPositionsPerItem = 1024;  // layer 1's positions, or output positions, per work item
 
 std::string dims(const std::int64_t* values, int count) {
     std::string text = "[";
@@ -29,7 +29,7 @@ std::string dims(const std::int64_t* values, int count) {
 }
 
 // One layer's grid as the next layer reads it: per position its prompt value, or kMixed with its
-// row in `activations`. Layer 0 is the labels themselves (no position mixed), its constants the table.
+// row in `activations`. Layer 0 is the labels themselves: no position mixed, read by first_layer.
 struct Level {
     std::int64_t height, width, channels;
     const std::uint8_t* values;
@@ -47,7 +47,8 @@ struct Level {
 // (row tap * Cin + ci, zeros past C_out), and the bias padded to whole panels.
 struct Packed {
     std::int64_t inputs, outputs, panels;
-    std::vector<float> weights, bias;
+    std::unique_ptr<float[]> weights;
+    std::vector<float> bias;
     std::vector<float> tap_sums;  // [C_out][C_in]: the weights summed over the taps (a constant map's product)
 };
 
@@ -57,27 +58,32 @@ Packed pack_layer(const std::int64_t* shape, const float* weight, const float* b
     p.inputs = shape[1];
     p.panels = (p.outputs + kPanel - 1) / kPanel;
     const std::int64_t depth = kTaps * p.inputs;
-    p.weights.assign(static_cast<std::size_t>(p.panels * depth * kPanel), 0.0f);
+    p.weights.reset(new float[static_cast<std::size_t>(p.panels * depth * kPanel)]);
     p.bias.assign(static_cast<std::size_t>(p.panels * kPanel), 0.0f);
     std::copy_n(bias, p.outputs, p.bias.begin());
     p.tap_sums.resize(static_cast<std::size_t>(p.outputs * p.inputs));
     parallel_for(p.panels, [&](std::int64_t panel) {
-        float* target = p.weights.data() + panel * depth * kPanel;
-        for (std::int64_t co = panel * kPanel; co < std::min(p.outputs, (panel + 1) * kPanel); ++co)
-            for (std::int64_t ci = 0; ci < p.inputs; ++ci) {
-                const float* taps = weight + (co * p.inputs + ci) * kTaps;
-                float sum = 0.0f;
-                for (std::int64_t t = 0; t < kTaps; ++t) {
-                    target[(t * p.inputs + ci) * kPanel + co % kPanel] = taps[t];
-                    sum += taps[t];
+        float* target = p.weights.get() + panel * depth * kPanel;
+        const float* source = weight + panel * kPanel * depth;
+        const std::int64_t columns = std::min(kPanel, p.outputs - panel * kPanel);
+        if (columns < kPanel) std::fill_n(target, depth * kPanel, 0.0f);
+        // each row of the panel written whole, its values read from the panel's outputs in turn
+        for (std::int64_t ci = 0; ci < p.inputs; ++ci) {
+            float sums[kPanel] = {};
+            for (std::int64_t t = 0; t < kTaps; ++t) {
+                float* row = target + (t * p.inputs + ci) * kPanel;
+                for (std::int64_t j = 0; j < columns; ++j) {
+                    row[j] = source[j * depth + ci * kTaps + t];
+                    sums[j] += row[j];
                 }
-                p.tap_sums[static_cast<std::size_t>(co * p.inputs + ci)] = sum;
             }
+            for (std::int64_t j = 0; j < columns; ++j) p.tap_sums[static_cast<std::size_t>((panel * kPanel + j) * p.inputs + ci)] = sums[j];
+        }
     });
     return p;
 }
 
-// The constants of a layer, [V][C_out]: relu(bias + tap_sums . constant of the layer before), per value.
+// The constants of a layer, [V][C_out]: relu(bias + tap_sums . the constant of the layer before), per value.
 std::vector<float> layer_constants(const Packed& p, const float* previous, std::int64_t values) {
     std::vector<float> constants(static_cast<std::size_t>(values * p.outputs));
     for (std::int64_t v = 0; v < values; ++v)
@@ -91,11 +97,11 @@ std::vector<float> layer_constants(const Packed& p, const float* previous, std::
 }
 
 // Row y of a layer's values from rows 2y-1..2y+1 of the layer before (height x width): a value
-// where the 3 x 3 inputs lie inside and agree, else kMixed.
-I2F_HOT_LOOP void values_row(const std::uint8_t* in, std::int64_t height, std::int64_t width, std::int64_t y, std::int64_t out_width,
-                             std::uint8_t* out) {
+// where the 3 x 3 inputs lie inside and agree, else kMixed. Returns the row's mixed positions.
+I2F_HOT_LOOP std::int64_t values_row(const std::uint8_t* in, std::int64_t height, std::int64_t width, std::int64_t y,
+                                     std::int64_t out_width, std::uint8_t* out) {
     std::fill_n(out, out_width, kMixed);
-    if (y == 0 || 2 * y + 1 >= height) return;
+    if (y == 0 || 2 * y + 1 >= height) return out_width;
     const std::uint8_t* r0 = in + (2 * y - 1) * width;
     const std::uint8_t* r1 = r0 + width;
     const std::uint8_t* r2 = r1 + width;
@@ -107,6 +113,9 @@ I2F_HOT_LOOP void values_row(const std::uint8_t* in, std::int64_t height, std::i
                           (r2[c] == v) & (r2[c + 1] == v);
         out[x] = same ? v : kMixed;
     }
+    std::int32_t mixed = 0;
+    for (std::int64_t x = 0; x < out_width; ++x) mixed += out[x] == kMixed;
+    return mixed;
 }
 
 // A layer's value map, its mixed positions in raster order and their rows (the index map).
@@ -128,44 +137,112 @@ LayerMap next_map(const Level& in, const ParallelFor& parallel_for) {
     std::vector<std::int64_t> counts(static_cast<std::size_t>(items) + 1, 0);
     parallel_for(items, [&](std::int64_t item) {
         std::int64_t count = 0;
-        for (std::int64_t y = item * kMapRowsPerItem; y < std::min(map.height, (item + 1) * kMapRowsPerItem); ++y) {
-            std::uint8_t* row = map.values.get() + y * map.width;
-            values_row(in.values, in.height, in.width, y, map.width, row);
-            for (std::int64_t x = 0; x < map.width; ++x) count += row[x] == kMixed;
-        }
+        for (std::int64_t y = item * kMapRowsPerItem; y < std::min(map.height, (item + 1) * kMapRowsPerItem); ++y)
+            count += values_row(in.values, in.height, in.width, y, map.width, map.values.get() + y * map.width);
         counts[static_cast<std::size_t>(item) + 1] = count;
     });
     for (std::int64_t item = 0; item < items; ++item) counts[static_cast<std::size_t>(item) + 1] += counts[static_cast<std::size_t>(item)];
     map.mixed.resize(static_cast<std::size_t>(counts.back()));
     parallel_for(items, [&](std::int64_t item) {
         std::int64_t next = counts[static_cast<std::size_t>(item)];
-        const std::int64_t end = std::min(size, (item + 1) * kMapRowsPerItem * map.width);
-        for (std::int64_t position = item * kMapRowsPerItem * map.width; position < end; ++position)
-            if (map.values[static_cast<std::size_t>(position)] == kMixed) {
-                map.rows[static_cast<std::size_t>(position)] = static_cast<std::int32_t>(next);
-                map.mixed[static_cast<std::size_t>(next++)] = static_cast<std::int32_t>(position);
-            }
+        const std::uint8_t* values = map.values.get();
+        const std::uint8_t* end = values + std::min(size, (item + 1) * kMapRowsPerItem * map.width);
+        for (const std::uint8_t* at = values + item * kMapRowsPerItem * map.width; at < end; ++at) {
+            at = static_cast<const std::uint8_t*>(std::memchr(at, kMixed, static_cast<std::size_t>(end - at)));
+            if (at == nullptr) break;
+            map.rows[static_cast<std::size_t>(at - values)] = static_cast<std::int32_t>(next);
+            map.mixed[static_cast<std::size_t>(next++)] = static_cast<std::int32_t>(at - values);
+        }
     });
     return map;
+}
+
+// Layer 1 reads table rows only: a position's sum is its taps' products with their values' rows,
+// products [9][V][C1]: products[t][v] = weight1[:, :, t] . table[v].
+std::vector<float> tap_products(const PromptConvolutionShapes& s, const float* table, const float* weight) {
+    const std::int64_t values = s.table[0], embed = s.table[1], outputs = s.weight[0][0];
+    std::vector<float> products(static_cast<std::size_t>(kTaps * values * outputs));
+    for (std::int64_t co = 0; co < outputs; ++co)
+        for (std::int64_t t = 0; t < kTaps; ++t)
+            for (std::int64_t v = 0; v < values; ++v) {
+                float sum = 0.0f;
+                for (std::int64_t e = 0; e < embed; ++e) sum += weight[(co * embed + e) * kTaps + t] * table[v * embed + e];
+                products[static_cast<std::size_t>((t * values + v) * outputs + co)] = sum;
+            }
+    return products;
+}
+
+// Layer 1's constants [V][C1]: relu(bias + the nine products of the value), summed in tap order.
+std::vector<float> first_constants(const std::vector<float>& products, const float* bias, std::int64_t values, std::int64_t outputs) {
+    std::vector<float> constants(static_cast<std::size_t>(values * outputs));
+    for (std::int64_t v = 0; v < values; ++v)
+        for (std::int64_t co = 0; co < outputs; ++co) {
+            float sum = bias[co];
+            for (std::int64_t t = 0; t < kTaps; ++t) sum += products[static_cast<std::size_t>((t * values + v) * outputs + co)];
+            constants[static_cast<std::size_t>(v * outputs + co)] = std::max(sum, 0.0f);
+        }
+    return constants;
+}
+
+// Layer 1's activations of `count` mixed positions: relu(bias + the products of their taps inside
+// the map), in tap order as first_constants sums them.
+I2F_HOT_LOOP void first_layer_rows(const Level& labels, const std::int32_t* positions, std::int64_t count, std::int64_t out_width,
+                                   const float* products, std::int64_t values, const float* bias, std::int64_t outputs,
+                                   float* activations) {
+    for (std::int64_t i = 0; i < count; ++i) {
+        const std::int64_t y = positions[i] / out_width, x = positions[i] % out_width;
+        const float* adds[kTaps];
+        int taps = 0;
+        for (std::int64_t ty = 0; ty < 3; ++ty)
+            for (std::int64_t tx = 0; tx < 3; ++tx) {
+                const std::int64_t iy = 2 * y - 1 + ty, ix = 2 * x - 1 + tx;
+                if (iy >= 0 && iy < labels.height && ix >= 0 && ix < labels.width)
+                    adds[taps++] = products + ((ty * 3 + tx) * values + labels.values[iy * labels.width + ix]) * outputs;
+            }
+        float* out = activations + i * outputs;
+        std::int64_t co = 0;
+        for (; co + kLanes <= outputs; co += kLanes) {
+            Floats8 sum = load8(bias + co);
+            for (int t = 0; t < taps; ++t) sum += load8(adds[t] + co);
+            store8(out + co, sum < Floats8{} ? Floats8{} : sum);
+        }
+        for (; co < outputs; ++co) {
+            float sum = bias[co];
+            for (int t = 0; t < taps; ++t) sum += adds[t][co];
+            out[co] = std::max(sum, 0.0f);
+        }
+    }
+}
+
+std::unique_ptr<float[]> first_layer(const Level& labels, const LayerMap& map, const std::vector<float>& products, const float* bias,
+                                     std::int64_t values, std::int64_t outputs, const ParallelFor& parallel_for) {
+    const std::int64_t n = static_cast<std::int64_t>(map.mixed.size());
+    std::unique_ptr<float[]> activations(new float[static_cast<std::size_t>(std::max<std::int64_t>(1, n * outputs))]);
+    parallel_for((n + kPositionsPerItem - 1) / kPositionsPerItem, [&](std::int64_t item) {
+        const std::int64_t first = item * kPositionsPerItem;
+        first_layer_rows(labels, map.mixed.data() + first, std::min(kPositionsPerItem, n - first), map.width, products.data(), values, bias,
+                         outputs, activations.get() + first * outputs);
+    });
+    return activations;
 }
 
 // The block's patches [kBlock][9 * Cin] (padding and rows past `count` zero): position (y, x) reads
 // inputs (2y - 1 + ty, 2x - 1 + tx) of the level before.
 void gather_patches(const Level& in, const std::int32_t* positions, std::int64_t count, std::int64_t out_width, float* patches) {
     const std::int64_t cin = in.channels, depth = kTaps * cin;
-    std::fill_n(patches, kBlock * depth, 0.0f);
     for (std::int64_t i = 0; i < count; ++i) {
         const std::int64_t y = positions[i] / out_width, x = positions[i] % out_width;
-        for (std::int64_t ty = 0; ty < 3; ++ty) {
-            const std::int64_t iy = 2 * y - 1 + ty;
-            if (iy < 0 || iy >= in.height) continue;
+        for (std::int64_t ty = 0; ty < 3; ++ty)
             for (std::int64_t tx = 0; tx < 3; ++tx) {
-                const std::int64_t ix = 2 * x - 1 + tx;
-                if (ix < 0 || ix >= in.width) continue;
-                std::memcpy(patches + i * depth + (ty * 3 + tx) * cin, in.at(iy * in.width + ix), static_cast<std::size_t>(cin) * sizeof(float));
+                const std::int64_t iy = 2 * y - 1 + ty, ix = 2 * x - 1 + tx;
+                float* to = patches + i * depth + (ty * 3 + tx) * cin;
+                if (iy < 0 || iy >= in.height || ix < 0 || ix >= in.width)
+                    std::fill_n(to, cin, 0.0f);
+                else
+                    std::memcpy(to, in.at(iy * in.width + ix), static_cast<std::size_t>(cin) * sizeof(float));
             }
-        }
     }
+    std::fill(patches + count * depth, patches + kBlock * depth, 0.0f);  // the last row step may read them
 }
 
 // sums[r][j] = relu(bias[j] + sum_k a[r][k] b[k][j]) for Rows rows of `a` (depth apart) and Cols
@@ -197,7 +274,7 @@ __attribute__((always_inline)) inline void multiply_block(const float* patches, 
     for (std::int64_t panel = 0; panel < p.panels; ++panel)
         for (std::int64_t j = panel * kPanel; j < (panel + 1) * kPanel; j += width)
             for (std::int64_t r = 0; r < count; r += Rows)
-                multiply_rows<V, Rows, Cols>(patches + r * depth, depth, p.weights.data() + panel * depth * kPanel + j % kPanel,
+                multiply_rows<V, Rows, Cols>(patches + r * depth, depth, p.weights.get() + panel * depth * kPanel + j % kPanel,
                                              p.bias.data() + j, sums + r * stride + j, stride);
 }
 
@@ -240,18 +317,48 @@ std::unique_ptr<float[]> convolve(const Level& in, const LayerMap& map, const Pa
     return activations;
 }
 
-// output [C][h * w] from the last level: each position's constant or activation.
+// A run of positions of the output: one constant, or mixed positions with consecutive activations.
+struct Run {
+    std::int64_t start, stop;
+    const float* source;  // the first position's values
+    std::int64_t step;    // from one position's values to the next: 0 for a constant
+};
+
+// Each channel's row of `count` runs' values (row c at output + c * stride).
+I2F_HOT_LOOP void write_runs(const Run* runs, std::int64_t count, std::int64_t channels, float* output, std::int64_t stride) {
+    for (std::int64_t c = 0; c < channels; ++c) {
+        float* row = output + c * stride;
+        for (std::int64_t r = 0; r < count; ++r) {
+            const Run& run = runs[r];
+            if (run.step == 0)
+                std::fill(row + run.start, row + run.stop, run.source[c]);
+            else
+                for (std::int64_t i = run.start; i < run.stop; ++i) row[i] = run.source[c + (i - run.start) * run.step];
+        }
+    }
+}
+
+// output [C][h * w] from the last level, kPositionsPerItem positions at a time cut in runs: a run of
+// one constant fills each channel's row, a run of mixed positions reads their activations.
 void write_output(const Level& last, float* output, const ParallelFor& parallel_for) {
     const std::int64_t size = last.height * last.width, channels = last.channels;
-    parallel_for((size + kOutputPerItem - 1) / kOutputPerItem, [&](std::int64_t item) {
-        const std::int64_t first = item * kOutputPerItem, count = std::min(kOutputPerItem, size - first);
-        const float* sources[kOutputPerItem];
-        for (std::int64_t i = 0; i < count; ++i) sources[i] = last.at(first + i);
-        for (std::int64_t c = 0; c < channels; ++c) {
-            float* row = output + c * size + first;
-            for (std::int64_t i = 0; i < count; ++i) row[i] = sources[i][c];
+    parallel_for((size + kPositionsPerItem - 1) / kPositionsPerItem, [&](std::int64_t item) {
+        std::vector<Run> runs;
+        const std::int64_t first = item * kPositionsPerItem, end = std::min(size, first + kPositionsPerItem);
+        for (std::int64_t i = first; i < end;) {
+            std::int64_t j = i + 1;
+            while (j < end && last.values[j] == last.values[i]) ++j;
+            runs.push_back(Run{i - first, j - first, last.at(i), last.values[i] == kMixed ? channels : 0});
+            i = j;
         }
+        write_runs(runs.data(), static_cast<std::int64_t>(runs.size()), channels, output + first, size);
     });
+}
+
+I2F_HOT_LOOP std::uint8_t largest_label(const std::uint8_t* labels, std::int64_t size) {
+    std::uint8_t largest = 0;
+    for (std::int64_t i = 0; i < size; ++i) largest = std::max(largest, labels[i]);
+    return largest;
 }
 
 }  // namespace
@@ -279,9 +386,7 @@ std::string check_prompt_convolution(const PromptConvolutionShapes& s) {
 
 std::string check_prompt_convolution_labels(const PromptConvolutionShapes& s, const std::uint8_t* labels) {
     const std::int64_t size = s.labels[0] * s.labels[1];
-    std::uint8_t largest = 0;
-    for (std::int64_t i = 0; i < size; ++i) largest = std::max(largest, labels[i]);
-    if (largest < s.table[0]) return "";
+    if (largest_label(labels, size) < s.table[0]) return "";
     const std::int64_t at = std::find_if(labels, labels + size, [&](std::uint8_t v) { return v >= s.table[0]; }) - labels;
     return "PromptConvolution: label " + std::to_string(labels[at]) + " at (" + std::to_string(at / s.labels[1]) + ", " +
            std::to_string(at % s.labels[1]) + ") is outside 0.." + std::to_string(s.table[0] - 1) + " (the table's rows)";
@@ -299,11 +404,13 @@ void prompt_convolution_grid(const PromptConvolutionShapes& s, std::int64_t* hei
 void prompt_convolution(const PromptConvolutionShapes& s, const std::uint8_t* labels, const float* table, const float* const* weights,
                         const float* const* biases, float* output, const ParallelFor& parallel_for) {
     const std::int64_t values = s.table[0];
-    Level level{s.labels[0], s.labels[1], s.table[1], labels, nullptr, nullptr, table};
-    LayerMap map;
-    std::unique_ptr<float[]> activations;
-    std::vector<float> constants;
-    for (int l = 0; l < kPromptLayers; ++l) {
+    const Level layer0{s.labels[0], s.labels[1], s.table[1], labels, nullptr, nullptr, nullptr};
+    LayerMap map = next_map(layer0, parallel_for);
+    const std::vector<float> products = tap_products(s, table, weights[0]);
+    std::vector<float> constants = first_constants(products, biases[0], values, s.weight[0][0]);
+    std::unique_ptr<float[]> activations = first_layer(layer0, map, products, biases[0], values, s.weight[0][0], parallel_for);
+    Level level{map.height, map.width, s.weight[0][0], map.values.get(), map.rows.get(), activations.get(), constants.data()};
+    for (int l = 1; l < kPromptLayers; ++l) {
         const Packed packed = pack_layer(s.weight[l], weights[l], biases[l], parallel_for);
         std::vector<float> next_constants = layer_constants(packed, level.constants, values);
         LayerMap next = next_map(level, parallel_for);

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from itertools import pairwise
 
 import numpy as np
 import onnx
@@ -856,6 +857,21 @@ def test_prompt_kernel_on_the_decoder_crops(box):
     left, top, right, bottom = box
     feeds, stack = prompt_case(label[top:bottom, left:right], seed=9)
     _check_prompt(feeds, stack)
+
+
+def test_prompt_kernel_of_other_widths():
+    """Seven values embedded in three channels and layer widths that are no multiple of the vector
+    lanes or of a panel of packed weights, against the function body (the module is fixed at five)."""
+    rng = np.random.default_rng(11)
+    channels = (3, 7, 33, 20, 45)
+    feeds = {"labels": _blocks((45, 70), 6, seed=11) + rng.integers(0, 2, (45, 70), dtype=np.uint8) * 2,
+             "table": rng.standard_normal((7, 3)).astype(np.float32)}
+    for layer, (c_in, c_out) in enumerate(pairwise(channels), start=1):
+        feeds[f"weight{layer}"] = (rng.standard_normal((c_out, c_in, 3, 3)) / (3 * c_in**0.5)).astype(np.float32)
+        feeds[f"bias{layer}"] = (0.1 * rng.standard_normal(c_out)).astype(np.float32)
+    body = _function_body(prompt_convolution, {}, feeds, [TensorProto.FLOAT])[0]
+    assert body.shape == (1, 45, 3, 5)
+    assert_close(call_prompt(feeds), body, atol=1e-4 * max(1.0, float(np.abs(body).max())))
 
 
 _PROMPT_IN_ANOTHER_PROCESS = """

@@ -118,42 +118,99 @@ I2F_HOT_LOOP std::int64_t values_row(const std::uint8_t* in, std::int64_t height
     return mixed;
 }
 
-// A layer's value map, its mixed positions in raster order and their rows (the index map).
+// What a position reads at input (iy, ix) of the level before, as one number: -1 for padding, the
+// value of a constant input, kMixed + its row for a mixed one.
+std::int64_t input_identity(const Level& in, std::int64_t iy, std::int64_t ix) {
+    if (iy < 0 || iy >= in.height || ix < 0 || ix >= in.width) return -1;
+    const std::int64_t position = iy * in.width + ix;
+    const std::uint8_t value = in.values[position];
+    return value == kMixed ? kMixed + in.rows[position] : value;
+}
+
+// Whether positions (y, x) and (y2, x2) read the same nine inputs (so have the same activation).
+bool same_inputs(const Level& in, std::int64_t y, std::int64_t x, std::int64_t y2, std::int64_t x2) {
+    for (std::int64_t ty = -1; ty <= 1; ++ty)
+        for (std::int64_t tx = -1; tx <= 1; ++tx)
+            if (input_identity(in, 2 * y + ty, 2 * x + tx) != input_identity(in, 2 * y2 + ty, 2 * x2 + tx)) return false;
+    return true;
+}
+
+// A mixed position whose activation is computed, and its row in the activations.
+struct Work {
+    std::int32_t position, row;
+};
+
+// A layer's value map, the rows of its mixed positions (the index map) and the positions to compute.
+// A mixed position on the grid's border that reads what its neighbour along the border reads
+// shares its row: where the border cuts a region of one value, every position does (the first
+// click's whole top row and left column).
 struct LayerMap {
     std::int64_t height = 0, width = 0;
     std::unique_ptr<std::uint8_t[]> values;
     std::unique_ptr<std::int32_t[]> rows;  // set at the mixed positions only
-    std::vector<std::int32_t> mixed;
+    std::int64_t row_count = 0;            // rows of the activations (some unused where a border shares)
+    std::vector<Work> work;
 };
 
 LayerMap next_map(const Level& in, const ParallelFor& parallel_for) {
     LayerMap map;
     map.height = (in.height + 1) / 2;
     map.width = (in.width + 1) / 2;
-    const std::int64_t size = map.height * map.width;
+    const std::int64_t size = map.height * map.width, last_row = map.height - 1, last_column = map.width - 1;
     map.values.reset(new std::uint8_t[static_cast<std::size_t>(size)]);
     map.rows.reset(new std::int32_t[static_cast<std::size_t>(size)]);
     const std::int64_t items = (map.height + kMapRowsPerItem - 1) / kMapRowsPerItem;
-    std::vector<std::int64_t> counts(static_cast<std::size_t>(items) + 1, 0);
+    std::vector<std::int64_t> next(static_cast<std::size_t>(items) + 1, 0);  // an item's next row
     parallel_for(items, [&](std::int64_t item) {
         std::int64_t count = 0;
         for (std::int64_t y = item * kMapRowsPerItem; y < std::min(map.height, (item + 1) * kMapRowsPerItem); ++y)
             count += values_row(in.values, in.height, in.width, y, map.width, map.values.get() + y * map.width);
-        counts[static_cast<std::size_t>(item) + 1] = count;
+        next[static_cast<std::size_t>(item) + 1] = count;
     });
-    for (std::int64_t item = 0; item < items; ++item) counts[static_cast<std::size_t>(item) + 1] += counts[static_cast<std::size_t>(item)];
-    map.mixed.resize(static_cast<std::size_t>(counts.back()));
+    for (std::int64_t item = 0; item < items; ++item) next[static_cast<std::size_t>(item) + 1] += next[static_cast<std::size_t>(item)];
+    map.row_count = next.back();
+    auto reuse = [&](std::int64_t position, std::int64_t neighbour) -> std::int32_t {  // the neighbour's row if it reads the same, else -1
+        if (map.values[static_cast<std::size_t>(neighbour)] != kMixed ||
+            !same_inputs(in, position / map.width, position % map.width, neighbour / map.width, neighbour % map.width))
+            return -1;
+        return map.rows[static_cast<std::size_t>(neighbour)];
+    };
+    // rows of the positions between the first and last columns, per item from its first row on; a
+    // top or bottom position may share its left neighbour's row
+    std::vector<std::vector<Work>> work(static_cast<std::size_t>(items) + 1);
     parallel_for(items, [&](std::int64_t item) {
-        std::int64_t next = counts[static_cast<std::size_t>(item)];
+        std::int64_t& row_of_item = next[static_cast<std::size_t>(item)];
         const std::uint8_t* values = map.values.get();
         const std::uint8_t* end = values + std::min(size, (item + 1) * kMapRowsPerItem * map.width);
         for (const std::uint8_t* at = values + item * kMapRowsPerItem * map.width; at < end; ++at) {
             at = static_cast<const std::uint8_t*>(std::memchr(at, kMixed, static_cast<std::size_t>(end - at)));
             if (at == nullptr) break;
-            map.rows[static_cast<std::size_t>(at - values)] = static_cast<std::int32_t>(next);
-            map.mixed[static_cast<std::size_t>(next++)] = static_cast<std::int32_t>(at - values);
+            const std::int64_t position = at - values, y = position / map.width, x = position % map.width;
+            if (x == 0 || x == last_column) continue;
+            std::int32_t row = (y == 0 || y == last_row) && x > 1 ? reuse(position, position - 1) : -1;
+            if (row < 0) {
+                row = static_cast<std::int32_t>(row_of_item++);
+                work[static_cast<std::size_t>(item)].push_back(Work{static_cast<std::int32_t>(position), row});
+            }
+            map.rows[static_cast<std::size_t>(position)] = row;
         }
     });
+    // then the first and last columns top to bottom, sharing a top neighbour's row (or at a corner a
+    // left neighbour's), with rows from the range of their item
+    std::vector<Work>& columns = work.back();
+    for (std::int64_t y = 0; y < map.height; ++y)
+        for (std::int64_t x = 0; x < map.width; x += std::max<std::int64_t>(1, last_column)) {
+            const std::int64_t position = y * map.width + x;
+            if (map.values[static_cast<std::size_t>(position)] != kMixed) continue;
+            std::int32_t row = y > 0 ? reuse(position, position - map.width) : -1;
+            if (row < 0 && (y == 0 || y == last_row) && x > 0) row = reuse(position, position - 1);
+            if (row < 0) {
+                row = static_cast<std::int32_t>(next[static_cast<std::size_t>(y / kMapRowsPerItem)]++);
+                columns.push_back(Work{static_cast<std::int32_t>(position), row});
+            }
+            map.rows[static_cast<std::size_t>(position)] = row;
+        }
+    for (const std::vector<Work>& part : work) map.work.insert(map.work.end(), part.begin(), part.end());
     return map;
 }
 
@@ -184,13 +241,13 @@ std::vector<float> first_constants(const std::vector<float>& products, const flo
     return constants;
 }
 
-// Layer 1's activations of `count` mixed positions: relu(bias + the products of their taps inside
-// the map), in tap order as first_constants sums them.
-I2F_HOT_LOOP void first_layer_rows(const Level& labels, const std::int32_t* positions, std::int64_t count, std::int64_t out_width,
+// Layer 1's activations of `count` positions: relu(bias + the products of their taps inside the
+// map), in tap order as first_constants sums them.
+I2F_HOT_LOOP void first_layer_rows(const Level& labels, const Work* work, std::int64_t count, std::int64_t out_width,
                                    const float* products, std::int64_t values, const float* bias, std::int64_t outputs,
                                    float* activations) {
     for (std::int64_t i = 0; i < count; ++i) {
-        const std::int64_t y = positions[i] / out_width, x = positions[i] % out_width;
+        const std::int64_t y = work[i].position / out_width, x = work[i].position % out_width;
         const float* adds[kTaps];
         int taps = 0;
         for (std::int64_t ty = 0; ty < 3; ++ty)
@@ -199,7 +256,7 @@ I2F_HOT_LOOP void first_layer_rows(const Level& labels, const std::int32_t* posi
                 if (iy >= 0 && iy < labels.height && ix >= 0 && ix < labels.width)
                     adds[taps++] = products + ((ty * 3 + tx) * values + labels.values[iy * labels.width + ix]) * outputs;
             }
-        float* out = activations + i * outputs;
+        float* out = activations + static_cast<std::int64_t>(work[i].row) * outputs;
         std::int64_t co = 0;
         for (; co + kLanes <= outputs; co += kLanes) {
             Floats8 sum = load8(bias + co);
@@ -216,22 +273,22 @@ I2F_HOT_LOOP void first_layer_rows(const Level& labels, const std::int32_t* posi
 
 std::unique_ptr<float[]> first_layer(const Level& labels, const LayerMap& map, const std::vector<float>& products, const float* bias,
                                      std::int64_t values, std::int64_t outputs, const ParallelFor& parallel_for) {
-    const std::int64_t n = static_cast<std::int64_t>(map.mixed.size());
-    std::unique_ptr<float[]> activations(new float[static_cast<std::size_t>(std::max<std::int64_t>(1, n * outputs))]);
+    const std::int64_t n = static_cast<std::int64_t>(map.work.size());
+    std::unique_ptr<float[]> activations(new float[static_cast<std::size_t>(std::max<std::int64_t>(1, map.row_count * outputs))]);
     parallel_for((n + kPositionsPerItem - 1) / kPositionsPerItem, [&](std::int64_t item) {
         const std::int64_t first = item * kPositionsPerItem;
-        first_layer_rows(labels, map.mixed.data() + first, std::min(kPositionsPerItem, n - first), map.width, products.data(), values, bias,
-                         outputs, activations.get() + first * outputs);
+        first_layer_rows(labels, map.work.data() + first, std::min(kPositionsPerItem, n - first), map.width, products.data(), values, bias,
+                         outputs, activations.get());
     });
     return activations;
 }
 
 // The block's patches [kBlock][9 * Cin] (padding and rows past `count` zero): position (y, x) reads
 // inputs (2y - 1 + ty, 2x - 1 + tx) of the level before.
-void gather_patches(const Level& in, const std::int32_t* positions, std::int64_t count, std::int64_t out_width, float* patches) {
+void gather_patches(const Level& in, const Work* work, std::int64_t count, std::int64_t out_width, float* patches) {
     const std::int64_t cin = in.channels, depth = kTaps * cin;
     for (std::int64_t i = 0; i < count; ++i) {
-        const std::int64_t y = positions[i] / out_width, x = positions[i] % out_width;
+        const std::int64_t y = work[i].position / out_width, x = work[i].position % out_width;
         for (std::int64_t ty = 0; ty < 3; ++ty)
             for (std::int64_t tx = 0; tx < 3; ++tx) {
                 const std::int64_t iy = 2 * y - 1 + ty, ix = 2 * x - 1 + tx;
@@ -297,61 +354,66 @@ void multiply(const float* patches, std::int64_t count, const Packed& p, float* 
     multiply_portable(patches, count, p, sums);
 }
 
-// The activations [mixed][C_out] of a layer's mixed positions, a block of kBlock at a time
+// The activations [rows][C_out] of a layer's mixed positions, kBlock positions to compute at a time
 // (several blocks per work item where a block is little work).
 std::unique_ptr<float[]> convolve(const Level& in, const LayerMap& map, const Packed& p, const ParallelFor& parallel_for) {
-    const std::int64_t n = static_cast<std::int64_t>(map.mixed.size()), depth = kTaps * p.inputs, stride = p.panels * kPanel;
-    std::unique_ptr<float[]> activations(new float[static_cast<std::size_t>(std::max<std::int64_t>(1, n * p.outputs))]);
+    const std::int64_t n = static_cast<std::int64_t>(map.work.size()), depth = kTaps * p.inputs, stride = p.panels * kPanel;
+    std::unique_ptr<float[]> activations(new float[static_cast<std::size_t>(std::max<std::int64_t>(1, map.row_count * p.outputs))]);
     const std::int64_t blocks = (n + kBlock - 1) / kBlock;
     const std::int64_t per_item = std::max<std::int64_t>(1, kItemWork / (kBlock * depth * p.outputs));
     parallel_for((blocks + per_item - 1) / per_item, [&](std::int64_t item) {
         std::vector<float> patches(static_cast<std::size_t>(kBlock * depth)), sums(static_cast<std::size_t>(kBlock * stride));
         for (std::int64_t block = item * per_item; block < std::min(blocks, (item + 1) * per_item); ++block) {
             const std::int64_t first = block * kBlock, count = std::min(kBlock, n - first);
-            gather_patches(in, map.mixed.data() + first, count, map.width, patches.data());
+            const Work* block_work = map.work.data() + first;
+            gather_patches(in, block_work, count, map.width, patches.data());
             multiply(patches.data(), count, p, sums.data());
             for (std::int64_t i = 0; i < count; ++i)
-                std::copy_n(sums.data() + i * stride, p.outputs, activations.get() + (first + i) * p.outputs);
+                std::copy_n(sums.data() + i * stride, p.outputs, activations.get() + static_cast<std::int64_t>(block_work[i].row) * p.outputs);
         }
     });
     return activations;
 }
 
-// A run of positions of the output: one constant, or mixed positions with consecutive activations.
+// A run of output positions: of one source (a constant, or a shared row), or of one source each.
 struct Run {
     std::int64_t start, stop;
-    const float* source;  // the first position's values
-    std::int64_t step;    // from one position's values to the next: 0 for a constant
+    bool shared;
 };
 
-// Each channel's row of `count` runs' values (row c at output + c * stride).
-I2F_HOT_LOOP void write_runs(const Run* runs, std::int64_t count, std::int64_t channels, float* output, std::int64_t stride) {
+// Each channel's row of the runs' values (row c at output + c * stride; sources[i]: position i's values).
+I2F_HOT_LOOP void write_runs(const std::vector<Run>& runs, const std::vector<const float*>& sources, std::int64_t channels, float* output,
+                             std::int64_t stride) {
     for (std::int64_t c = 0; c < channels; ++c) {
         float* row = output + c * stride;
-        for (std::int64_t r = 0; r < count; ++r) {
-            const Run& run = runs[r];
-            if (run.step == 0)
-                std::fill(row + run.start, row + run.stop, run.source[c]);
+        for (const Run& run : runs) {
+            if (run.shared)
+                std::fill(row + run.start, row + run.stop, sources[static_cast<std::size_t>(run.start)][c]);
             else
-                for (std::int64_t i = run.start; i < run.stop; ++i) row[i] = run.source[c + (i - run.start) * run.step];
+                for (std::int64_t i = run.start; i < run.stop; ++i) row[i] = sources[static_cast<std::size_t>(i)][c];
         }
     }
 }
 
 // output [C][h * w] from the last level, kPositionsPerItem positions at a time cut in runs: a run of
-// one constant fills each channel's row, a run of mixed positions reads their activations.
+// one source fills each channel's row, the others read their positions' values.
 void write_output(const Level& last, float* output, const ParallelFor& parallel_for) {
     const std::int64_t size = last.height * last.width, channels = last.channels;
     parallel_for((size + kPositionsPerItem - 1) / kPositionsPerItem, [&](std::int64_t item) {
+        const std::int64_t first = item * kPositionsPerItem, count = std::min(kPositionsPerItem, size - first);
+        std::vector<const float*> sources(static_cast<std::size_t>(count));
+        for (std::int64_t i = 0; i < count; ++i) sources[static_cast<std::size_t>(i)] = last.at(first + i);
         std::vector<Run> runs;
-        const std::int64_t first = item * kPositionsPerItem, end = std::min(size, first + kPositionsPerItem);
-        for (std::int64_t i = first; i < end;) {
+        for (std::int64_t i = 0; i < count;) {
             std::int64_t j = i + 1;
-            while (j < end && last.values[j] == last.values[i]) ++j;
-            runs.push_back(Run{i - first, j - first, last.at(i), last.values[i] == kMixed ? channels : 0});
+            while (j < count && sources[static_cast<std::size_t>(j)] == sources[static_cast<std::size_t>(i)]) ++j;
+            if (j - i > 1 || runs.empty() || runs.back().shared)
+                runs.push_back(Run{i, j, j - i > 1});
+            else
+                runs.back().stop = j;
             i = j;
         }
-        write_runs(runs.data(), static_cast<std::int64_t>(runs.size()), channels, output + first, size);
+        write_runs(runs, sources, channels, output + first, size);
     });
 }
 

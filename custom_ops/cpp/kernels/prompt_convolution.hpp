@@ -5,7 +5,8 @@
 // constant of its one value (the stack run on the constant map), computed once per call. Layer 1
 // reads table rows only, so its positions add nine products (of a tap and a value) computed once;
 // layers 2 to 4 gather their positions' 3 x 3 patches in blocks and multiply them by the weights,
-// repacked per call for the block products.
+// repacked per call for the block products. Along the map's border, where positions read the same
+// inputs as their neighbour (padding and one value), one activation serves them all.
 #pragma once
 
 #include <cstdint>

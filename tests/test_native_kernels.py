@@ -972,7 +972,7 @@ def _calls_on(threads: int) -> dict[str, list[np.ndarray]]:
     attention_feeds, attention_attributes, _, _ = attention_case(64, _routed_tokens(64, "some"), seed=3)
     moe_feeds, moe_attributes, _ = moe_case(1024, 0.3, seed=3)
     label = routing_maps(1024)["unknown patch"]
-    prompt_feeds, _ = prompt_case(medium_click(), seed=3)
+    prompt_feeds = [prompt_case(labels, seed=3)[0] for labels in (medium_click(), PROMPT_MAPS["random labels"]())]
     return {
         "DLUUpsample": [native.dlu_upsample(*(dlu[name] for name in dlu_upsample.INPUTS), 16, threads=threads)],
         "TokenRouting": list(native.token_routing(label, **ROUTING, threads=threads)),
@@ -980,7 +980,7 @@ def _calls_on(threads: int) -> dict[str, list[np.ndarray]]:
         "FullAttention": [call_attention(attention_feeds, attention_attributes, threads=threads)],
         "HybridMoE": [native.hybrid_moe(moe_feeds["x"], moe_feeds["routed"], [moe_feeds[name] for name in hybrid_moe.WEIGHTS],
                                         **moe_attributes, threads=threads)],
-        "PromptConvolution": [call_prompt(prompt_feeds, threads=threads)],
+        "PromptConvolution": [call_prompt(feeds, threads=threads) for feeds in prompt_feeds],
     }
 
 

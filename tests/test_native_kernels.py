@@ -933,6 +933,31 @@ def test_prompt_kernel_refuses_a_weight_list_or_an_output_buffer_that_does_not_f
         native.prompt_convolution(feeds["labels"], feeds["table"], weights, allocate=lambda shape, dtype: np.empty((1, 256, 4), dtype))
 
 
+_PROMPT_OUT_OF_MEMORY = """
+import resource
+import numpy as np
+from i2f_deploy.custom_ops import native
+channels = (5, 32, 64, 128, 256)
+weights = [array for c_in, c_out in zip(channels[:-1], channels[1:])
+           for array in (np.zeros((c_out, c_in, 3, 3), np.float32), np.zeros(c_out, np.float32))]
+labels = np.random.default_rng(0).integers(0, 5, (4096, 4096), dtype=np.uint8)
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) << 10
+resource.setrlimit(resource.RLIMIT_AS, (size + (256 << 20),) * 2)  # layer 1's activations alone take 512 MB
+try:
+    native.prompt_convolution(labels, np.zeros((5, 5), np.float32), weights)
+except native.NativeKernelError as error:
+    print(error)
+"""
+
+
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="the sanitizers' allocator aborts where the kernel's throws")
+def test_prompt_kernel_refuses_a_map_beyond_the_memory_in_one_line():
+    """Random labels convolve every position: a map whose activations do not fit is refused, not a crash."""
+    run = subprocess.run([sys.executable, "-c", _PROMPT_OUT_OF_MEMORY], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "PromptConvolution: out of memory for labels [4096, 4096]"
+
+
 def test_prompt_c_entry_refuses_missing_tensors_and_a_wrong_output_size_untouched():
     """Called directly: a null pointer or an output of another size is refused, the output untouched."""
     import ctypes

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include "bsq_attention.hpp"
@@ -184,7 +185,12 @@ __attribute__((visibility("default"))) int i2f_prompt_convolution(
     const std::int64_t expected = shapes.weight[i2f::kPromptLayers - 1][0] * height * width;
     if (!output || output_size != expected)
         return fail("PromptConvolution: output holds " + std::to_string(output_size) + " values, expected " + std::to_string(expected), error, error_size);
-    i2f::prompt_convolution(shapes, labels, table, weights, biases, output, i2f::pooled_for(threads));
+    try {  // its buffers grow with the positions to convolve (all of them on a random map); output is written last
+        i2f::prompt_convolution(shapes, labels, table, weights, biases, output, i2f::pooled_for(threads));
+    } catch (const std::bad_alloc&) {
+        return fail("PromptConvolution: out of memory for labels [" + std::to_string(shapes.labels[0]) + ", " + std::to_string(shapes.labels[1]) + "]",
+                    error, error_size);
+    }
     return 0;
 }
 

@@ -49,7 +49,7 @@ struct Packed {
     std::int64_t inputs, outputs, panels;
     std::unique_ptr<float[]> weights;
     std::vector<float> bias;
-    std::vector<float> tap_sums;  // [C_out][C_in]: the weights summed over the taps (a constant map's product)
+    std::vector<float> tap_sums;  // [C_in][C_out]: the weights summed over the taps (a constant map's product)
 };
 
 Packed pack_layer(const std::int64_t* shape, const float* weight, const float* bias, const ParallelFor& parallel_for) {
@@ -77,22 +77,29 @@ Packed pack_layer(const std::int64_t* shape, const float* weight, const float* b
                     sums[j] += row[j];
                 }
             }
-            for (std::int64_t j = 0; j < columns; ++j) p.tap_sums[static_cast<std::size_t>((panel * kPanel + j) * p.inputs + ci)] = sums[j];
+            std::copy_n(sums, columns, p.tap_sums.begin() + ci * p.outputs + panel * kPanel);
         }
     });
     return p;
 }
 
 // The constants of a layer, [V][C_out]: relu(bias + tap_sums . the constant of the layer before), per value.
+I2F_HOT_LOOP void constant_rows(const Packed& p, const float* previous, std::int64_t values, float* constants) {
+    for (std::int64_t v = 0; v < values; ++v) {
+        float* row = constants + v * p.outputs;
+        std::copy_n(p.bias.data(), p.outputs, row);
+        for (std::int64_t ci = 0; ci < p.inputs; ++ci) {
+            const float input = previous[v * p.inputs + ci];
+            const float* sums = p.tap_sums.data() + ci * p.outputs;
+            for (std::int64_t co = 0; co < p.outputs; ++co) row[co] += sums[co] * input;
+        }
+        for (std::int64_t co = 0; co < p.outputs; ++co) row[co] = std::max(row[co], 0.0f);
+    }
+}
+
 std::vector<float> layer_constants(const Packed& p, const float* previous, std::int64_t values) {
     std::vector<float> constants(static_cast<std::size_t>(values * p.outputs));
-    for (std::int64_t v = 0; v < values; ++v)
-        for (std::int64_t co = 0; co < p.outputs; ++co) {
-            const float* row = p.tap_sums.data() + co * p.inputs;
-            float sum = p.bias[static_cast<std::size_t>(co)];
-            for (std::int64_t ci = 0; ci < p.inputs; ++ci) sum += row[ci] * previous[v * p.inputs + ci];
-            constants[static_cast<std::size_t>(v * p.outputs + co)] = std::max(sum, 0.0f);
-        }
+    constant_rows(p, previous, values, constants.data());
     return constants;
 }
 

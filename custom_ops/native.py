@@ -59,6 +59,8 @@ def _kernels(path: Path) -> ctypes.CDLL:
     library.i2f_full_attention.argtypes = [pointer] * 6 + [int64] + [pointer] * 5 + [ctypes.c_float, pointer, int64, int64, ctypes.c_char_p,
                                                                                int64]
     library.i2f_full_attention.restype = ctypes.c_int
+    library.i2f_prompt_convolution.argtypes = [pointer] * 8 + [pointer, int64, int64, ctypes.c_char_p, int64]
+    library.i2f_prompt_convolution.restype = ctypes.c_int
     library.i2f_hybrid_moe.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, int64, ctypes.c_char_p, int64]
     library.i2f_hybrid_moe.restype = ctypes.c_int
     library.i2f_hybrid_moe_pack.argtypes = [pointer, pointer, pointer, int64, ctypes.c_float, pointer, int64, ctypes.c_char_p, int64]
@@ -185,6 +187,35 @@ def full_attention(query: np.ndarray, key: np.ndarray, value: np.ndarray, query_
     for shape, data in zip(shapes[3:], matrices[3:]):
         arguments += [shape.ctypes.data, data.ctypes.data]
     _call("i2f_full_attention", *arguments, scale, output.ctypes.data, output.size, threads=threads)
+    return output
+
+
+PROMPT_LAYERS = 4  # prompt_convolution.LAYERS (not imported: this module needs numpy and ctypes only)
+
+
+def prompt_convolution(labels: np.ndarray, table: np.ndarray, weights: list[np.ndarray], *, threads: int = 1,
+                       allocate: Allocate = np.empty) -> np.ndarray:
+    """``PromptConvolution`` through the C entry point on ``threads`` threads (``weights`` in
+    ``prompt_convolution.WEIGHTS`` order: weight1, bias1, ... bias4); outputs from ``allocate``."""
+    op = "PromptConvolution"
+    label = _ranked(op, "labels", labels, np.uint8, 2)
+    rows = _ranked(op, "table", table, np.float32, 2)
+    if len(weights) != 2 * PROMPT_LAYERS:
+        raise NativeKernelError(f"{op}: expected {2 * PROMPT_LAYERS} weights (weight1, bias1, ... bias4), got {len(weights)}")
+    filters = [_ranked(op, f"weight{layer + 1}", w, np.float32, 4) for layer, w in enumerate(weights[::2])]
+    biases = [_ranked(op, f"bias{layer + 1}", b, np.float32, 1) for layer, b in enumerate(weights[1::2])]
+    label_shape, table_shape = np.asarray(label.shape, np.int64), np.asarray(rows.shape, np.int64)
+    weight_shapes = np.asarray([w.shape for w in filters], np.int64)
+    bias_sizes = np.asarray([b.size for b in biases], np.int64)
+    height, width = label.shape
+    for _ in range(PROMPT_LAYERS):
+        height, width = (height + 1) // 2, (width + 1) // 2
+    output = _output(allocate, (1, filters[-1].shape[0], height, width), np.float32)
+    weight_data = (ctypes.c_void_p * PROMPT_LAYERS)(*(w.ctypes.data for w in filters))
+    bias_data = (ctypes.c_void_p * PROMPT_LAYERS)(*(b.ctypes.data for b in biases))
+    _call("i2f_prompt_convolution", label_shape.ctypes.data, label.ctypes.data, table_shape.ctypes.data, rows.ctypes.data,
+          weight_shapes.ctypes.data, ctypes.cast(weight_data, ctypes.c_void_p), bias_sizes.ctypes.data,
+          ctypes.cast(bias_data, ctypes.c_void_p), output.ctypes.data, output.size, threads=threads)
     return output
 
 

@@ -1,4 +1,4 @@
-"""The native kernels (DLUUpsample; the neck's TokenRouting, BSQAttention, FullAttention, HybridMoE) against
+"""The native kernels (DLUUpsample; the neck's TokenRouting, BSQAttention, FullAttention, HybridMoE, PromptConvolution) against
 their ONNX function bodies (ONNX Runtime) and the PyTorch modules they replace, called directly
 (C entry points) and inside OpenVINO; malformed inputs."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from itertools import pairwise
 
 import numpy as np
 import onnx
@@ -14,7 +15,17 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, dlu_upsample, full_attention, hybrid_moe, native, token_routing
+from i2f_deploy.custom_ops import (
+    DOMAIN,
+    VERSION,
+    bsq_attention,
+    dlu_upsample,
+    full_attention,
+    hybrid_moe,
+    native,
+    prompt_convolution,
+    token_routing,
+)
 from i2f_deploy.custom_ops.native import NativeKernelError
 from onnx import TensorProto, helper, numpy_helper
 from support.dlu import BOXES, GRID_H, GRID_W, random_stage
@@ -741,6 +752,242 @@ def test_openvino_refuses_a_malformed_routed_list_with_nan(tmp_path):
     assert_close(next(iter(runner.run(feeds).values())), expected, atol=1e-6)
 
 
+# --- DPE's PromptConvolution -----------------------------------------------------------------
+
+def prompt_case(labels: np.ndarray, seed: int) -> tuple[dict[str, np.ndarray], torch.nn.Module]:
+    """The op's inputs for ``labels`` with a random table and random DPE weights, and the stack."""
+    from i2f_deploy.model.neck import PromptConv
+    from i2f_deploy.model.random_weights import randomize_weights
+
+    stack = PromptConv(dims=(32, 64, 128, 256), strides=(2, 2, 2, 2))
+    randomize_weights(stack, seed=seed)
+    table = torch.randn(5, 5, generator=torch.Generator().manual_seed(seed))
+    tensors = (table, *prompt_convolution.weight_inputs(stack))
+    feeds = {"labels": np.ascontiguousarray(labels, np.uint8), **dict(zip(prompt_convolution.INPUTS[1:],
+                                                                          (t.detach().numpy().copy() for t in tensors)))}
+    return feeds, stack
+
+
+def call_prompt(feeds: dict[str, np.ndarray], threads: int = 1) -> np.ndarray:
+    return native.prompt_convolution(feeds["labels"], feeds["table"], [feeds[name] for name in prompt_convolution.WEIGHTS],
+                                     threads=threads)
+
+
+def _discs(size: tuple[int, int], background: int, discs: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """A map of ``background`` with discs (row, column, radius, value) drawn in order."""
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    label = np.full(size, background, np.uint8)
+    for y, x, radius, value in discs:
+        label[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = value
+    return label
+
+
+def first_click(size: int) -> np.ndarray:
+    """All "unknown" but a positive click's disc at the centre: the whole image is the DPE box."""
+    return _discs((size, size), 2, [(size // 2, size // 2, 5, 4)])
+
+
+def medium_click() -> np.ndarray:
+    """A later click's crop: "possibly foreground" inside "possibly background" and two clicks."""
+    return _discs((432, 432), 1, [(216, 216, 200, 3), (150, 260, 5, 4), (300, 120, 5, 4)])
+
+
+def _check_prompt(feeds: dict[str, np.ndarray], stack: torch.nn.Module, threads: int = 1, body: bool = True) -> np.ndarray:
+    """The kernel against the module and the function body, to 1e-4 of the output's magnitude."""
+    got = call_prompt(feeds, threads)
+    with torch.no_grad():
+        eager = stack.on_labels(torch.from_numpy(feeds["labels"]), torch.from_numpy(feeds["table"])).numpy()
+    assert got.shape == eager.shape
+    atol = 1e-4 * max(1.0, float(np.abs(eager).max()))
+    assert_close(got, eager, atol=atol, what="module")
+    if body:
+        assert_close(got, _function_body(prompt_convolution, {}, feeds, [TensorProto.FLOAT])[0], atol=atol, what="function body")
+    return got
+
+
+@pytest.mark.parametrize("size", [512, 1024, pytest.param(2048, marks=pytest.mark.slow)])
+def test_prompt_kernel_on_the_first_click(size):
+    feeds, stack = prompt_case(first_click(size), seed=size)
+    _check_prompt(feeds, stack, threads=2)
+
+
+def _blocks(shape: tuple[int, int], cell: int, seed: int) -> np.ndarray:
+    """Random values in cells of ``cell`` pixels: constant patches with edges at every offset."""
+    rng = np.random.default_rng(seed)
+    cells = rng.integers(0, 5, ((shape[0] + cell - 1) // cell, (shape[1] + cell - 1) // cell), dtype=np.uint8)
+    return np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)[: shape[0], : shape[1]]
+
+
+PROMPT_MAPS = {
+    "medium click": medium_click,
+    "one value everywhere": lambda: np.full((320, 256), 3, np.uint8),
+    "random labels": lambda: np.random.default_rng(1).integers(0, 5, (200, 152), dtype=np.uint8),
+    "patches of 13 pixels": lambda: _blocks((208, 240), 13, seed=2),
+    "patches of 40 pixels": lambda: _blocks((256, 256), 40, seed=3),
+}
+
+
+@pytest.mark.parametrize("name", list(PROMPT_MAPS))
+def test_prompt_kernel_matches_the_function_body_and_the_module(name):
+    feeds, stack = prompt_case(PROMPT_MAPS[name](), seed=4)
+    _check_prompt(feeds, stack)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 17), (17, 1), (17, 33), (16, 16), (31, 47), (33, 65)])
+@pytest.mark.parametrize("kind", ["random", "constant", "patches"])
+def test_prompt_kernel_on_odd_and_tiny_sizes(shape, kind):
+    """Sides that are no multiple of 16 pad at the bottom and right at every layer, as Conv does."""
+    labels = {"random": np.random.default_rng(5).integers(0, 5, shape, dtype=np.uint8),
+              "constant": np.full(shape, 4, np.uint8),
+              "patches": _blocks(shape, 5, seed=6)}[kind]
+    feeds, stack = prompt_case(labels, seed=7)
+    _check_prompt(feeds, stack)
+
+
+@pytest.mark.parametrize("box", [(0, 0, 160, 96), (352, 64, 512, 240), (96, 400, 304, 512), (0, 176, 48, 512),
+                                 (256, 256, 272, 272), (0, 0, 512, 512)],
+                         ids=["top-left", "right border", "bottom border", "left border", "one token", "whole image"])
+def test_prompt_kernel_on_the_decoder_crops(box):
+    """The crops of a 512 prompt map inside DPE boxes (left, top, right, bottom), as the decoder
+    hands them to the op: at each border, a single token, the whole image."""
+    from support.prompt_maps import random_prompt_map
+
+    label = random_prompt_map(np.random.default_rng(8)).numpy()[0, 0]
+    label[250:262, 258:266] = 4  # inside the one-token box too
+    left, top, right, bottom = box
+    feeds, stack = prompt_case(label[top:bottom, left:right], seed=9)
+    _check_prompt(feeds, stack)
+
+
+def test_prompt_kernel_of_other_widths():
+    """Seven values embedded in three channels and layer widths that are no multiple of the vector
+    lanes or of a panel of packed weights, against the function body (the module is fixed at five)."""
+    rng = np.random.default_rng(11)
+    channels = (3, 7, 33, 20, 45)
+    feeds = {"labels": _blocks((45, 70), 6, seed=11) + rng.integers(0, 2, (45, 70), dtype=np.uint8) * 2,
+             "table": rng.standard_normal((7, 3)).astype(np.float32)}
+    for layer, (c_in, c_out) in enumerate(pairwise(channels), start=1):
+        feeds[f"weight{layer}"] = (rng.standard_normal((c_out, c_in, 3, 3)) / (3 * c_in**0.5)).astype(np.float32)
+        feeds[f"bias{layer}"] = (0.1 * rng.standard_normal(c_out)).astype(np.float32)
+    body = _function_body(prompt_convolution, {}, feeds, [TensorProto.FLOAT])[0]
+    assert body.shape == (1, 45, 3, 5)
+    assert_close(call_prompt(feeds), body, atol=1e-4 * max(1.0, float(np.abs(body).max())))
+
+
+_PROMPT_IN_ANOTHER_PROCESS = """
+import sys
+import numpy as np
+from i2f_deploy.custom_ops import native, prompt_convolution
+feeds = dict(np.load(sys.argv[1]))
+np.save(sys.argv[2], native.prompt_convolution(feeds["labels"], feeds["table"], [feeds[n] for n in prompt_convolution.WEIGHTS]))
+"""
+
+
+def test_prompt_kernel_portable_version_gives_the_values_of_the_default(tmp_path):
+    """Where the CPU has AVX-512 the block products run a third version of their loop;
+    I2F_NATIVE_PORTABLE (read once per process) makes a process run the portable one instead."""
+    feeds, _ = prompt_case(medium_click()[:200, :264], seed=10)
+    np.savez(tmp_path / "case.npz", **feeds)
+    environment = {**os.environ, "I2F_NATIVE_PORTABLE": "1"}
+    subprocess.run([sys.executable, "-c", _PROMPT_IN_ANOTHER_PROCESS, str(tmp_path / "case.npz"), str(tmp_path / "y.npy")],
+                   env=environment, check=True)
+    assert_close(np.load(tmp_path / "y.npy"), call_prompt(feeds), atol=1e-5, what="portable version")
+
+
+def _prompt_malformed() -> dict[str, tuple[dict, str]]:
+    weights = prompt_case(np.zeros((1, 1), np.uint8), seed=0)[0]
+    return {
+        "float labels": ({"labels": np.zeros((32, 32), np.float32)}, "uint8"),
+        "rank 3 labels": ({"labels": np.zeros((1, 32, 32), np.uint8)}, "labels must have rank 2"),
+        "no rows": ({"labels": np.zeros((0, 32), np.uint8)}, "labels [0, 32] must have sides from 1 to 32768"),
+        "too wide": ({"labels": np.zeros((1, (1 << 15) + 1), np.uint8)}, "labels [1, 32769] must have sides from 1 to 32768"),
+        "label beyond the table": ({"labels": np.pad(np.full((1, 1), 5, np.uint8), ((3, 28), (7, 24)))},
+                                   "label 5 at (3, 7) is outside 0..4 (the table's rows)"),
+        "float64 table": ({"table": np.zeros((5, 5), np.float64)}, "float32"),
+        "empty table": ({"table": np.zeros((0, 5), np.float32)}, "table [0, 5] must be [V, E] with V from 1 to 255"),
+        "too many values": ({"table": np.zeros((256, 5), np.float32)}, "table [256, 5] must be [V, E]"),
+        "table of another width": ({"table": np.zeros((5, 4), np.float32)}, "weight1 [32, 5, 3, 3] must be [C1, 4, 3, 3]"),
+        "weights not chaining": ({"weight3": np.zeros((128, 63, 3, 3), np.float32)}, "weight3 [128, 63, 3, 3] must be [C3, 64, 3, 3]"),
+        "5x5 kernel": ({"weight2": np.zeros((64, 32, 5, 5), np.float32)}, "weight2 [64, 32, 5, 5] must be [C2, 32, 3, 3]"),
+        "rank 3 weight": ({"weight4": np.zeros((256, 128, 9), np.float32)}, "weight4 must have rank 4"),
+        "bias of another size": ({"bias3": np.zeros(127, np.float32)}, "bias3 has 127 values, expected 128"),
+        "float64 bias": ({"bias1": weights["bias1"].astype(np.float64)}, "float32"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_prompt_malformed()))
+def test_prompt_kernel_refuses_malformed_inputs_in_one_line(name):
+    changes, message = _prompt_malformed()[name]
+    feeds, _ = prompt_case(first_click(32), seed=0)
+    with pytest.raises(NativeKernelError) as refusal:
+        call_prompt({**feeds, **changes})
+    assert message in str(refusal.value) and "\n" not in str(refusal.value), str(refusal.value)
+
+
+def test_prompt_kernel_refuses_a_weight_list_or_an_output_buffer_that_does_not_fit():
+    feeds, _ = prompt_case(first_click(32), seed=0)
+    weights = [feeds[name] for name in prompt_convolution.WEIGHTS]
+    with pytest.raises(NativeKernelError, match=r"^PromptConvolution: expected 8 weights \(weight1, bias1, ... bias4\), got 7$"):
+        native.prompt_convolution(feeds["labels"], feeds["table"], weights[:7])
+    with pytest.raises(NativeKernelError, match=r"an output buffer must be .* of shape \[1, 256, 2, 2\], got float32 \[1, 256, 4\]"):
+        native.prompt_convolution(feeds["labels"], feeds["table"], weights, allocate=lambda shape, dtype: np.empty((1, 256, 4), dtype))
+
+
+_PROMPT_OUT_OF_MEMORY = """
+import resource
+import numpy as np
+from i2f_deploy.custom_ops import native
+channels = (5, 32, 64, 128, 256)
+weights = [array for c_in, c_out in zip(channels[:-1], channels[1:])
+           for array in (np.zeros((c_out, c_in, 3, 3), np.float32), np.zeros(c_out, np.float32))]
+labels = np.random.default_rng(0).integers(0, 5, (4096, 4096), dtype=np.uint8)
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) << 10
+resource.setrlimit(resource.RLIMIT_AS, (size + (256 << 20),) * 2)  # layer 1's activations alone take 512 MB
+try:
+    native.prompt_convolution(labels, np.zeros((5, 5), np.float32), weights)
+except native.NativeKernelError as error:
+    print(error)
+"""
+
+
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="the sanitizers' allocator aborts where the kernel's throws")
+def test_prompt_kernel_refuses_a_map_beyond_the_memory_in_one_line():
+    """Random labels convolve every position: a map whose activations do not fit is refused, not a crash."""
+    run = subprocess.run([sys.executable, "-c", _PROMPT_OUT_OF_MEMORY], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "PromptConvolution: out of memory for labels [4096, 4096]"
+
+
+def test_prompt_c_entry_refuses_missing_tensors_and_a_wrong_output_size_untouched():
+    """Called directly: a null pointer or an output of another size is refused, the output untouched."""
+    import ctypes
+
+    feeds, _ = prompt_case(first_click(32), seed=0)
+    filters = [feeds[f"weight{layer}"] for layer in range(1, 5)]
+    biases = [feeds[f"bias{layer}"] for layer in range(1, 5)]
+    shapes = [np.asarray(feeds[name].shape, np.int64) for name in ("labels", "table")]
+    weight_shapes = np.asarray([w.shape for w in filters], np.int64)
+    bias_sizes = np.asarray([b.size for b in biases], np.int64)
+    weight_data = (ctypes.c_void_p * 4)(*(w.ctypes.data for w in filters))
+    bias_data = (ctypes.c_void_p * 4)(*(b.ctypes.data for b in biases))
+    missing_bias = (ctypes.c_void_p * 4)(*(b.ctypes.data for b in biases[:3]), None)
+    output = np.full(256 * 2 * 2, 7.0, np.float32)
+    error = ctypes.create_string_buffer(native.ERROR_SIZE)
+
+    def call(labels: int | None, biases_pointer: object, size: int) -> str:
+        status = native.kernels().i2f_prompt_convolution(
+            shapes[0].ctypes.data, labels, shapes[1].ctypes.data, feeds["table"].ctypes.data, weight_shapes.ctypes.data,
+            ctypes.cast(weight_data, ctypes.c_void_p), bias_sizes.ctypes.data, ctypes.cast(biases_pointer, ctypes.c_void_p),
+            output.ctypes.data, size, 1, error, native.ERROR_SIZE)
+        assert status == 1
+        return error.value.decode()
+
+    assert call(None, bias_data, output.size) == "PromptConvolution: a tensor is missing"
+    assert call(feeds["labels"].ctypes.data, missing_bias, output.size) == "PromptConvolution: weight4 or bias4 is missing"
+    assert call(feeds["labels"].ctypes.data, bias_data, output.size - 1) == "PromptConvolution: output holds 1023 values, expected 1024"
+    assert (output == 7.0).all()
+
+
 def _calls_on(threads: int) -> dict[str, list[np.ndarray]]:
     """Each kernel's C entry on ``threads`` threads, on inputs large enough to split."""
     x, edge_map = random_inputs(64, 24, 20, seed=7)
@@ -750,6 +997,7 @@ def _calls_on(threads: int) -> dict[str, list[np.ndarray]]:
     attention_feeds, attention_attributes, _, _ = attention_case(64, _routed_tokens(64, "some"), seed=3)
     moe_feeds, moe_attributes, _ = moe_case(1024, 0.3, seed=3)
     label = routing_maps(1024)["unknown patch"]
+    prompt_feeds = [prompt_case(labels, seed=3)[0] for labels in (medium_click(), PROMPT_MAPS["random labels"]())]
     return {
         "DLUUpsample": [native.dlu_upsample(*(dlu[name] for name in dlu_upsample.INPUTS), 16, threads=threads)],
         "TokenRouting": list(native.token_routing(label, **ROUTING, threads=threads)),
@@ -757,6 +1005,7 @@ def _calls_on(threads: int) -> dict[str, list[np.ndarray]]:
         "FullAttention": [call_attention(attention_feeds, attention_attributes, threads=threads)],
         "HybridMoE": [native.hybrid_moe(moe_feeds["x"], moe_feeds["routed"], [moe_feeds[name] for name in hybrid_moe.WEIGHTS],
                                         **moe_attributes, threads=threads)],
+        "PromptConvolution": [call_prompt(feeds, threads=threads) for feeds in prompt_feeds],
     }
 
 

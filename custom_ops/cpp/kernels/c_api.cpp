@@ -7,12 +7,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include "bsq_attention.hpp"
 #include "dlu_upsample.hpp"
 #include "full_attention.hpp"
 #include "hybrid_moe.hpp"
+#include "prompt_convolution.hpp"
 #include "thread_pool.hpp"
 #include "token_routing.hpp"
 
@@ -154,6 +156,41 @@ __attribute__((visibility("default"))) int i2f_full_attention(
     if (output_size != expected || (expected > 0 && !output))
         return fail("FullAttention: output holds " + std::to_string(output_size) + " values, expected " + std::to_string(expected), error, error_size);
     i2f::full_attention(shapes, query, key, value, query_tokens, rope_cos, rope_sin, output, i2f::pooled_for(threads));
+    return 0;
+}
+
+// PromptConvolution: labels [2], table [2], the four weights' shapes [4 x 4] and the biases'
+// sizes [4], each layer's data by pointer. Returns 0 and fills output [1, C4, h, w], or 1 and a
+// one-line reason (output untouched). On `threads` threads.
+__attribute__((visibility("default"))) int i2f_prompt_convolution(
+    const std::int64_t* labels_shape, const std::uint8_t* labels, const std::int64_t* table_shape, const float* table,
+    const std::int64_t* weight_shapes, const float* const* weights, const std::int64_t* bias_sizes, const float* const* biases,
+    float* output, std::int64_t output_size, std::int64_t threads, char* error, std::int64_t error_size) {
+    if (const std::string problem = check_threads("PromptConvolution", threads); !problem.empty()) return fail(problem, error, error_size);
+    if (!labels_shape || !table_shape || !weight_shapes || !bias_sizes) return fail("PromptConvolution: a shape is missing", error, error_size);
+    if (!labels || !table || !weights || !biases) return fail("PromptConvolution: a tensor is missing", error, error_size);
+    for (int l = 0; l < i2f::kPromptLayers; ++l)
+        if (!weights[l] || !biases[l])
+            return fail("PromptConvolution: weight" + std::to_string(l + 1) + " or bias" + std::to_string(l + 1) + " is missing", error, error_size);
+    i2f::PromptConvolutionShapes shapes{};
+    std::memcpy(shapes.labels, labels_shape, sizeof shapes.labels);
+    std::memcpy(shapes.table, table_shape, sizeof shapes.table);
+    std::memcpy(shapes.weight, weight_shapes, sizeof shapes.weight);
+    std::memcpy(shapes.bias, bias_sizes, sizeof shapes.bias);
+    std::string problem = i2f::check_prompt_convolution(shapes);
+    if (problem.empty()) problem = i2f::check_prompt_convolution_labels(shapes, labels);
+    if (!problem.empty()) return fail(problem, error, error_size);
+    std::int64_t height = 0, width = 0;
+    i2f::prompt_convolution_grid(shapes, &height, &width);
+    const std::int64_t expected = shapes.weight[i2f::kPromptLayers - 1][0] * height * width;
+    if (!output || output_size != expected)
+        return fail("PromptConvolution: output holds " + std::to_string(output_size) + " values, expected " + std::to_string(expected), error, error_size);
+    try {  // its buffers grow with the positions to convolve (all of them on a random map); output is written last
+        i2f::prompt_convolution(shapes, labels, table, weights, biases, output, i2f::pooled_for(threads));
+    } catch (const std::bad_alloc&) {
+        return fail("PromptConvolution: out of memory for labels [" + std::to_string(shapes.labels[0]) + ", " + std::to_string(shapes.labels[1]) + "]",
+                    error, error_size);
+    }
     return 0;
 }
 

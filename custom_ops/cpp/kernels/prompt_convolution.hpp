@@ -2,7 +2,11 @@
 // prompt map. The definition is custom_ops/prompt_convolution.py (schema and ONNX function body).
 // This computes the same values while convolving only the positions whose receptive field
 // crosses a change of prompt value or the map's border: every other position of a layer holds the
-// constant of its one value (the stack run on the constant map), computed once per call.
+// constant of its one value (the stack run on the constant map), computed once per call. Layer 1
+// reads table rows only, so its positions add nine products (of a tap and a value) computed once;
+// layers 2 to 4 gather their positions' 3 x 3 patches in blocks and multiply them by the weights,
+// repacked per call for the block products. Along the map's border, where positions read the same
+// inputs as their neighbour (padding and one value), one activation serves them all.
 #pragma once
 
 #include <cstdint>

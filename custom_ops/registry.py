@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import onnx
-from i2f_deploy.custom_ops import (DOMAIN, VERSION, bsq_attention, dlu_upsample, full_attention, hybrid_moe, prompt_convolution,
-                                   token_routing)
+from i2f_deploy.custom_ops import (
+    DOMAIN,
+    VERSION,
+    bsq_attention,
+    dlu_upsample,
+    full_attention,
+    hybrid_moe,
+    prompt_convolution,
+    token_routing,
+)
 from onnx import helper
 
 OPS = (token_routing, prompt_convolution, bsq_attention, full_attention, hybrid_moe, dlu_upsample)

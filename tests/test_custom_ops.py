@@ -7,13 +7,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, full_attention, hybrid_moe, token_routing
+from i2f_deploy.custom_ops import DOMAIN, VERSION, bsq_attention, full_attention, hybrid_moe, prompt_convolution, token_routing
 from i2f_deploy.custom_ops.function_body import FLOAT, INT64, function_body
 from onnx import TensorProto, helper
 
 from i2f_deploy.compare import assert_close
 from i2f_deploy.model.attention import BSQAttention, FullAttention
 from i2f_deploy.model.moe import HybridMoE
+from i2f_deploy.model.neck import PromptConv
 from i2f_deploy.model.random_weights import randomize_weights
 
 pytestmark = pytest.mark.graph
@@ -95,6 +96,28 @@ def test_token_routing_function_matches_the_router():
         outputs = session.run(None, {"ref_label": ref_label.numpy()})
         for got, expected in zip(outputs, token_routing.reference(ref_label, **attributes)):
             np.testing.assert_array_equal(got, expected.numpy())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 53), (128, 96)])
+def test_prompt_convolution_function_matches_the_stack_on_the_embedded_map(shape):
+    """Values 0..4 at random and in one box (a click's region), against the stack run by PyTorch
+    on the map embedded by indexing the table directly."""
+    stack = PromptConv((16, 24, 32, 48), (2, 2, 2, 2))
+    randomize_weights(stack, seed=4)
+    table = torch.randn(5, 5)
+    rng = np.random.default_rng(5)
+    boxed = np.zeros(shape, np.uint8)
+    boxed[shape[0] // 4: shape[0] // 2 + 1, shape[1] // 3: shape[1] // 2 + 1] = 3
+    maps = [rng.integers(0, 5, shape, dtype=np.uint8), boxed, np.full(shape, 4, np.uint8)]
+    weights = [w.detach().numpy() for w in prompt_convolution.weight_inputs(stack)]
+    feeds = dict(zip(prompt_convolution.INPUTS, [maps[0], table.numpy(), *weights]))
+    session = single_node_session(prompt_convolution, {}, prompt_convolution.function_proto(), feeds, [TensorProto.FLOAT])
+    for labels in maps:
+        with torch.no_grad():
+            reference = stack(table[torch.from_numpy(labels).long()].permute(2, 0, 1)[None]).numpy()
+        got = session.run(None, {**feeds, "labels": labels})[0]
+        assert got.shape == (1, 48, -(-shape[0] // 16), -(-shape[1] // 16))
+        assert_close(got, reference, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ def test_manifest_describes_the_artifacts(tiny_artifacts, tiny_checkpoint):
     manifest = json.loads((tiny_artifacts / "manifest.json").read_text())
     assert manifest["weights"] == {"source": "checkpoint", "file": tiny_checkpoint.name, "sha256": sha256(tiny_checkpoint)}
     assert manifest["target_size"] == 512 and manifest["routing"] == "dynamic"
-    assert manifest["custom_ops"] == {"domain": DOMAIN, "version": 4, "op_types": list(OP_TYPES)}
+    assert manifest["custom_ops"] == {"domain": DOMAIN, "version": 5, "op_types": list(OP_TYPES)}
     files = {p.relative_to(tiny_artifacts).as_posix() for p in tiny_artifacts.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["checksums"]) == files
     assert manifest["io"]["decoder"]["inputs"]["ref_label"] == {"dtype": "uint8", "shape": [1, 1, 512, 512]}

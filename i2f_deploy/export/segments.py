@@ -27,8 +27,10 @@ CONSTANTS = "constants.npz"
 # alone at a click's real inputs (docs/performance.md). HybridMoE's since its weights are packed
 # once per runner and its expert products have an AVX-512 version. FullAttention's kernel beat
 # its body alone on the first click's 4096 queries of the 1024 grid (29 against 53 ms in turns,
-# load 2); at 300 queries the two were even (4.1 against 3.9 ms).
-CUT_OPS = ("TokenRouting", "BSQAttention", "FullAttention", "HybridMoE", "DLUUpsample")
+# load 2); at 300 queries the two were even (4.1 against 3.9 ms). PromptConvolution's since its
+# kernel convolves only the positions near a change of prompt value: 2.3 against 73 ms for the
+# first click at 1024, 3.5 against 12.7 ms for a medium click's box (in turns, load 2).
+CUT_OPS = ("TokenRouting", "PromptConvolution", "BSQAttention", "FullAttention", "HybridMoE", "DLUUpsample")
 
 
 def _value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:

@@ -55,6 +55,8 @@ def _kernel(step: SegmentStep, constants: dict[str, np.ndarray], threads: int) -
         a = step.attributes
         packed = native.HybridMoeWeights([constants[name] for name in step.inputs[2:]], a["num_experts"], a["epsilon"], threads=threads)
         return lambda x, a, threads, allocate: [packed(x[0], x[1], threads=threads, allocate=allocate)]
+    if op == "PromptConvolution":
+        return lambda x, a, threads, allocate: [native.prompt_convolution(x[0], x[1], list(x[2:]), threads=threads, allocate=allocate)]
     if op == "DLUUpsample":
         return lambda x, a, threads, allocate: [native.dlu_upsample(*x, a["channels"], threads=threads, allocate=allocate)]
     if op == "TokenRouting":

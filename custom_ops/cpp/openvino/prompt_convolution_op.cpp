@@ -1,5 +1,6 @@
 #include "prompt_convolution_op.hpp"
 
+#include <algorithm>
 #include <new>
 #include <string>
 
@@ -34,10 +35,12 @@ std::int64_t grid_side(std::int64_t side) {
     return side;
 }
 
-// The same of a dimension's bounds (the box's crop is dynamic in the decoder).
+// The same of a dimension's bounds (the box's crop is dynamic in the decoder): a side of the labels
+// has a pixel at least, so one of the grid a position at least (as the function body infers too).
 ov::Dimension grid_side(const ov::Dimension& side) {
     const ov::Interval& bounds = side.get_interval();
-    return ov::Dimension(grid_side(bounds.get_min_val()), bounds.has_upper_bound() ? grid_side(bounds.get_max_val()) : ov::Interval::s_max);
+    const std::int64_t upper = bounds.has_upper_bound() ? grid_side(bounds.get_max_val()) : ov::Interval::s_max;
+    return ov::Dimension(std::min(upper, grid_side(std::max<std::int64_t>(1, bounds.get_min_val()))), upper);
 }
 
 }  // namespace

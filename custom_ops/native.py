@@ -21,7 +21,8 @@ import numpy as np
 LIB_DIR_VARIABLE = "I2F_NATIVE_LIB_DIR"
 OPENVINO_LIBRARY = "libi2f_openvino.so"
 KERNELS_LIBRARY = "libi2f_kernels.so"
-OPENVINO_OPS = ("DLUUpsample", "TokenRouting", "BSQAttention", "FullAttention", "HybridMoE")  # what cpp/openvino/extension.cpp registers
+# what cpp/openvino/extension.cpp registers
+OPENVINO_OPS = ("DLUUpsample", "TokenRouting", "BSQAttention", "FullAttention", "HybridMoE", "PromptConvolution")
 ERROR_SIZE = 512
 
 

@@ -5,6 +5,7 @@ their ONNX function bodies (ONNX Runtime) and the PyTorch modules they replace, 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from itertools import pairwise
@@ -792,16 +793,19 @@ def medium_click() -> np.ndarray:
     return _discs((432, 432), 1, [(216, 216, 200, 3), (150, 260, 5, 4), (300, 120, 5, 4)])
 
 
-def _check_prompt(feeds: dict[str, np.ndarray], stack: torch.nn.Module, threads: int = 1, body: bool = True) -> np.ndarray:
-    """The kernel against the module and the function body, to 1e-4 of the output's magnitude."""
-    got = call_prompt(feeds, threads)
+def _check_prompt(feeds: dict[str, np.ndarray], stack: torch.nn.Module, threads: int = 1, body: bool = True,
+                  got: np.ndarray | None = None, what: str = "") -> np.ndarray:
+    """The kernel (its C entry, or ``got`` when run elsewhere) against the module and the function
+    body, to 1e-4 of the output's magnitude."""
+    got = call_prompt(feeds, threads) if got is None else got
     with torch.no_grad():
         eager = stack.on_labels(torch.from_numpy(feeds["labels"]), torch.from_numpy(feeds["table"])).numpy()
-    assert got.shape == eager.shape
+    assert got.shape == eager.shape, what
     atol = 1e-4 * max(1.0, float(np.abs(eager).max()))
-    assert_close(got, eager, atol=atol, what="module")
+    of = f"{what}: " if what else ""
+    assert_close(got, eager, atol=atol, what=of + "module")
     if body:
-        assert_close(got, _function_body(prompt_convolution, {}, feeds, [TensorProto.FLOAT])[0], atol=atol, what="function body")
+        assert_close(got, _function_body(prompt_convolution, {}, feeds, [TensorProto.FLOAT])[0], atol=atol, what=of + "function body")
     return got
 
 
@@ -986,6 +990,168 @@ def test_prompt_c_entry_refuses_missing_tensors_and_a_wrong_output_size_untouche
     assert call(feeds["labels"].ctypes.data, missing_bias, output.size) == "PromptConvolution: weight4 or bias4 is missing"
     assert call(feeds["labels"].ctypes.data, bias_data, output.size - 1) == "PromptConvolution: output holds 1023 values, expected 1024"
     assert (output == 7.0).all()
+
+
+def _prompt_model(feeds: dict[str, np.ndarray], labels: list[int | str | None], constant: bool) -> onnx.ModelProto:
+    """A ``PromptConvolution`` node whose labels have the sides ``labels`` (None or a name: dynamic);
+    the table and the weights constants as in the decoder, or inputs of dynamic sides."""
+    model = _one_node_model(prompt_convolution, {}, feeds, [TensorProto.FLOAT])
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("labels", TensorProto.UINT8, labels))
+    if constant:
+        model.graph.initializer.extend(numpy_helper.from_array(feeds[name], name) for name in prompt_convolution.INPUTS[1:])
+        del model.graph.input[1:]
+    return model
+
+
+def _prompt_runner(tmp_path, feeds: dict[str, np.ndarray], kernels: str, threads: int = 2, constant: bool = False):
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+
+    path = tmp_path / f"prompt_{kernels}_{threads}.onnx"
+    onnx.save(_prompt_model(feeds, [None, None], constant), path)
+    runner = OpenVinoRunner(path, threads=threads, kernels=kernels)
+    assert runner.kernels == kernels
+    return runner
+
+
+def _run_prompt(runner, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    return next(iter(runner.run({name: feeds[name] for name in runner.input_names}).values()))
+
+
+def openvino_prompt_maps() -> dict[str, np.ndarray]:
+    """One value everywhere, a decoder crop of mixed values, random values, odd and tiny sizes."""
+    from support.prompt_maps import random_prompt_map
+
+    rng = np.random.default_rng(12)
+    return {
+        "all zero": np.zeros((96, 128), np.uint8),
+        "box crop of mixed values": random_prompt_map(np.random.default_rng(8)).numpy()[0, 0, 176:512, 0:48],
+        "medium click": medium_click(),
+        "random values": rng.integers(0, 5, (200, 152), dtype=np.uint8),
+        "random values, 37 x 53": rng.integers(0, 5, (37, 53), dtype=np.uint8),
+        "patches, 37 x 53": _blocks((37, 53), 5, seed=13),
+        "one pixel": np.full((1, 1), 3, np.uint8),
+    }
+
+
+@pytest.mark.parametrize("kernels", ["native", "function-body"])
+def test_openvino_runs_the_prompt_op_on_either_path(tmp_path, kernels):
+    """One model of dynamic sides serves every map, against the module and the function body."""
+    require_native()
+    maps = openvino_prompt_maps()
+    assert len(np.unique(maps["box crop of mixed values"])) > 1
+    feeds, stack = prompt_case(np.zeros((1, 1), np.uint8), seed=14)
+    runner = _prompt_runner(tmp_path, feeds, kernels, constant=True)
+    for name, labels in maps.items():
+        case = {**feeds, "labels": labels}
+        _check_prompt(case, stack, got=_run_prompt(runner, case), what=name)
+
+
+@pytest.mark.parametrize("constant", [True, False], ids=["constant weights", "weight inputs"])
+def test_openvino_native_prompt_op_does_not_depend_on_the_thread_count(tmp_path, constant):
+    """Each output value is written by one task: one thread and two give the same bits, and the
+    same as the single-threaded C entry."""
+    require_native()
+    feeds, _ = prompt_case(np.zeros((1, 1), np.uint8), seed=15)
+    one, two = (_prompt_runner(tmp_path, feeds, "native", threads, constant) for threads in (1, 2))
+    maps = openvino_prompt_maps()
+    for name in ("box crop of mixed values", "medium click", "random values", "random values, 37 x 53"):
+        case = {**feeds, "labels": maps[name]}
+        expected = call_prompt(case)
+        np.testing.assert_array_equal(_run_prompt(one, case), expected, err_msg=name)
+        np.testing.assert_array_equal(_run_prompt(two, case), expected, err_msg=name)
+
+
+@pytest.mark.parametrize("value", [5, 255])
+def test_openvino_refuses_a_label_beyond_the_table_with_nan(tmp_path, value):
+    """OpenVINO's CPU plugin drops an extension's errors, so a label that is no row of the table
+    fills the output with NaN; the next valid call is served."""
+    require_native()
+    feeds, _ = prompt_case(first_click(64), seed=16)
+    runner = _prompt_runner(tmp_path, feeds, "native", constant=True)
+    expected = call_prompt(feeds)
+    np.testing.assert_array_equal(_run_prompt(runner, feeds), expected)
+    labels = feeds["labels"].copy()
+    labels[40, 21] = value
+    refused = _run_prompt(runner, {**feeds, "labels": labels})
+    assert refused.shape == (1, 256, 4, 4) and np.isnan(refused).all()
+    np.testing.assert_array_equal(_run_prompt(runner, feeds), expected)
+
+
+MALFORMED_PROMPT_SHAPES = ["table of another width", "too many values", "weights not chaining", "5x5 kernel", "bias of another size"]
+
+
+@pytest.mark.parametrize("name", MALFORMED_PROMPT_SHAPES)
+def test_openvino_refuses_malformed_prompt_weights_when_run(tmp_path, name):
+    """Weights fed as inputs: the shape inference of the call refuses them with the kernel's
+    reason (an error of the call, not a crash); the next valid call is served."""
+    require_native()
+    changes, message = _prompt_malformed()[name]
+    feeds, _ = prompt_case(first_click(64), seed=17)
+    runner = _prompt_runner(tmp_path, feeds, "native")
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        _run_prompt(runner, {**feeds, **changes})
+    np.testing.assert_array_equal(_run_prompt(runner, feeds), call_prompt(feeds))
+
+
+@pytest.mark.parametrize("name", MALFORMED_PROMPT_SHAPES)
+def test_openvino_refuses_malformed_constant_prompt_weights_when_read(tmp_path, name):
+    """Constant weights (the decoder's) that do not fit are refused when the model is read."""
+    from i2f_deploy.runtime.openvino_backend import OpenVinoRunner
+
+    require_native()
+    changes, message = _prompt_malformed()[name]
+    feeds, _ = prompt_case(first_click(64), seed=17)
+    path = tmp_path / "prompt.onnx"
+    onnx.save(_prompt_model({**feeds, **changes}, [None, None], constant=True), path)
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        OpenVinoRunner(path, threads=1, kernels="native")
+
+
+@pytest.mark.parametrize("labels, constant, output", [
+    ([37, 53], True, "[1,256,3,4]"),
+    ([512, 512], True, "[1,256,32,32]"),
+    ([1, 17], True, "[1,256,1,2]"),
+    ([None, None], True, "[1,256,1..,1..]"),
+    (["h", 53], True, "[1,256,1..,4]"),
+    ([37, 53], False, "[1,?,3,4]"),
+    ([None, None], False, "[1,?,1..,1..]"),
+])
+def test_openvino_prompt_op_infers_the_output_shape(tmp_path, labels, constant, output):
+    """Each layer halves a side, rounding up; C4 from weight4; a dynamic side has one position at
+    least, as the function body's convolutions infer."""
+    import openvino as ov
+    from i2f_deploy.custom_ops.openvino import register
+
+    require_native()
+    feeds, _ = prompt_case(np.zeros((1, 1), np.uint8), seed=18)
+    path = tmp_path / "prompt.onnx"
+    onnx.save(_prompt_model(feeds, labels, constant), path)
+    shapes = {}
+    for native_op in (True, False):
+        core = ov.Core()
+        register(core, str(path), native=native_op)
+        shapes[native_op] = core.read_model(str(path)).output(0).get_partial_shape()
+    assert str(shapes[True]) == output
+    assert shapes[False].relaxes(shapes[True])  # the same, or (dynamic weights) the body bounds static sides only
+
+
+def test_openvino_prompt_op_infers_the_grid_of_bounded_sides_and_refuses_too_long_ones(tmp_path):
+    import openvino as ov
+    from i2f_deploy.custom_ops.openvino import register
+
+    require_native()
+    feeds, _ = prompt_case(np.zeros((1, 1), np.uint8), seed=18)
+    path = tmp_path / "prompt.onnx"
+    onnx.save(_prompt_model(feeds, [None, None], constant=True), path)
+    core = ov.Core()
+    register(core, str(path), native=True)
+    model = core.read_model(str(path))
+    model.reshape({"labels": ov.PartialShape([ov.Dimension(1, 512), ov.Dimension(37)])})
+    assert str(model.output(0).get_partial_shape()) == "[1,256,1..32,3]"
+    model.reshape({"labels": ov.PartialShape([ov.Dimension(20, 100), ov.Dimension(0, 16)])})
+    assert str(model.output(0).get_partial_shape()) == "[1,256,2..7,1]"
+    with pytest.raises(RuntimeError, match=re.escape("PromptConvolution: labels [1, 40000] must have sides from 1 to 32768")):
+        model.reshape({"labels": ov.PartialShape([1, 40000])})
 
 
 def _calls_on(threads: int) -> dict[str, list[np.ndarray]]:

@@ -52,6 +52,14 @@ inline ov::PartialShape attention_output_shape(const ov::PartialShape& query, co
     return output;
 }
 
+// Copies a tensor's shape into ``dims`` when it has ``rank`` axes; returns whether it has.
+inline bool read_shape(const ov::Tensor& tensor, std::size_t rank, std::int64_t* dims) {
+    const ov::Shape& shape = tensor.get_shape();
+    if (shape.size() != rank) return false;
+    for (std::size_t axis = 0; axis < rank; ++axis) dims[axis] = static_cast<std::int64_t>(shape[axis]);
+    return true;
+}
+
 // The shapes of inputs that are [rows, columns] matrices, except the one at ``vector_index``, a
 // vector whose length goes to ``vector_length``; a null entry of ``matrices`` is skipped.
 // Returns whether every input has its rank.
@@ -63,11 +71,8 @@ inline bool read_matrix_shapes(const ov::TensorVector& inputs, std::int64_t* con
         if (index == vector_index) {
             ranks = ranks && shape.size() == 1;
             vector_length = shape.size() == 1 ? static_cast<std::int64_t>(shape[0]) : 0;
-        } else if (shape.size() == 2) {
-            matrices[index][0] = static_cast<std::int64_t>(shape[0]);
-            matrices[index][1] = static_cast<std::int64_t>(shape[1]);
         } else {
-            ranks = false;
+            ranks = read_shape(inputs[index], 2, matrices[index]) && ranks;
         }
     }
     return ranks;

@@ -12,10 +12,6 @@ namespace {
 
 constexpr std::int64_t kPad = 2;
 
-void copy_shape(const ov::Shape& shape, std::int64_t* dims) {
-    for (std::size_t axis = 0; axis < 4; ++axis) dims[axis] = static_cast<std::int64_t>(shape[axis]);
-}
-
 ov::Dimension upsampled(const ov::Dimension& padded) {
     if (padded.is_dynamic()) return ov::Dimension::dynamic();
     return ov::Dimension(2 * (padded.get_length() - 2 * kPad));
@@ -65,15 +61,9 @@ bool DLUUpsample::visit_attributes(ov::AttributeVisitor& visitor) {
 bool DLUUpsample::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     i2f::DluUpsampleShapes shapes{};
     std::string problem;
-    for (std::size_t index = 0; index < 4 && problem.empty(); ++index) {
-        if (inputs[index].get_shape().size() == 4)
-            copy_shape(inputs[index].get_shape(), index == 0   ? shapes.mixed
-                                                  : index == 1 ? shapes.edge_map
-                                                  : index == 2 ? shapes.edge_term
-                                                               : shapes.edge_weight);
-        else
-            problem = "DLUUpsample: input " + std::to_string(index) + " must have rank 4";
-    }
+    std::int64_t* const dims[] = {shapes.mixed, shapes.edge_map, shapes.edge_term, shapes.edge_weight};
+    for (std::size_t index = 0; index < 4 && problem.empty(); ++index)
+        if (!read_shape(inputs[index], 4, dims[index])) problem = "DLUUpsample: input " + std::to_string(index) + " must have rank 4";
     std::int64_t box[4] = {0, 0, 0, 0};
     if (problem.empty() && inputs[4].get_shape().size() != 1) problem = "DLUUpsample: box must have rank 1";
     if (problem.empty()) {

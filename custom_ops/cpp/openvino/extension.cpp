@@ -8,6 +8,7 @@
 #include "dlu_upsample_op.hpp"
 #include "full_attention_op.hpp"
 #include "hybrid_moe_op.hpp"
+#include "prompt_convolution_op.hpp"
 #include "token_routing_op.hpp"
 
 OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
@@ -21,4 +22,6 @@ OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
     std::make_shared<ov::frontend::onnx::OpExtension<i2f::openvino::FullAttention>>("FullAttention", "ai.inter2former"),
     std::make_shared<ov::OpExtension<i2f::openvino::HybridMoE>>(),
     std::make_shared<ov::frontend::onnx::OpExtension<i2f::openvino::HybridMoE>>("HybridMoE", "ai.inter2former"),
+    std::make_shared<ov::OpExtension<i2f::openvino::PromptConvolution>>(),
+    std::make_shared<ov::frontend::onnx::OpExtension<i2f::openvino::PromptConvolution>>("PromptConvolution", "ai.inter2former"),
 }));

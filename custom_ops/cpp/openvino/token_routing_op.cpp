@@ -49,11 +49,9 @@ bool TokenRouting::visit_attributes(ov::AttributeVisitor& visitor) {
 
 bool TokenRouting::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     i2f::TokenRoutingShapes shapes{};
-    const ov::Shape& shape = inputs[0].get_shape();
-    for (std::size_t axis = 0; axis < 4 && axis < shape.size(); ++axis) shapes.ref_label[axis] = static_cast<std::int64_t>(shape[axis]);
     shapes.stride = m_stride;
     shapes.kernel_size = m_kernel_size;
-    const bool fits = shape.size() == 4 && i2f::check_token_routing(shapes).empty();
+    const bool fits = read_shape(inputs[0], 4, shapes.ref_label) && i2f::check_token_routing(shapes).empty();
     const std::int64_t tokens = fits ? i2f::routing_tokens(shapes) : 0;
     std::vector<std::int64_t> order(static_cast<std::size_t>(tokens));
     std::int64_t count = 0, box[4] = {0, 0, 0, 0};

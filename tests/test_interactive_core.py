@@ -54,6 +54,20 @@ def test_feature_cache_bounded_in_images() -> None:
     assert "a" not in empty
 
 
+def test_features_are_held_in_c_order_once_per_image() -> None:
+    """An encoder's transposed views are copied when stored, not by the decoder on every click."""
+    view = np.arange(12, dtype=np.float32).reshape(3, 4).T
+    kept = np.zeros((2, 2), np.float32)
+    stored = [encoded_entry("a", geometry_for(10, 10, 512), {"f": view, "g": kept}).features]
+    cache = FeatureCache()
+    entry, _ = cache.add(_entry("b", 1))
+    cache.encoded(entry, {"f": view, "g": kept}, 1.0)
+    stored.append(entry.features)
+    for features in stored:
+        assert features is not None and features["f"].flags.c_contiguous and np.array_equal(features["f"], view)
+        assert features["g"] is kept  # already in C order: not copied
+
+
 # --------------------------------------------------------------------------- click states
 def _state(value: int, size: int = 4) -> State:
     return State(np.full((1, 1, size, size), value, np.uint8), np.full((1, 1, size, size), value, np.float32), value)

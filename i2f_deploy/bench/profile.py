@@ -83,7 +83,7 @@ def profile_onnxruntime_segments(artifact_dir: Path, feeds: dict[str, np.ndarray
         decoder.run(feeds)
         for (step, _session, _kernel), ms in zip(runner.steps, runner.step_ms):  # type: ignore[attr-defined]
             nodes.append((step.graph or str(step.op), step.op or "graph segments", ms))
-    return _summary(nodes, runs, limit, {str(step.op) for step, _session, _kernel in runner.steps if step.op})
+    return _summary(nodes, runs, limit, {str(step.op) for step, _session, _kernel in runner.steps if step.op})  # type: ignore[attr-defined]
 
 
 def profile_openvino(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 3,

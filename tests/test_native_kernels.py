@@ -1,6 +1,7 @@
 """The native kernels (DLUUpsample; the neck's TokenRouting, BSQAttention, FullAttention, HybridMoE, PromptConvolution) against
 their ONNX function bodies (ONNX Runtime) and the PyTorch modules they replace, called directly
-(C entry points) and inside OpenVINO; malformed inputs."""
+(C entry points) and inside OpenVINO; the logits' upsampling against preprocess's NumPy code;
+malformed inputs."""
 
 from __future__ import annotations
 
@@ -1194,3 +1195,101 @@ def test_c_entries_refuse_a_bad_thread_count_in_one_line(threads):
     feeds = stage_feeds(random_stage(4, seed=1), x, edge_map, (0, 0, 5, 6))
     with pytest.raises(NativeKernelError, match="DLUUpsample: threads must be from 1 to 1024"):
         native.dlu_upsample(*(feeds[name] for name in dlu_upsample.INPUTS), 1, threads=threads)
+
+
+# --- preprocess's upsampling of the logits to the image ----------------------------------------
+
+def _bits(image: np.ndarray) -> np.ndarray:
+    """The float32 values' bits (tells -0 from 0, and compares NaNs)."""
+    return image.view(np.uint32)
+
+
+def _random_taps(rng: np.random.Generator, inputs: int, outputs: int) -> tuple[np.ndarray, ...]:
+    """Indices in any order (repeated, decreasing) and weights of any sign."""
+    index0, index1 = (rng.integers(0, inputs, outputs) for _ in range(2))
+    weight0, weight1 = (rng.standard_normal(outputs).astype(np.float32) for _ in range(2))
+    return index0, index1, weight0, weight1
+
+
+def test_upsampling_kernel_on_taps_in_any_order_and_threads():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((37, 53)).astype(np.float32)
+    rows, cols = _random_taps(rng, 37, 101), _random_taps(rng, 53, 67)
+    r0, r1, wr0, wr1 = rows
+    c0, c1, wc0, wc1 = cols
+    t = x[:, c0] * wc0 + x[:, c1] * wc1
+    expected = t[r0] * wr0[:, None] + t[r1] * wr1[:, None]
+    for threads in (1, 2, 3):
+        assert np.array_equal(_bits(native.bilinear_upsample(x, rows, cols, threads=threads)), _bits(expected))
+        assert np.array_equal(native.bilinear_upsample(x, rows, cols, mask=True, threads=threads), expected > 0)
+
+
+def _upsample_case() -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(4)
+    return rng.standard_normal((7, 5)).astype(np.float32), list(_random_taps(rng, 7, 11)), list(_random_taps(rng, 5, 9))
+
+
+def _row_index_beyond(x: np.ndarray, rows: list[np.ndarray], cols: list[np.ndarray]) -> None:
+    rows[1][3] = 7
+
+
+def _column_index_below(x: np.ndarray, rows: list[np.ndarray], cols: list[np.ndarray]) -> None:
+    cols[0][8] = -1
+
+
+UPSAMPLE_MALFORMED = {
+    "row index beyond the input": (_row_index_beyond, r"BilinearUpsample: row tap 3 reads input 7, outside 0 .. 6$"),
+    "negative column index": (_column_index_below, r"BilinearUpsample: column tap 8 reads input -1, outside 0 .. 4$"),
+}
+
+
+@pytest.mark.parametrize("name", UPSAMPLE_MALFORMED)
+def test_upsampling_kernel_refuses_taps_outside_the_input_in_one_line(name):
+    x, rows, cols = _upsample_case()
+    change, message = UPSAMPLE_MALFORMED[name]
+    change(x, rows, cols)
+    for mask in (False, True):
+        with pytest.raises(NativeKernelError, match=message):
+            native.bilinear_upsample(x, rows, cols, mask=mask)
+
+
+def test_upsampling_wrapper_refuses_malformed_arguments_in_one_line():
+    x, rows, cols = _upsample_case()
+    with pytest.raises(NativeKernelError, match=r"BilinearUpsample: x must have rank 2, got shape \[1, 7, 5\]$"):
+        native.bilinear_upsample(x[None], rows, cols)
+    with pytest.raises(NativeKernelError, match=r"BilinearUpsample: the column taps differ in length: \[9, 9, 9, 8\]$"):
+        native.bilinear_upsample(x, rows, [*cols[:3], cols[3][:8]])
+    with pytest.raises(NativeKernelError, match=r"expected a numpy array of float32, got float64$"):
+        native.bilinear_upsample(x, [*rows[:2], rows[2].astype(np.float64), rows[3]], cols)
+    with pytest.raises(NativeKernelError, match="BilinearUpsample: the row taps must be"):
+        native.bilinear_upsample(x, rows[:3], cols)  # type: ignore[arg-type]
+    with pytest.raises(NativeKernelError, match=r"BilinearUpsample: row outputs must be from 1 to 1048576, got 0$"):
+        native.bilinear_upsample(x, [a[:0] for a in rows], cols)
+    with pytest.raises(NativeKernelError, match=r"BilinearUpsample: threads must be from 1 to 1024, got 0$"):
+        native.bilinear_upsample(x, rows, cols, threads=0)
+
+
+def test_upsampling_c_entries_refuse_missing_data_and_a_wrong_output_size_untouched():
+    """Called directly: a null pointer, an input of another shape or an output of another size is
+    refused, the output untouched."""
+    import ctypes
+
+    x, rows, cols = _upsample_case()
+    error = ctypes.create_string_buffer(native.ERROR_SIZE)
+
+    def call(entry: str, shape: tuple[int, int], data: int | None, row_weight1: int | None, output: np.ndarray, size: int) -> str:
+        status = getattr(native.kernels(), entry)(
+            np.asarray(shape, np.int64).ctypes.data, data, 11, *(a.ctypes.data for a in rows[:3]), row_weight1,
+            9, *(a.ctypes.data for a in cols), output.ctypes.data, size, 1, error, native.ERROR_SIZE)
+        assert status == 1
+        return error.value.decode()
+
+    for entry, output in (("i2f_bilinear_upsample", np.full(99, 7.0, np.float32)),
+                          ("i2f_bilinear_upsample_mask", np.full(99, 7, np.uint8))):
+        data, weight = x.ctypes.data, rows[3].ctypes.data
+        assert call(entry, (7, 5), None, weight, output, 99) == "BilinearUpsample: the input is missing"
+        assert call(entry, (7, 5), data, None, output, 99) == "BilinearUpsample: the row taps are missing"
+        assert call(entry, (0, 5), data, weight, output, 99) == (
+            "BilinearUpsample: the input must be [h, w] with sides from 1 to 1048576, got [0, 5]")
+        assert call(entry, (7, 5), data, weight, output, 98) == "BilinearUpsample: the output holds 98 values, expected 99"
+        assert (output == 7).all()

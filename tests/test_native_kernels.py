@@ -1215,6 +1215,9 @@ def test_upsampling_kernel_on_taps_in_any_order_and_threads():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((37, 53)).astype(np.float32)
     rows, cols = _random_taps(rng, 37, 101), _random_taps(rng, 53, 67)
+    # the first rows read inputs (0, 1), (0, 2), (3, 0), (3, 3): a row's second tap is new while its first is held
+    for taps, index in zip(rows[:2], ([0, 0, 3, 3], [1, 2, 0, 3])):
+        taps[:4] = index
     r0, r1, wr0, wr1 = rows
     c0, c1, wc0, wc1 = cols
     t = x[:, c0] * wc0 + x[:, c1] * wc1

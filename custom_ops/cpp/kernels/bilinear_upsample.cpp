@@ -27,12 +27,23 @@ std::string check_taps(const char* axis, const BilinearTaps& taps, std::int64_t 
     return "";
 }
 
+// A column's taps side by side, 16 bytes (the horizontal pass reads them for every input row).
+struct ColumnTap {
+    std::int32_t index0, index1;
+    float weight0, weight1;
+};
+
 // Output row i of a band, from the horizontal pass of the input rows it reads (each computed once
 // while the band reads it: the indices of consecutive rows do not decrease, so two rows suffice).
 class RowSource {
   public:
     RowSource(const BilinearShapes& shapes, const float* input)
-        : shapes_(shapes), input_(input), rows_(3 * static_cast<std::size_t>(shapes.cols.size)) {}
+        : shapes_(shapes), input_(input), rows_(3 * static_cast<std::size_t>(shapes.cols.size)),
+          cols_(static_cast<std::size_t>(shapes.cols.size)) {
+        const BilinearTaps& c = shapes.cols;
+        for (std::int64_t j = 0; j < c.size; ++j)
+            cols_[j] = {static_cast<std::int32_t>(c.index0[j]), static_cast<std::int32_t>(c.index1[j]), c.weight0[j], c.weight1[j]};
+    }
 
     // A row of cols floats the caller may use (not one of the two held rows).
     float* scratch() { return rows_.data() + 2 * shapes_.cols.size; }
@@ -50,19 +61,25 @@ class RowSource {
     }
 
   private:
-    // t[r]: held in one of two slots, the other (the older) refilled when r is in neither.
+    // t[r]: held in one of two slots; when r is in neither, the slot used less recently is refilled
+    // (never the one the row's other tap was just served from).
     const float* horizontal(std::int64_t r) {
-        for (int slot = 0; slot < 2; ++slot)
-            if (held_[slot] == r) return rows_.data() + slot * shapes_.cols.size;
+        for (int slot = 0; slot < 2; ++slot) {
+            if (held_[slot] == r) {
+                older_ = 1 - slot;
+                return rows_.data() + slot * shapes_.cols.size;
+            }
+        }
         const int slot = older_;
         older_ = 1 - older_;
         held_[slot] = r;
         float* t = rows_.data() + slot * shapes_.cols.size;
         const float* x = input_ + r * shapes_.input[1];
-        const BilinearTaps& c = shapes_.cols;
-        for (std::int64_t j = 0; j < c.size; ++j) {
-            const float a = x[c.index0[j]] * c.weight0[j];
-            const float b = x[c.index1[j]] * c.weight1[j];
+        const ColumnTap* tap = cols_.data();
+        const std::int64_t cols = shapes_.cols.size;
+        for (std::int64_t j = 0; j < cols; ++j) {
+            const float a = x[tap[j].index0] * tap[j].weight0;
+            const float b = x[tap[j].index1] * tap[j].weight1;
             t[j] = a + b;
         }
         return t;
@@ -71,6 +88,7 @@ class RowSource {
     const BilinearShapes& shapes_;
     const float* input_;
     std::vector<float> rows_;  // [3][cols]: the two held rows, the scratch row
+    std::vector<ColumnTap> cols_;
     std::int64_t held_[2] = {-1, -1};
     int older_ = 0;
 };
@@ -105,8 +123,8 @@ void bilinear_upsample(const BilinearShapes& shapes, const float* input, float* 
 
 void bilinear_upsample_mask(const BilinearShapes& shapes, const float* input, std::uint8_t* mask, std::int64_t parts,
                             const ParallelFor& parallel_for) {
-    const std::int64_t cols = shapes.cols.size;
     by_bands(shapes, input, parts, parallel_for, [&](RowSource& source, std::int64_t i) {
+        const std::int64_t cols = shapes.cols.size;  // a local: the byte stores below could alias a captured one
         float* row = source.scratch();
         source.vertical(i, row);
         std::uint8_t* out = mask + i * cols;

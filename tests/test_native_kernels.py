@@ -33,6 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from support.dlu import BOXES, GRID_H, GRID_W, random_stage
 from support.native import require_native
 
+from i2f_deploy import preprocess
 from i2f_deploy.compare import assert_close
 from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.stable_norm import standardise
@@ -1199,9 +1200,66 @@ def test_c_entries_refuse_a_bad_thread_count_in_one_line(threads):
 
 # --- preprocess's upsampling of the logits to the image ----------------------------------------
 
+UPSAMPLE_GEOMETRIES = {  # height, width, target size
+    "photo 1536x1024 at 1024": (1024, 1536, 1024),
+    "portrait 700x1300 at 1024": (1300, 700, 1024),
+    "tiny 3x5 at 512": (5, 3, 512),
+    "square of the target size": (1024, 1024, 1024),
+    "larger than the target (downscaled)": (2000, 3000, 1024),
+    "photo 3072x2048 at 2048": (2048, 3072, 2048),
+}
+
+
+def _hard_logits(size: int, seed: int) -> np.ndarray:
+    """Logits of mixed sign at every scale: near 0 (down to subnormals), ordinary and large, some exactly 0."""
+    rng = np.random.default_rng(seed)
+    scale = rng.choice([1e-38, 1e-20, 1e-3, 1.0, 30.0, 1e15, 1e30], size=(size, size))
+    logits = rng.standard_normal((size, size)) * scale
+    logits[rng.random((size, size)) < 0.01] = 0.0
+    return logits.astype(np.float32)[None, None]
+
+
+def _upsampled(monkeypatch: pytest.MonkeyPatch, path: str, logits: np.ndarray,
+               geometry: preprocess.Geometry) -> tuple[np.ndarray, np.ndarray]:
+    monkeypatch.setattr(preprocess, "UPSAMPLING", path)
+    return preprocess.logits_to_image(logits, geometry), preprocess.logits_to_mask(logits, geometry)
+
+
 def _bits(image: np.ndarray) -> np.ndarray:
     """The float32 values' bits (tells -0 from 0, and compares NaNs)."""
     return image.view(np.uint32)
+
+
+def test_preprocess_upsamples_natively_when_the_library_loads():
+    assert preprocess.UPSAMPLING == "native"
+
+
+@pytest.mark.parametrize("name", UPSAMPLE_GEOMETRIES)
+def test_upsampling_kernel_gives_numpys_bits(monkeypatch, name):
+    height, width, target = UPSAMPLE_GEOMETRIES[name]
+    geometry = preprocess.geometry_for(height, width, target)
+    logits = _hard_logits(target, seed=height + width)
+    image, mask = _upsampled(monkeypatch, "native", logits, geometry)
+    numpy_image, numpy_mask = _upsampled(monkeypatch, "numpy", logits, geometry)
+    assert image.shape == mask.shape == (height, width) and image.dtype == np.float32 and mask.dtype == bool
+    assert np.array_equal(_bits(image), _bits(numpy_image))
+    assert np.array_equal(mask, numpy_mask)
+    assert 0.2 < mask.mean() < 0.8
+
+
+def test_upsampling_kernel_rounds_each_product_and_sum(monkeypatch):
+    """Where a fused multiply-add (one rounding for a product and the sum) changes the last bit of
+    many pixels, the kernel still gives NumPy's bits: it does not contract."""
+    height, width, target = UPSAMPLE_GEOMETRIES["photo 1536x1024 at 1024"]
+    geometry = preprocess.geometry_for(height, width, target)
+    logits = (np.random.default_rng(5).standard_normal((target, target)) * 10).astype(np.float32)
+    image, _ = _upsampled(monkeypatch, "native", logits, geometry)
+    numpy_image, _ = _upsampled(monkeypatch, "numpy", logits, geometry)
+    side = geometry.padded_side
+    fused = np.concatenate(list(preprocess._resize_bands(logits, target, target, side, side, height, width, 64,
+                                                         preprocess._combine_fma)))
+    assert (_bits(fused) != _bits(numpy_image)).mean() > 0.05
+    assert np.array_equal(_bits(image), _bits(numpy_image))
 
 
 def _random_taps(rng: np.random.Generator, inputs: int, outputs: int) -> tuple[np.ndarray, ...]:

@@ -3,7 +3,8 @@
 // (indices and weights per output row and column) are computed in Python, where PyTorch's
 // rounding is encoded; this is the two passes of preprocess._combine_float32 row by row, with
 // each product and each sum rounded to float32 as NumPy rounds them (the file is compiled
-// without floating-point contraction), so the results are NumPy's to the bit.
+// without floating-point contraction), so the results are NumPy's to the bit. The horizontal pass
+// has an AVX-512 version, chosen at run time like the other kernels' (vector_math.hpp).
 #pragma once
 
 #include <cstdint>

@@ -15,6 +15,7 @@ export I2F_NATIVE_LIB_DIR="$build/lib"
 export LD_PRELOAD="$(g++ -print-file-name=libasan.so):$(g++ -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 python -m pytest -q -p no:cacheprovider tests/test_native_kernels.py -k "not openvino"
-# where the CPU has AVX-512 the expert products, the full attention and the prompt convolution ran
-# their AVX-512 versions above: the portable ones too
-I2F_NATIVE_PORTABLE=1 python -m pytest -q -p no:cacheprovider tests/test_native_kernels.py -k "(moe or full_attention or prompt) and not openvino"
+# where the CPU has AVX-512 the expert products, the full attention, the prompt convolution and the
+# logits' upsampling ran their AVX-512 versions above: the portable ones too
+I2F_NATIVE_PORTABLE=1 python -m pytest -q -p no:cacheprovider tests/test_native_kernels.py \
+  -k "(moe or full_attention or prompt or upsampling) and not openvino"

@@ -2,8 +2,8 @@
 
 Two libraries sit in ``lib/`` next to this module (or in ``$I2F_NATIVE_LIB_DIR``):
 ``libi2f_openvino.so``, OpenVINO's extension (``core.add_extension``), and ``libi2f_kernels.so``,
-one C entry point per kernel (tests, and ONNX Runtime's segmented decoder,
-``runtime/ort_segments.py``). Either is absent when the install had no C++ compiler (or, for the
+one C entry point per kernel (tests, ONNX Runtime's segmented decoder, ``runtime/ort_segments.py``,
+and the logits' upsampling to the image, ``preprocess.py``). Either is absent when the install had no C++ compiler (or, for the
 first, no OpenVINO); the function bodies then serve every op, and the runtime says so.
 Imports numpy and ctypes only.
 """
@@ -68,6 +68,10 @@ def _kernels(path: Path) -> ctypes.CDLL:
     library.i2f_hybrid_moe_pack.restype = ctypes.c_int
     library.i2f_hybrid_moe_packed.argtypes = [pointer, pointer, pointer, int64, pointer, pointer, int64, int64, ctypes.c_char_p, int64]
     library.i2f_hybrid_moe_packed.restype = ctypes.c_int
+    taps = [int64] + [pointer] * 4  # outputs along the axis; index0, index1, weight0, weight1
+    for entry in (library.i2f_bilinear_upsample, library.i2f_bilinear_upsample_mask):
+        entry.argtypes = [pointer, pointer, *taps, *taps, pointer, int64, int64, ctypes.c_char_p, int64]
+        entry.restype = ctypes.c_int
     library.i2f_hybrid_moe_free.argtypes = [pointer, ctypes.c_char_p, int64]
     library.i2f_hybrid_moe_free.restype = ctypes.c_int
     return library
@@ -139,6 +143,35 @@ def _ranked(op: str, name: str, value: np.ndarray, dtype: type, rank: int) -> np
     if array.ndim != rank:
         raise NativeKernelError(f"{op}: {name} must have rank {rank}, got shape {list(array.shape)}")
     return array
+
+
+Taps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # one axis: index0, index1 (int64), weight0, weight1 (float32)
+
+
+def _taps(axis: str, taps: Taps) -> list[np.ndarray]:
+    if len(taps) != 4:
+        raise NativeKernelError(f"BilinearUpsample: the {axis} taps must be (index0, index1, weight0, weight1), got {len(taps)} arrays")
+    arrays = [_ranked("BilinearUpsample", f"{axis} {name}", value, dtype, 1)
+              for name, value, dtype in zip(("index0", "index1", "weight0", "weight1"), taps, (np.int64, np.int64, np.float32, np.float32))]
+    if len({a.size for a in arrays}) != 1:
+        raise NativeKernelError(f"BilinearUpsample: the {axis} taps differ in length: {[a.size for a in arrays]}")
+    return arrays
+
+
+def bilinear_upsample(x: np.ndarray, rows: Taps, cols: Taps, *, mask: bool = False, threads: int = 1,
+                      allocate: Allocate = np.empty) -> np.ndarray:
+    """float32 x [h, w] bilinear on the given taps (``preprocess._axis_weights``) to [rows, cols],
+    NumPy's float32 rounding to the bit; ``mask``: the bool ``> 0`` of it, without the float image.
+    On ``threads`` threads; outputs from ``allocate``."""
+    x = _ranked("BilinearUpsample", "x", x, np.float32, 2)
+    row_taps, col_taps = _taps("row", rows), _taps("column", cols)
+    shape = np.asarray(x.shape, np.int64)
+    out = _output(allocate, (row_taps[0].size, col_taps[0].size), np.bool_ if mask else np.float32)
+    arguments: list[object] = [shape.ctypes.data, x.ctypes.data]
+    for taps in (row_taps, col_taps):
+        arguments += [taps[0].size, *(a.ctypes.data for a in taps)]
+    _call("i2f_bilinear_upsample_mask" if mask else "i2f_bilinear_upsample", *arguments, out.ctypes.data, out.size, threads=threads)
+    return out
 
 
 def token_routing(ref_label: np.ndarray, stride: int, kernel_size: int, *, threads: int = 1,

@@ -1,4 +1,4 @@
-"""Image in, encoder input out; decoder logits in, image-sized logits out (NumPy only).
+"""Image in, encoder input out; decoder logits in, image-sized logits out (NumPy; see ``UPSAMPLING``).
 
 Mirrors the official test path exactly, because the encoder was trained on it:
 
@@ -17,6 +17,12 @@ inverse runs on every click, so it computes only the pixels the crop keeps, in f
 cache-sized bands: within float32 rounding of PyTorch (the same mask wherever the logit is not
 within rounding of 0), several times faster.
 
+Which code runs that inverse is ``UPSAMPLING``: ``"native"`` when the native kernel library
+(``custom_ops/native.py``, built at install with a C++ compiler) loads, else ``"numpy"``. Both
+take the taps from ``_axis_weights`` and round every product and sum to float32 the same way, so
+their results are the same bits; the native function is several times faster (it also writes the
+mask without the float image).
+
 The bilinear resize is implemented here rather than with ``cv2.resize``, whose coordinates and
 weights differ from PyTorch's float32 computation (float32 logits 1024 -> 1536: up to 3e-3 apart,
 the mask different at a few dozen pixels).
@@ -27,7 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,6 +45,7 @@ __all__ = [
     "MEAN_BGR",
     "SIZE_DIVISOR",
     "STD_BGR",
+    "UPSAMPLING",
     "Geometry",
     "geometry_for",
     "logits_to_image",
@@ -238,9 +246,26 @@ def preprocess(image_rgb: np.ndarray, target_size: int) -> tuple[np.ndarray, Geo
     return resized[None], geometry
 
 
-# Output rows of the logits' upsampling computed at once: the temporaries of a band stay in the
-# CPU cache, which makes the upsampling several times faster than in one piece.
+# Output rows of the logits' upsampling computed at once by NumPy: the temporaries of a band stay
+# in the CPU cache, which makes the upsampling several times faster than in one piece.
 _BAND_ROWS = 64
+
+
+def _native_kernels() -> ModuleType | None:
+    """``custom_ops.native`` when its kernel library loads, else None (installed without a C++
+    compiler, or a library that does not load or predates the upsampling entry)."""
+    try:
+        from i2f_deploy.custom_ops import native
+
+        native.kernels()
+    except (ImportError, OSError, AttributeError):  # a missing library is a FileNotFoundError
+        return None
+    return native
+
+
+_NATIVE = _native_kernels()
+# The code that upsamples the logits to the image (the same bits either way; see the docstring).
+UPSAMPLING: Literal["native", "numpy"] = "numpy" if _NATIVE is None else "native"
 
 
 def logits_to_image(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
@@ -248,31 +273,34 @@ def logits_to_image(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
     bilinear to the padded square, then crop (official order; threshold at 0 afterwards).
     Within float32 rounding of PyTorch's ``F.interpolate`` (``_combine_float32``), computing only
     the pixels the crop keeps."""
-    bands = _upsample_bands(logits, geometry, _BAND_ROWS)  # checks the arguments first
+    grid = _logits_grid(logits, geometry)
+    if UPSAMPLING == "native":
+        return _native_upsample(grid, geometry, mask=False)
     image = np.empty((geometry.height, geometry.width), np.float32)
     start = 0
-    for band in bands:
+    for band in _upsample_bands(grid, geometry, _BAND_ROWS):
         image[start:start + band.shape[0]] = band
         start += band.shape[0]
     return image
 
 
 def logits_to_mask(logits: np.ndarray, geometry: Geometry, band_rows: int = _BAND_ROWS) -> np.ndarray:
-    """``logits_to_image(logits, geometry) > 0`` (bool [H, W]), upsampled ``band_rows`` rows at a
-    time: the same mask, without the image-sized float temporaries that a large image would
-    otherwise hold at once."""
-    bands = _upsample_bands(logits, geometry, band_rows)  # checks the arguments first
+    """``logits_to_image(logits, geometry) > 0`` (bool [H, W]) without the image-sized float
+    temporaries that a large image would otherwise hold at once: natively a row at a time, with
+    NumPy ``band_rows`` rows at a time."""
+    grid = _logits_grid(logits, geometry)
+    if UPSAMPLING == "native":
+        return _native_upsample(grid, geometry, mask=True)
     mask = np.empty((geometry.height, geometry.width), bool)
     start = 0
-    for band in bands:
+    for band in _upsample_bands(grid, geometry, band_rows):
         np.greater(band, 0, out=mask[start:start + band.shape[0]])
         start += band.shape[0]
     return mask
 
 
-def _upsample_bands(logits: np.ndarray, geometry: Geometry, band_rows: int) -> Iterator[np.ndarray]:
-    """The logits bilinear to the padded square and cropped to the image, in bands of
-    ``band_rows`` rows; the arguments are checked on the call, before any band."""
+def _logits_grid(logits: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The logits as a float32 [S, S] array, once the arguments are checked."""
     if not isinstance(geometry, Geometry):
         raise InputError(f"expected a Geometry, got {type(geometry).__name__}")
     size = geometry.target_size
@@ -282,9 +310,24 @@ def _upsample_bands(logits: np.ndarray, geometry: Geometry, band_rows: int) -> I
         raise InputError(
             f"logits must have shape [{size}, {size}] or [1, 1, {size}, {size}], "
             f"got {list(logits.shape)}")
-    grid = logits.reshape(size, size).astype(np.float32, copy=False)
-    side = geometry.padded_side
+    return logits.reshape(size, size).astype(np.float32, copy=False)
+
+
+def _upsample_bands(grid: np.ndarray, geometry: Geometry, band_rows: int) -> Iterator[np.ndarray]:
+    """The logits' grid bilinear to the padded square and cropped to the image, in bands of
+    ``band_rows`` rows (NumPy)."""
+    size, side = geometry.target_size, geometry.padded_side
     return _resize_bands(grid, size, size, side, side, geometry.height, geometry.width, band_rows, _combine_float32)
+
+
+def _native_upsample(grid: np.ndarray, geometry: Geometry, mask: bool) -> np.ndarray:
+    """``_upsample_bands``' numbers (or their ``> 0``) from the native kernel, on the same taps."""
+    assert _NATIVE is not None
+    size, side = geometry.target_size, geometry.padded_side
+    rows = _axis_weights(size, side, size, geometry.height)
+    cols = _axis_weights(size, side, size, geometry.width)
+    result: np.ndarray = _NATIVE.bilinear_upsample(grid, rows, cols, mask=mask)
+    return result
 
 
 def to_target_click(click: Click, geometry: Geometry) -> Click:

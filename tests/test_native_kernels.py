@@ -1,6 +1,7 @@
 """The native kernels (DLUUpsample; the neck's TokenRouting, BSQAttention, FullAttention, HybridMoE, PromptConvolution) against
 their ONNX function bodies (ONNX Runtime) and the PyTorch modules they replace, called directly
-(C entry points) and inside OpenVINO; malformed inputs."""
+(C entry points) and inside OpenVINO; the logits' upsampling against preprocess's NumPy code;
+malformed inputs."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from support.dlu import BOXES, GRID_H, GRID_W, random_stage
 from support.native import require_native
 
+from i2f_deploy import preprocess
 from i2f_deploy.compare import assert_close
 from i2f_deploy.export.dlu import FactoredStage
 from i2f_deploy.export.stable_norm import standardise
@@ -1194,3 +1196,161 @@ def test_c_entries_refuse_a_bad_thread_count_in_one_line(threads):
     feeds = stage_feeds(random_stage(4, seed=1), x, edge_map, (0, 0, 5, 6))
     with pytest.raises(NativeKernelError, match="DLUUpsample: threads must be from 1 to 1024"):
         native.dlu_upsample(*(feeds[name] for name in dlu_upsample.INPUTS), 1, threads=threads)
+
+
+# --- preprocess's upsampling of the logits to the image ----------------------------------------
+
+UPSAMPLE_GEOMETRIES = {  # height, width, target size
+    "photo 1536x1024 at 1024": (1024, 1536, 1024),
+    "portrait 700x1300 at 1024": (1300, 700, 1024),
+    "tiny 3x5 at 512": (5, 3, 512),
+    "square of the target size": (1024, 1024, 1024),
+    "larger than the target (downscaled)": (2000, 3000, 1024),
+    "photo 3072x2048 at 2048": (2048, 3072, 2048),
+}
+
+
+def _hard_logits(size: int, seed: int) -> np.ndarray:
+    """Logits of mixed sign at every scale: near 0 (down to subnormals), ordinary and large, some exactly 0."""
+    rng = np.random.default_rng(seed)
+    scale = rng.choice([1e-38, 1e-20, 1e-3, 1.0, 30.0, 1e15, 1e30], size=(size, size))
+    logits = rng.standard_normal((size, size)) * scale
+    logits[rng.random((size, size)) < 0.01] = 0.0
+    return logits.astype(np.float32)[None, None]
+
+
+def _upsampled(monkeypatch: pytest.MonkeyPatch, path: str, logits: np.ndarray,
+               geometry: preprocess.Geometry) -> tuple[np.ndarray, np.ndarray]:
+    monkeypatch.setattr(preprocess, "UPSAMPLING", path)
+    return preprocess.logits_to_image(logits, geometry), preprocess.logits_to_mask(logits, geometry)
+
+
+def _bits(image: np.ndarray) -> np.ndarray:
+    """The float32 values' bits (tells -0 from 0, and compares NaNs)."""
+    return image.view(np.uint32)
+
+
+def test_preprocess_upsamples_natively_when_the_library_loads():
+    assert preprocess.UPSAMPLING == "native"
+
+
+@pytest.mark.parametrize("name", UPSAMPLE_GEOMETRIES)
+def test_upsampling_kernel_gives_numpys_bits(monkeypatch, name):
+    height, width, target = UPSAMPLE_GEOMETRIES[name]
+    geometry = preprocess.geometry_for(height, width, target)
+    logits = _hard_logits(target, seed=height + width)
+    image, mask = _upsampled(monkeypatch, "native", logits, geometry)
+    numpy_image, numpy_mask = _upsampled(monkeypatch, "numpy", logits, geometry)
+    assert image.shape == mask.shape == (height, width) and image.dtype == np.float32 and mask.dtype == bool
+    assert np.array_equal(_bits(image), _bits(numpy_image))
+    assert np.array_equal(mask, numpy_mask)
+    assert 0.2 < mask.mean() < 0.8
+
+
+def test_upsampling_kernel_rounds_each_product_and_sum(monkeypatch):
+    """Where a fused multiply-add (one rounding for a product and the sum) changes the last bit of
+    many pixels, the kernel still gives NumPy's bits: it does not contract."""
+    height, width, target = UPSAMPLE_GEOMETRIES["photo 1536x1024 at 1024"]
+    geometry = preprocess.geometry_for(height, width, target)
+    logits = (np.random.default_rng(5).standard_normal((target, target)) * 10).astype(np.float32)
+    image, _ = _upsampled(monkeypatch, "native", logits, geometry)
+    numpy_image, _ = _upsampled(monkeypatch, "numpy", logits, geometry)
+    side = geometry.padded_side
+    fused = np.concatenate(list(preprocess._resize_bands(logits, target, target, side, side, height, width, 64,
+                                                         preprocess._combine_fma)))
+    assert (_bits(fused) != _bits(numpy_image)).mean() > 0.05
+    assert np.array_equal(_bits(image), _bits(numpy_image))
+
+
+def _random_taps(rng: np.random.Generator, inputs: int, outputs: int) -> tuple[np.ndarray, ...]:
+    """Indices in any order (repeated, decreasing) and weights of any sign."""
+    index0, index1 = (rng.integers(0, inputs, outputs) for _ in range(2))
+    weight0, weight1 = (rng.standard_normal(outputs).astype(np.float32) for _ in range(2))
+    return index0, index1, weight0, weight1
+
+
+def test_upsampling_kernel_on_taps_in_any_order_and_threads():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((37, 53)).astype(np.float32)
+    rows, cols = _random_taps(rng, 37, 101), _random_taps(rng, 53, 67)
+    # the first rows read inputs (0, 1), (0, 2), (3, 0), (3, 3): a row's second tap is new while its first is held
+    for taps, index in zip(rows[:2], ([0, 0, 3, 3], [1, 2, 0, 3])):
+        taps[:4] = index
+    r0, r1, wr0, wr1 = rows
+    c0, c1, wc0, wc1 = cols
+    t = x[:, c0] * wc0 + x[:, c1] * wc1
+    expected = t[r0] * wr0[:, None] + t[r1] * wr1[:, None]
+    for threads in (1, 2, 3):
+        assert np.array_equal(_bits(native.bilinear_upsample(x, rows, cols, threads=threads)), _bits(expected))
+        assert np.array_equal(native.bilinear_upsample(x, rows, cols, mask=True, threads=threads), expected > 0)
+
+
+def _upsample_case() -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(4)
+    return rng.standard_normal((7, 5)).astype(np.float32), list(_random_taps(rng, 7, 11)), list(_random_taps(rng, 5, 9))
+
+
+def _row_index_beyond(x: np.ndarray, rows: list[np.ndarray], cols: list[np.ndarray]) -> None:
+    rows[1][3] = 7
+
+
+def _column_index_below(x: np.ndarray, rows: list[np.ndarray], cols: list[np.ndarray]) -> None:
+    cols[0][8] = -1
+
+
+UPSAMPLE_MALFORMED = {
+    "row index beyond the input": (_row_index_beyond, r"BilinearUpsample: row tap 3 reads input 7, outside 0 .. 6$"),
+    "negative column index": (_column_index_below, r"BilinearUpsample: column tap 8 reads input -1, outside 0 .. 4$"),
+}
+
+
+@pytest.mark.parametrize("name", UPSAMPLE_MALFORMED)
+def test_upsampling_kernel_refuses_taps_outside_the_input_in_one_line(name):
+    x, rows, cols = _upsample_case()
+    change, message = UPSAMPLE_MALFORMED[name]
+    change(x, rows, cols)
+    for mask in (False, True):
+        with pytest.raises(NativeKernelError, match=message):
+            native.bilinear_upsample(x, rows, cols, mask=mask)
+
+
+def test_upsampling_wrapper_refuses_malformed_arguments_in_one_line():
+    x, rows, cols = _upsample_case()
+    with pytest.raises(NativeKernelError, match=r"BilinearUpsample: x must have rank 2, got shape \[1, 7, 5\]$"):
+        native.bilinear_upsample(x[None], rows, cols)
+    with pytest.raises(NativeKernelError, match=r"BilinearUpsample: the column taps differ in length: \[9, 9, 9, 8\]$"):
+        native.bilinear_upsample(x, rows, [*cols[:3], cols[3][:8]])
+    with pytest.raises(NativeKernelError, match=r"expected a numpy array of float32, got float64$"):
+        native.bilinear_upsample(x, [*rows[:2], rows[2].astype(np.float64), rows[3]], cols)
+    with pytest.raises(NativeKernelError, match="BilinearUpsample: the row taps must be"):
+        native.bilinear_upsample(x, rows[:3], cols)  # type: ignore[arg-type]
+    with pytest.raises(NativeKernelError, match=r"BilinearUpsample: row outputs must be from 1 to 1048576, got 0$"):
+        native.bilinear_upsample(x, [a[:0] for a in rows], cols)
+    with pytest.raises(NativeKernelError, match=r"BilinearUpsample: threads must be from 1 to 1024, got 0$"):
+        native.bilinear_upsample(x, rows, cols, threads=0)
+
+
+def test_upsampling_c_entries_refuse_missing_data_and_a_wrong_output_size_untouched():
+    """Called directly: a null pointer, an input of another shape or an output of another size is
+    refused, the output untouched."""
+    import ctypes
+
+    x, rows, cols = _upsample_case()
+    error = ctypes.create_string_buffer(native.ERROR_SIZE)
+
+    def call(entry: str, shape: tuple[int, int], data: int | None, row_weight1: int | None, output: np.ndarray, size: int) -> str:
+        status = getattr(native.kernels(), entry)(
+            np.asarray(shape, np.int64).ctypes.data, data, 11, *(a.ctypes.data for a in rows[:3]), row_weight1,
+            9, *(a.ctypes.data for a in cols), output.ctypes.data, size, 1, error, native.ERROR_SIZE)
+        assert status == 1
+        return error.value.decode()
+
+    for entry, output in (("i2f_bilinear_upsample", np.full(99, 7.0, np.float32)),
+                          ("i2f_bilinear_upsample_mask", np.full(99, 7, np.uint8))):
+        data, weight = x.ctypes.data, rows[3].ctypes.data
+        assert call(entry, (7, 5), None, weight, output, 99) == "BilinearUpsample: the input is missing"
+        assert call(entry, (7, 5), data, None, output, 99) == "BilinearUpsample: the row taps are missing"
+        assert call(entry, (0, 5), data, weight, output, 99) == (
+            "BilinearUpsample: the input must be [h, w] with sides from 1 to 1048576, got [0, 5]")
+        assert call(entry, (7, 5), data, weight, output, 98) == "BilinearUpsample: the output holds 98 values, expected 99"
+        assert (output == 7).all()

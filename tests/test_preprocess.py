@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -192,3 +196,13 @@ def test_bad_arguments_raise():
         resize_bilinear(np.zeros((4, 4), np.float64), 2, 2)
     with pytest.raises(InputError):
         resize_bilinear(np.zeros((4, 4), np.float32), 0, 2)
+
+
+def test_logits_are_upsampled_by_numpy_without_the_native_library(tmp_path):
+    """Installed without a C++ compiler (no kernel library): preprocess imports, says it upsamples
+    with NumPy, and does."""
+    script = ("import numpy as np; from i2f_deploy import preprocess as p; g = p.geometry_for(300, 200, 256); "
+              "m = p.logits_to_mask(np.ones((256, 256), np.float32), g); print(p.UPSAMPLING, m.shape, m.all())")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "I2F_NATIVE_LIB_DIR": str(tmp_path)})
+    assert run.stdout.strip() == "numpy (300, 200) True"

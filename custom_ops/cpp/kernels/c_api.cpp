@@ -10,6 +10,7 @@
 #include <new>
 #include <string>
 
+#include "bilinear_upsample.hpp"
 #include "bsq_attention.hpp"
 #include "dlu_upsample.hpp"
 #include "full_attention.hpp"
@@ -47,6 +48,23 @@ std::string check_threads(const char* op, std::int64_t threads) {
     return std::string(op) + ": threads must be from 1 to " + std::to_string(kMaxThreads) + ", got " + std::to_string(threads);
 }
 
+// "" with shapes filled, or why the bilinear upsampling's arguments are refused.
+std::string bilinear_shapes(const std::int64_t* input_shape, const float* input, std::int64_t rows, const std::int64_t* row_index0,
+                            const std::int64_t* row_index1, const float* row_weight0, const float* row_weight1, std::int64_t cols,
+                            const std::int64_t* col_index0, const std::int64_t* col_index1, const float* col_weight0,
+                            const float* col_weight1, const void* output, std::int64_t output_size, std::int64_t threads,
+                            i2f::BilinearShapes& shapes) {
+    if (std::string problem = check_threads("BilinearUpsample", threads); !problem.empty()) return problem;
+    if (!input_shape || !input) return "BilinearUpsample: the input is missing";
+    std::memcpy(shapes.input, input_shape, sizeof shapes.input);
+    shapes.rows = {rows, row_index0, row_index1, row_weight0, row_weight1};
+    shapes.cols = {cols, col_index0, col_index1, col_weight0, col_weight1};
+    if (std::string problem = i2f::check_bilinear_upsample(shapes); !problem.empty()) return problem;
+    if (!output || output_size != rows * cols)
+        return "BilinearUpsample: the output holds " + std::to_string(output_size) + " values, expected " + std::to_string(rows * cols);
+    return "";
+}
+
 }  // namespace
 
 extern "C" {
@@ -75,6 +93,36 @@ __attribute__((visibility("default"))) int i2f_dlu_upsample(
     if (y_size != expected)
         return fail("DLUUpsample: y holds " + std::to_string(y_size) + " values, expected " + std::to_string(expected), error, error_size);
     i2f::dlu_upsample(shapes, mixed, edge_map, edge_term, edge_weight, box, y, i2f::pooled_for(threads));
+    return 0;
+}
+
+// Bilinear upsampling on given taps (bilinear_upsample.hpp): input [h, w] (input_shape [2]), per
+// output row and column two indices and two weights. Returns 0 and fills output [rows, cols], or 1
+// and a one-line reason (output untouched). On `threads` threads.
+__attribute__((visibility("default"))) int i2f_bilinear_upsample(
+    const std::int64_t* input_shape, const float* input, std::int64_t rows, const std::int64_t* row_index0, const std::int64_t* row_index1,
+    const float* row_weight0, const float* row_weight1, std::int64_t cols, const std::int64_t* col_index0, const std::int64_t* col_index1,
+    const float* col_weight0, const float* col_weight1, float* output, std::int64_t output_size, std::int64_t threads, char* error,
+    std::int64_t error_size) {
+    i2f::BilinearShapes shapes{};
+    const std::string problem = bilinear_shapes(input_shape, input, rows, row_index0, row_index1, row_weight0, row_weight1, cols, col_index0,
+                                                col_index1, col_weight0, col_weight1, output, output_size, threads, shapes);
+    if (!problem.empty()) return fail(problem, error, error_size);
+    i2f::bilinear_upsample(shapes, input, output, threads, i2f::pooled_for(threads));
+    return 0;
+}
+
+// The same thresholded: mask [rows, cols] of 1 where the upsampled value is > 0, else 0.
+__attribute__((visibility("default"))) int i2f_bilinear_upsample_mask(
+    const std::int64_t* input_shape, const float* input, std::int64_t rows, const std::int64_t* row_index0, const std::int64_t* row_index1,
+    const float* row_weight0, const float* row_weight1, std::int64_t cols, const std::int64_t* col_index0, const std::int64_t* col_index1,
+    const float* col_weight0, const float* col_weight1, std::uint8_t* mask, std::int64_t mask_size, std::int64_t threads, char* error,
+    std::int64_t error_size) {
+    i2f::BilinearShapes shapes{};
+    const std::string problem = bilinear_shapes(input_shape, input, rows, row_index0, row_index1, row_weight0, row_weight1, cols, col_index0,
+                                                col_index1, col_weight0, col_weight1, mask, mask_size, threads, shapes);
+    if (!problem.empty()) return fail(problem, error, error_size);
+    i2f::bilinear_upsample_mask(shapes, input, mask, threads, i2f::pooled_for(threads));
     return 0;
 }
 
